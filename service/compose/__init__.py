@@ -1,0 +1,58 @@
+"""Pure: findings → DiagnosticReport, RiskAssessment, Provenance, derived eGFR Observation,
+assembled into one FHIR transaction Bundle with conditional creates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from service.compose.common import Context, Written
+from service.compose.egfr import egfr_observation
+from service.compose.provenance import device, provenance
+from service.compose.reports import genotype_report, linezolid_report, magnesium_report, renal_report
+from service.compose.risk import arrhythmia_risk, exposure_risk
+from service.knowledge import Knowledge
+from service.rules import Findings
+
+__all__ = ["Written", "compose_patient", "device", "transaction"]
+
+
+def compose_patient(f: Findings, k: Knowledge, now: datetime, dev: Written) -> list[Written]:
+    """Everything to write for one patient; empty when nothing was interpretable."""
+    ctx = Context(k, now, f.record.patient.source)
+    out: list[Written] = []
+    risk = exposure_risk(ctx, f) if f.exposure is not None else None
+    if f.linezolid is not None:
+        out.append(linezolid_report(ctx, f, f.linezolid, risk))
+    if f.pgx is not None:
+        out.append(genotype_report(ctx, f, f.pgx, risk))
+    if risk is not None:
+        out.append(risk)
+    if f.renal is not None and f.renal.computed:
+        egfr = egfr_observation(ctx, f.renal)
+        out += [egfr, renal_report(ctx, f, f.renal, egfr)]
+    if f.magnesium is not None:
+        out.append(magnesium_report(ctx, f, f.magnesium))
+        if f.magnesium.hypo and f.magnesium.arrhythmia_risk:
+            out.append(arrhythmia_risk(ctx, f.magnesium))
+    if out:
+        out.append(provenance(ctx, out, dev))
+    return out
+
+
+def entry(w: Written) -> dict[str, Any]:
+    """A conditional create on the first identifier; a PUT to the deterministic id for resources without one."""
+    rtype = w.resource["resourceType"]
+    if "identifier" not in w.resource:
+        return {"fullUrl": w.full_url, "resource": w.resource, "request": {"method": "PUT", "url": f"{rtype}/{w.resource['id']}"}}
+    ident = w.resource["identifier"][0]
+    return {
+        "fullUrl": w.full_url,
+        "resource": w.resource,
+        "request": {"method": "POST", "url": rtype, "ifNoneExist": f"identifier={ident['system']}|{ident['value']}"},
+    }
+
+
+def transaction(written: list[Written]) -> dict[str, Any]:
+    """One transaction Bundle: conditional creates keyed on content identifiers, so a replay writes nothing new."""
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [entry(w) for w in written]}

@@ -1,0 +1,40 @@
+"""The exception tree. Every error names its subject: file and key, resource and element,
+URL and status.
+
+    LabinterpError
+    ├── MappingsError          a mappings/ file is missing, malformed or inconsistent (file, key)
+    └── InputError             input that is not usable FHIR (where, what)
+        ├── BundleError        not JSON, not a Bundle, a malformed entry
+        └── ResourceError      a resource, unit, genotype string, date or reference that is broken
+
+"Not enough data" is never an exception: rules return an indeterminate finding that says why.
+"""
+
+from __future__ import annotations
+
+
+class LabinterpError(Exception):
+    """Base class of every error labinterp raises on purpose."""
+
+
+class MappingsError(LabinterpError):
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file, self.key, self.problem = file, key, problem
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {problem}")
+
+
+class InputError(LabinterpError):
+    """Input that cannot be used. `where` names the resource and element, `what` the problem."""
+
+    def __init__(self, where: str, what: str) -> None:
+        self.where, self.what = where, what
+        super().__init__(f"{where}: {what}" if where else what)
+
+
+class BundleError(InputError):
+    pass
+
+
+class ResourceError(InputError):
+    pass

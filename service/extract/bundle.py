@@ -1,0 +1,141 @@
+"""Splits an input Bundle into one group of resources per patient, resolving references.
+
+Accepts Bundle.type collection, searchset, transaction and batch. Everything that is not usable
+FHIR (not a Bundle, an entry without a resource, a reference that cannot be resolved) raises a
+BundleError or ResourceError that names the entry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import BundleError, ResourceError
+from service.extract.facts import SourceRef
+
+ACCEPTED_TYPES = ("collection", "searchset", "transaction", "batch")
+PATIENT_DATA = ("Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration")
+
+
+def content_version(resource: dict[str, Any]) -> str:
+    """meta.versionId when present, otherwise a hash of the resource's content (so changed content changes it)."""
+    vid = (resource.get("meta") or {}).get("versionId")
+    if isinstance(vid, str) and vid:
+        return vid
+    body = {k: v for k, v in resource.items() if k != "meta"}
+    return "sha256-" + hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def source_ref(resource: dict[str, Any], full_url: str | None) -> SourceRef:
+    rtype = resource["resourceType"]
+    rid = resource.get("id")
+    if isinstance(rid, str) and rid:
+        reference = f"{rtype}/{rid}"
+    elif full_url:
+        reference = full_url
+        rid = full_url
+    else:
+        raise ResourceError(f"{rtype} (no id)", "a resource needs an id or a fullUrl to be referenced")
+    return SourceRef(rtype, rid, content_version(resource), reference)
+
+
+@dataclass
+class PatientInput:
+    patient: dict[str, Any]
+    patient_ref: SourceRef
+    resources: list[tuple[dict[str, Any], SourceRef]] = field(default_factory=list)
+
+
+@dataclass
+class InputBundle:
+    patients: list[PatientInput]
+    medications: dict[str, dict[str, Any]]  # Medication resources by every key they can be referenced as
+
+
+def _keys(resource: dict[str, Any], full_url: str | None) -> list[str]:
+    keys = []
+    if full_url:
+        keys.append(full_url)
+    rid = resource.get("id")
+    if isinstance(rid, str) and rid:
+        keys.append(f"{resource['resourceType']}/{rid}")
+    return keys
+
+
+def _normalize_reference(ref: str) -> str:
+    """Absolute server URLs reduce to Type/id; _history suffixes are dropped."""
+    if ref.startswith(("http://", "https://")):
+        parts = ref.rstrip("/").split("/")
+        if "_history" in parts:
+            parts = parts[: parts.index("_history")]
+        if len(parts) >= 2:
+            return f"{parts[-2]}/{parts[-1]}"
+    if "/_history/" in ref:
+        return ref.split("/_history/")[0]
+    return ref
+
+
+def split_bundle(bundle: Any) -> InputBundle:
+    if not isinstance(bundle, dict):
+        raise BundleError("input", f"expected a FHIR Bundle (a JSON object), found {type(bundle).__name__}")
+    rtype = bundle.get("resourceType")
+    if rtype != "Bundle":
+        raise BundleError("input", f"expected resourceType 'Bundle', found {rtype!r}")
+    btype = bundle.get("type")
+    if btype not in ACCEPTED_TYPES:
+        raise BundleError("Bundle.type", f"{btype!r} is not one of {', '.join(ACCEPTED_TYPES)}")
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise BundleError("Bundle.entry", "must be a list")
+
+    index: dict[str, tuple[dict[str, Any], SourceRef]] = {}
+    medications: dict[str, dict[str, Any]] = {}
+    ordered: list[tuple[dict[str, Any], SourceRef, str]] = []
+    for i, entry in enumerate(entries):
+        where = f"Bundle.entry[{i}]"
+        if not isinstance(entry, dict):
+            raise BundleError(where, "an entry must be a JSON object")
+        resource = entry.get("resource")
+        if resource is None and btype in ("transaction", "batch") and (entry.get("request") or {}).get("method") == "DELETE":
+            continue
+        if not isinstance(resource, dict):
+            raise BundleError(where, "entry has no resource")
+        res_type = resource.get("resourceType")
+        if not isinstance(res_type, str) or not res_type:
+            raise BundleError(f"{where}.resource", "has no resourceType: not a FHIR resource")
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        try:
+            ref = source_ref(resource, full_url)
+        except ResourceError as exc:
+            raise BundleError(f"{where} ({res_type})", exc.what) from exc
+        for key in _keys(resource, full_url):
+            index[key] = (resource, ref)
+            if res_type == "Medication":
+                medications[key] = resource
+        ordered.append((resource, ref, where))
+
+    patients: dict[str, PatientInput] = {}
+    for resource, ref, _where in ordered:
+        if resource["resourceType"] == "Patient":
+            patients.setdefault(ref.reference, PatientInput(resource, ref))
+    for resource, ref, where in ordered:
+        if resource["resourceType"] not in PATIENT_DATA:
+            continue
+        field_name = "subject"
+        subject = resource.get(field_name)
+        if subject is None and resource["resourceType"] == "MedicationStatement":
+            subject = resource.get("patient")
+        label = f"{ref.reference} ({where})"
+        if not isinstance(subject, dict) or not isinstance(subject.get("reference"), str):
+            raise ResourceError(label, "subject.reference is missing: cannot tell whose result this is")
+        target = _normalize_reference(subject["reference"])
+        if target not in index:
+            raise ResourceError(f"{label} subject.reference", f"{subject['reference']!r} is not a resource in this bundle")
+        patient_res, patient_ref = index[target]
+        if patient_res["resourceType"] != "Patient":
+            raise ResourceError(
+                f"{label} subject.reference", f"{subject['reference']!r} is a {patient_res['resourceType']}, not a Patient"
+            )
+        patients[patient_ref.reference].resources.append((resource, ref))
+    return InputBundle(list(patients.values()), medications)
