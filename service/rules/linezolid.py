@@ -79,10 +79,12 @@ def check_timing(sample: Measurement, exposures: list[MedicationExposure], lz: L
                 therapy_h,
             )
         return Timing("unchecked", tuple(reasons), None, therapy_h)
-    since = (at - doses[-1]).total_seconds() / 3600
-    window = timedelta(minutes=t.tolerance_min).total_seconds() / 3600
+    elapsed = at - doses[-1]
+    since = elapsed.total_seconds() / 3600
+    # compared as timedeltas: 11 h 40 min must sit exactly on the edge of a 12 h +/- 20 min window
+    off_by = abs(elapsed - timedelta(hours=t.hours_after_dose))
     ok = True
-    if abs(since - t.hours_after_dose) > window:
+    if off_by > timedelta(minutes=t.tolerance_min):
         ok = False
         reasons.append(
             f"sampled {_hm(since)} after the last dose; a trough is taken {t.hours_after_dose:g} h (+/- {t.tolerance_min:g} min) after it"
