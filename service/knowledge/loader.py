@@ -8,6 +8,7 @@ Every problem is raised as MappingsError naming the file and the key.
 from __future__ import annotations
 
 import csv
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -92,6 +93,9 @@ def _model(cls: type[T], data: Any, label: str, key_prefix: str = "") -> T:
         if key_prefix:
             key = f"{key_prefix}.{key}" if key else key_prefix
         msg = err["msg"].removeprefix("Value error, ")
+        if head := re.match(r"^([A-Za-z_][\w.\[\]]*): ", msg):  # a whole-model check names its key first
+            key = f"{key}.{head.group(1)}" if key else head.group(1)
+            msg = msg[head.end() :]
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise MappingsError(label, key, msg + more) from exc
 

@@ -47,8 +47,16 @@ def test_table_numbers_come_from_the_seed(k: Knowledge) -> None:
     assert (lz.cohort.n, lz.cohort.below, lz.cohort.within, lz.cohort.above) == (190, 0.094, 0.379, 0.524)
 
 
-def patient_with_trough(value: float, *, unit: str = "mg/L", ucum: str | None = None, doses_from: str | None = "2026-01-11T20:00:00+01:00",
-                        count: int = 7, when: str = SAMPLE, comparator: str | None = None) -> P:
+def patient_with_trough(
+    value: float,
+    *,
+    unit: str = "mg/L",
+    ucum: str | None = None,
+    doses_from: str | None = "2026-01-11T20:00:00+01:00",
+    count: int = 7,
+    when: str = SAMPLE,
+    comparator: str | None = None,
+) -> P:
     p = P("t1", "female", "1960-01-01", "")
     if doses_from:
         p.doses(doses_from, count)
@@ -169,7 +177,13 @@ def test_no_suggestion_for_invalid_trough_or_unquantified(site_k: Knowledge) -> 
 
 def test_regimen_from_order_when_no_administrations(site_k: Knowledge) -> None:
     p = patient_with_trough(12.0, doses_from=None)
-    p.med("MedicationRequest", {"coding": [{"system": RXNORM, "code": "311347"}]}, when="2026-01-10T09:00:00+01:00", dose_mg=600, every_h=24)
+    p.med(
+        "MedicationRequest",
+        {"coding": [{"system": RXNORM, "code": "311347"}]},
+        when="2026-01-10T09:00:00+01:00",
+        dose_mg=600,
+        every_h=24,
+    )
     f = findings_of(p.bundle(), site_k)
     assert f.linezolid is not None and f.linezolid.regimen_known
     assert (f.linezolid.regimen.dose_mg, f.linezolid.regimen.interval_h) == (600, 24)

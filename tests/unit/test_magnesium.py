@@ -15,17 +15,26 @@ WHEN = "2026-01-15T09:00:00+01:00"
 
 @pytest.mark.parametrize(
     ("mg_dl", "band", "code"),
-    [(0.8, "severe_hypomagnesemia", "LL"), (1.19, "severe_hypomagnesemia", "LL"), (1.2, "hypomagnesemia", "L"),
-     (1.459, "hypomagnesemia", "L"), (1.46, "normal", "N"), (2.0, "normal", "N"), (2.68, "normal", "N"),
-     (2.681, "hypermagnesemia", "H")],
+    [
+        (0.8, "severe_hypomagnesemia", "LL"),
+        (1.19, "severe_hypomagnesemia", "LL"),
+        (1.2, "hypomagnesemia", "L"),
+        (1.459, "hypomagnesemia", "L"),
+        (1.46, "normal", "N"),
+        (2.0, "normal", "N"),
+        (2.68, "normal", "N"),
+        (2.681, "hypermagnesemia", "H"),
+    ],
 )
 def test_magnesium_table(k: Knowledge, mg_dl: float, band: str, code: str) -> None:
     b = classify(mg_dl, k.magnesium.bands)
     assert b is not None and (b.name, b.interpretation) == (band, code)
 
 
-@pytest.mark.parametrize(("value", "unit", "mg_dl"), [(1.0, "mmol/L", 2.431), (1.0, "meq/L", 1.2155), (1.0, "mEq/L", 1.2155),
-                                                     (24.31, "mg/L", 2.431), (0.5, "mmol/L", 1.2155)])
+@pytest.mark.parametrize(
+    ("value", "unit", "mg_dl"),
+    [(1.0, "mmol/L", 2.431), (1.0, "meq/L", 1.2155), (1.0, "mEq/L", 1.2155), (24.31, "mg/L", 2.431), (0.5, "mmol/L", 1.2155)],
+)
 def test_magnesium_units(k: Knowledge, value: float, unit: str, mg_dl: float) -> None:
     factor = k.unit_factor("magnesium", unit)
     assert factor is not None and value * factor == pytest.approx(mg_dl)

@@ -29,7 +29,9 @@ TABLE1 = [
 
 
 @pytest.mark.parametrize(("gene", "value", "rsid", "stars", "factor", "group"), TABLE1)
-def test_table1_rows_plain(k: Knowledge, gene: str, value: str, rsid: str, stars: tuple[str, str] | None, factor: str, group: str) -> None:
+def test_table1_rows_plain(
+    k: Knowledge, gene: str, value: str, rsid: str, stars: tuple[str, str] | None, factor: str, group: str
+) -> None:
     p = P("g1", "male", "1960-01-01", "")
     p.plain_genotype(f"{gene} {rsid} genotype", f"{value[0]}/{value[1]}")
     f = findings_of(p.bundle(), k)
@@ -54,8 +56,9 @@ def test_table1_rows_plain(k: Knowledge, gene: str, value: str, rsid: str, stars
         ("rs2032582 G/A", None, None, "rs2032582", ("G", "A")),  # tri-allelic: read as written (c. orientation)
     ],
 )
-def test_value_shapes(k: Knowledge, text: str, gene: str | None, stars: tuple[str, str] | None, rsid: str | None,
-                      bases: tuple[str, str] | None) -> None:
+def test_value_shapes(
+    k: Knowledge, text: str, gene: str | None, stars: tuple[str, str] | None, rsid: str | None, bases: tuple[str, str] | None
+) -> None:
     found_gene, found_stars, found_rsid, found_bases = parse_value(text, gene, k, "Observation/x value")
     assert found_stars == stars and found_rsid == rsid and found_bases == bases
     assert found_gene in k.genes
@@ -122,10 +125,15 @@ def test_abcb1_haplotype_rule(k: Knowledge) -> None:
 
 
 def test_cyp3a5_star_alleles_and_cpic_phenotypes(k: Knowledge) -> None:
-    cases = {"*1/*1": ("Normal metabolizer", "expresser"), "*1/*3": ("Intermediate metabolizer", "expresser"),
-             "*3/*3": ("Poor metabolizer", "non-expresser"), "*6/*7": ("Poor metabolizer", "non-expresser"),
-             "*3/*6": ("Poor metabolizer", "non-expresser"), "*1/*8": ("Possible intermediate metabolizer", "expresser"),
-             "*3/*8": (None, None)}
+    cases = {
+        "*1/*1": ("Normal metabolizer", "expresser"),
+        "*1/*3": ("Intermediate metabolizer", "expresser"),
+        "*3/*3": ("Poor metabolizer", "non-expresser"),
+        "*6/*7": ("Poor metabolizer", "non-expresser"),
+        "*3/*6": ("Poor metabolizer", "non-expresser"),
+        "*1/*8": ("Possible intermediate metabolizer", "expresser"),
+        "*3/*8": (None, None),
+    }
     for diplotype, (phenotype, group) in cases.items():
         p = P("c", "male", "1960-01-01", "")
         p.genotype("CYP3A5", f"CYP3A5 {diplotype}")
@@ -203,8 +211,12 @@ def test_no_effect_genotypes_reported(site_k: Knowledge) -> None:
 
 @pytest.mark.parametrize(
     ("birth", "age", "risk", "probability"),
-    [("1961-01-15", 65, "moderate", 0.50), ("1961-01-16", 64, "low", 0.30), ("1945-01-15", 81, "high", 0.65),
-     ("1945-01-16", 80, "moderate", 0.50)],
+    [
+        ("1961-01-15", 65, "moderate", 0.50),
+        ("1961-01-16", 64, "low", 0.30),
+        ("1945-01-15", 81, "high", 0.65),
+        ("1945-01-16", 80, "moderate", 0.50),
+    ],
 )
 def test_age_bands(site_k: Knowledge, birth: str, age: int, risk: str, probability: float) -> None:
     f = findings_of(risk_patient(birth=birth).bundle(), site_k)

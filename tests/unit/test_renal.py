@@ -23,8 +23,20 @@ def test_worked_values(k: Knowledge, sex: str, age: int, scr: float, weight: flo
 
 @pytest.mark.parametrize(
     ("egfr", "stage"),
-    [(120, "G1"), (90, "G1"), (89.9, "G2"), (60, "G2"), (59.9, "G3a"), (45, "G3a"), (44.9, "G3b"), (30, "G3b"),
-     (29.9, "G4"), (15, "G4"), (14.9, "G5"), (0, "G5")],
+    [
+        (120, "G1"),
+        (90, "G1"),
+        (89.9, "G2"),
+        (60, "G2"),
+        (59.9, "G3a"),
+        (45, "G3a"),
+        (44.9, "G3b"),
+        (30, "G3b"),
+        (29.9, "G4"),
+        (15, "G4"),
+        (14.9, "G5"),
+        (0, "G5"),
+    ],
 )
 def test_kdigo_stages(k: Knowledge, egfr: float, stage: str) -> None:
     assert kdigo_stage(egfr, k.renal).name == stage
@@ -50,8 +62,12 @@ def test_mdrd_selectable_and_cockcroft_gault_with_weight(k: Knowledge) -> None:
 
 @pytest.mark.parametrize(
     ("gender", "birth", "why"),
-    [(None, "1960-01-01", "sex is 'unknown'"), ("female", None, "no birth date"), ("other", "1960-01-01", "sex is 'other'"),
-     ("male", "2010-01-01", "16 years old")],
+    [
+        (None, "1960-01-01", "sex is 'unknown'"),
+        ("female", None, "no birth date"),
+        ("other", "1960-01-01", "sex is 'other'"),
+        ("male", "2010-01-01", "16 years old"),
+    ],
 )
 def test_no_egfr_and_why(k: Knowledge, gender: str | None, birth: str | None, why: str) -> None:
     p = P("r3", gender, birth, "")
@@ -63,11 +79,25 @@ def test_no_egfr_and_why(k: Knowledge, gender: str | None, birth: str | None, wh
 def test_reported_egfr_for_the_same_specimen_is_used(k: Knowledge) -> None:
     p = P("r4", "female", "1960-01-01", "")
     p.lab(SCR, 1.0, "mg/dL", "2026-01-15T08:00:00+01:00", specimen="Specimen/s1")
-    p.lab(loinc("98979-8", "eGFR"), 55, "mL/min/1.73m2", "2026-01-15T08:00:00+01:00", ucum="mL/min/{1.73_m2}", specimen="Specimen/s1")
+    p.lab(
+        loinc("98979-8", "eGFR"),
+        55,
+        "mL/min/1.73m2",
+        "2026-01-15T08:00:00+01:00",
+        ucum="mL/min/{1.73_m2}",
+        specimen="Specimen/s1",
+    )
     f = findings_of(p.bundle(), k)
     assert f.renal is not None and f.renal.equation == "reported" and f.renal.egfr == 55 and not f.renal.computed
     q = P("r5", "female", "1960-01-01", "")
     q.lab(SCR, 1.0, "mg/dL", "2026-01-15T08:00:00+01:00", specimen="Specimen/s1")
-    q.lab(loinc("98979-8", "eGFR"), 55, "mL/min/1.73m2", "2026-01-10T08:00:00+01:00", ucum="mL/min/{1.73_m2}", specimen="Specimen/s0")
+    q.lab(
+        loinc("98979-8", "eGFR"),
+        55,
+        "mL/min/1.73m2",
+        "2026-01-10T08:00:00+01:00",
+        ucum="mL/min/{1.73_m2}",
+        specimen="Specimen/s0",
+    )
     g = findings_of(q.bundle(), k)
     assert g.renal is not None and g.renal.computed and g.renal.egfr != 55
