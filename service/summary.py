@@ -24,7 +24,7 @@ def summarize(result: PatientResult) -> list[str]:
         lines.append(
             f"  linezolid trough {lz.trough.original} -> {lz.category} [{cat}], timing {lz.timing.status}"
             + (f", trend {lz.trend}" if lz.trend else "")
-            + (f", below MIC {lz.mic.original}" if lz.below_mic else "")
+            + (f", below MIC {lz.mic.original}" if lz.below_mic and lz.mic else "")
         )
         lines.append(f"    {lz.suggestion.text}")
     if f.exposure:

@@ -47,12 +47,8 @@ def recognize_analyte(obs: dict[str, Any], k: Knowledge) -> tuple[str, str, str]
         if analyte:
             return analyte, "code", f"{c.get('system')}|{c.get('code')}"
     words = concept_text(obs.get("code")).lower()
-    for name, analyte in k.analytes.items():
-        if (
-            analyte.name_match
-            and any(w in words for w in analyte.name_match)
-            and not any(x in words for x in analyte.name_exclude)
-        ):
+    for name, spec in k.analytes.items():
+        if spec.name_match and any(w in words for w in spec.name_match) and not any(x in words for x in spec.name_exclude):
             quantity = obs.get("valueQuantity")
             unit = _unit_of(quantity) if isinstance(quantity, dict) else None
             if unit and k.is_mass_concentration(unit):

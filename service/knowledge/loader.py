@@ -290,7 +290,7 @@ def _cross_check(
                 f"cohort.table2[{i}]",
                 f"group {row.factor} {row.group!r} is not defined in mappings/pgx",
             )
-    for key, report in k.output.reports.items():
+    for kind, report in k.output.reports.items():
         if report.category not in ("LAB", "GE"):
-            raise MappingsError("mappings/output.toml", f"reports.{key}.category", f"{report.category!r} is not LAB or GE")
+            raise MappingsError("mappings/output.toml", f"reports.{kind}.category", f"{report.category!r} is not LAB or GE")
     del src

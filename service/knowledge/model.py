@@ -522,9 +522,9 @@ class OutputFile(Strict):
     meta: Meta
     systems: dict[str, str]
     interpretations: dict[str, str]
-    reports: dict[Literal["linezolid", "magnesium", "renal", "genotype"], ReportKind]
+    reports: dict[str, ReportKind]
     outcomes: Outcomes
-    risk_probability: dict[Risk, str]
+    risk_probability: dict[str, str]
     provenance: ProvenanceCodes
 
     @model_validator(mode="after")
@@ -546,6 +546,8 @@ class OutputFile(Strict):
             raise ValueError(f"systems: missing {sorted(missing)}")
         if missing := {"linezolid", "magnesium", "renal", "genotype"} - set(self.reports):
             raise ValueError(f"reports: missing {sorted(missing)}")
+        if unknown := set(self.risk_probability) - set(RISK_ORDER):
+            raise ValueError(f"risk_probability: unknown codes {sorted(unknown)}")
         return self
 
 

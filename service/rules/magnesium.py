@@ -91,7 +91,7 @@ def _electrolytes(record: PatientRecord, k: Knowledge) -> tuple[list[str], list[
     used: list[Measurement] = []
     hypokalemia = False
     calcium = [*record.of("calcium_total"), *record.of("calcium_ionized")]
-    calcium.sort(key=lambda m: m.time.start if m.time else 0)  # type: ignore[arg-type,return-value]
+    calcium.sort(key=lambda m: (m.time is not None, m.time.start if m.time else None))
     if calcium:
         used.append(calcium[-1])
         if calcium[-1].lab_says_low():

@@ -120,7 +120,7 @@ def test_overlay_errors(tmp_path: Path) -> None:
         load_knowledge(tmp_path)
     (tmp_path / "notes.txt").unlink()
     (tmp_path / "analyte_codes.csv").write_text("analyte,code\nlinezolid,X\n")
-    with pytest.raises(MappingsError, match="columns .* differ"):
+    with pytest.raises(MappingsError, match=r"columns .* differ"):
         load_knowledge(tmp_path)
     (tmp_path / "analyte_codes.csv").write_text(
         "analyte,system,code,display,status,source\nmagnesium,http://loinc.org,2160-0,x,local,me\n"

@@ -61,7 +61,7 @@ def test_references_resolved_and_checked() -> None:
     with pytest.raises(ResourceError, match="'Patient/nobody' is not a resource in this bundle"):
         split_bundle(p.bundle())
     del obs["subject"]
-    with pytest.raises(ResourceError, match="subject.reference is missing"):
+    with pytest.raises(ResourceError, match=r"subject\.reference is missing"):
         split_bundle(p.bundle())
 
 
