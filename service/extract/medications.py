@@ -93,10 +93,9 @@ def extract_medication(
     drugs, atc, name = identify(_medication_concept(resource, medications), k)
     kind = resource["resourceType"]
     words = name.lower()
-    known_cause = any(
+    if not drugs and not any(  # not a drug labinterp names, nor one that can cause hypomagnesemia
         any(a.startswith(p) for p in c.atc_prefix for a in atc) or any(n in words for n in c.names) for c in k.mg_causes
-    )
-    if not drugs and not known_cause:
+    ):
         return None
     administered = start = None
     dose = interval = None
