@@ -17,7 +17,7 @@ def _contains(band: Band, value: float) -> bool:
 
 
 def classify(value: float, bands: Sequence[Band], comparator: str = "") -> Band | None:
-    """The band holding the value. With a comparator ("<0.4") the value is an interval: the band is
+    """The band holding the value. With a comparator ("<" LOQ) the value is an interval: the band is
     returned only when the whole interval lies in one band, otherwise None (indeterminate)."""
     if not comparator:
         return next((b for b in bands if _contains(b, value)), None)
