@@ -3,9 +3,15 @@ URL and status.
 
     LabinterpError
     ├── MappingsError          a mappings/ file is missing, malformed or inconsistent (file, key)
-    └── InputError             input that is not usable FHIR (where, what)
-        ├── BundleError        not JSON, not a Bundle, a malformed entry
-        └── ResourceError      a resource, unit, genotype string, date or reference that is broken
+    ├── InputError             input that is not usable FHIR (where, what)
+    │   ├── BundleError        not JSON, not a Bundle, a malformed entry
+    │   └── ResourceError      a resource, unit, genotype string, date or reference that is broken
+    └── FhirError              a FHIR server answered with an error or not at all (method, URL, status, outcome)
+        ├── FhirTemporaryError 408, 429, 5xx, timeouts and connection errors: worth retrying
+        ├── FhirAuthError      401, 403
+        ├── FhirNotFound       404, 410
+        ├── FhirConflict       409, 412 (a version conflict or a conditional that matched several)
+        └── FhirRequestError   any other 4xx: the request itself is wrong (e.g. validation failed)
 
 "Not enough data" is never an exception: rules return an indeterminate finding that says why.
 """
@@ -37,4 +43,35 @@ class BundleError(InputError):
 
 
 class ResourceError(InputError):
+    pass
+
+
+class FhirError(LabinterpError):
+    """A FHIR server's error. `issues` are the OperationOutcome's (severity, code, diagnostics)."""
+
+    def __init__(
+        self, method: str, url: str, status: int | None, message: str, issues: list[dict[str, str]] | None = None
+    ) -> None:
+        self.method, self.url, self.status, self.issues = method, url, status, issues or []
+        shown = f"HTTP {status}" if status is not None else "no response"
+        super().__init__(f"{method} {url}: {shown}: {message}")
+
+
+class FhirTemporaryError(FhirError):
+    pass
+
+
+class FhirAuthError(FhirError):
+    pass
+
+
+class FhirNotFound(FhirError):
+    pass
+
+
+class FhirConflict(FhirError):
+    pass
+
+
+class FhirRequestError(FhirError):
     pass

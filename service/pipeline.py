@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.compose import Written, compose_patient, device, transaction
-from service.errors import ResourceError
+from service.compose import Context, Written, compose_patient, device, transaction
+from service.errors import FhirError, ResourceError
 from service.extract import extract_patient, split_bundle
+from service.fhir.client import FhirClient
 from service.knowledge import Knowledge
 from service.rules import Findings, interpret
 from service.validate import validate_bundle
+from service.writeback import Plan, plan_writeback
 
 log = logging.getLogger("labinterp.pipeline")
 
@@ -33,7 +35,14 @@ class RunResult:
 
 
 def interpret_bundle(
-    data: Any, k: Knowledge, now: datetime, *, strict: bool = True, equation: str | None = None, validate: bool = True
+    data: Any,
+    k: Knowledge,
+    now: datetime,
+    *,
+    strict: bool = True,
+    equation: str | None = None,
+    validate: bool = True,
+    with_provenance: bool = True,
 ) -> RunResult:
     """Interpret every patient of an input Bundle. In strict mode (the default) any broken resource is an
     error naming it; otherwise it is left out and listed in the report's "Not used" section."""
@@ -48,7 +57,7 @@ def interpret_bundle(
             more = f" (and {len(record.problems) - 1} more problems)" if len(record.problems) > 1 else ""
             raise ResourceError(first.where, first.what + more)
         findings = interpret(record, k, now, equation)
-        out = compose_patient(findings, k, now, dev)
+        out = compose_patient(findings, k, now, dev, with_provenance)
         results.append(PatientResult(findings, out))
         written += out
         log.debug("patient interpreted: %d resources composed, %d problems", len(out), len(record.problems))
@@ -58,3 +67,47 @@ def interpret_bundle(
     if validate:
         validate_bundle(bundle)
     return RunResult(bundle, results)
+
+
+@dataclass
+class LiveResult:
+    patient_id: str
+    plan: Plan
+    response: dict[str, Any] | None  # the server's transaction-response; None in a dry run or with nothing to write
+    findings: Findings | None
+    requests: int  # HTTP requests this patient took
+    seconds_waiting: float  # time spent waiting on the FHIR server
+
+
+def interpret_patient(
+    client: FhirClient,
+    patient_id: str,
+    k: Knowledge,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    strict: bool = True,
+    equation: str | None = None,
+) -> LiveResult:
+    """Read one patient (one batch request), interpret, and write the results (one transaction), or, in a
+    dry run, return the transaction that would be sent. Replays write nothing; changed inputs amend."""
+    before = client.stats.snapshot()
+    data = client.fetch_patient(patient_id, k.output.systems["series_identifier"])
+    run = interpret_bundle(data.bundle, k, now, strict=strict, equation=equation, with_provenance=False)
+    dev = device(k)
+    if not run.patients:
+        raise FhirError("GET", client.url(f"Patient/{patient_id}"), None, "the server returned no Patient")
+    result = run.patients[0]
+    ctx = Context(k, now, result.findings.record.patient.source)
+    plan = plan_writeback(result.written, data.written, ctx, dev)
+    validate_bundle(plan.bundle)
+    response = client.transaction(plan.bundle) if plan.writes and not dry_run else None
+    after = client.stats.snapshot()
+    log.info(
+        "patient done: %d created, %d amended, %d unchanged, %d requests",
+        len(plan.created),
+        len(plan.amended),
+        len(plan.unchanged),
+        after[0] - before[0],
+    )
+    return LiveResult(patient_id, plan, response, result.findings, after[0] - before[0], after[2] - before[2])

@@ -14,11 +14,12 @@ from service.compose.risk import arrhythmia_risk, exposure_risk
 from service.knowledge import Knowledge
 from service.rules import Findings
 
-__all__ = ["Written", "compose_patient", "device", "transaction"]
+__all__ = ["Context", "Written", "compose_patient", "device", "entry", "provenance", "transaction"]
 
 
-def compose_patient(f: Findings, k: Knowledge, now: datetime, dev: Written) -> list[Written]:
-    """Everything to write for one patient; empty when nothing was interpretable."""
+def compose_patient(f: Findings, k: Knowledge, now: datetime, dev: Written, with_provenance: bool = True) -> list[Written]:
+    """Everything to write for one patient; empty when nothing was interpretable. Without provenance the
+    caller adds it for what it actually writes (see service.writeback)."""
     ctx = Context(k, now, f.record.patient.source)
     out: list[Written] = []
     risk = exposure_risk(ctx, f) if f.exposure is not None else None
@@ -35,7 +36,7 @@ def compose_patient(f: Findings, k: Knowledge, now: datetime, dev: Written) -> l
         out.append(magnesium_report(ctx, f, f.magnesium))
         if f.magnesium.hypo and f.magnesium.arrhythmia_risk:
             out.append(arrhythmia_risk(ctx, f.magnesium))
-    if out:
+    if out and with_provenance:
         out.append(provenance(ctx, out, dev))
     return out
 

@@ -30,7 +30,15 @@ def patient_facts(pinput: PatientInput) -> PatientFacts:
     return PatientFacts(source=ref, birth_date=birth, birth_precision=precision, sex=gender)
 
 
+def written_by_labinterp(resource: dict[str, Any], k: Knowledge) -> bool:
+    series = k.output.systems["series_identifier"]
+    return any(isinstance(i, dict) and i.get("system") == series for i in resource.get("identifier", []) or [])
+
+
 def _observation(record: PatientRecord, obs: dict[str, Any], ref: Any, k: Knowledge) -> None:
+    if written_by_labinterp(obs, k):  # a derived eGFR of an earlier run is never an input: no feedback loop
+        record.ignored.append(Ignored(ref, "written by labinterp"))
+        return
     status = obs.get("status")
     if status in IGNORED_STATUSES:
         record.ignored.append(Ignored(ref, f"status {status}: {IGNORED_STATUSES[status]}"))

@@ -1,0 +1,140 @@
+package org.labinterp.hapi;
+
+import ca.uhn.fhir.context.FhirContext;
+import ca.uhn.fhir.context.support.IValidationSupport;
+import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
+import ca.uhn.fhir.jpa.api.dao.IFhirSystemDao;
+import ca.uhn.fhir.jpa.config.util.HapiEntityManagerFactoryUtil;
+import ca.uhn.fhir.jpa.model.config.PartitionSettings;
+import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
+import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
+import ca.uhn.fhir.jpa.provider.JpaSystemProvider;
+import ca.uhn.fhir.jpa.provider.ValueSetOperationProvider;
+import ca.uhn.fhir.jpa.search.DatabaseBackedPagingProvider;
+import ca.uhn.fhir.jpa.subscription.match.deliver.email.IEmailSender;
+import ca.uhn.fhir.rest.api.EncodingEnum;
+import ca.uhn.fhir.rest.server.RestfulServer;
+import ca.uhn.fhir.rest.server.interceptor.RequestValidatingInterceptor;
+import ca.uhn.fhir.rest.server.provider.ResourceProviderFactory;
+import ca.uhn.fhir.rest.server.util.ISearchParamRegistry;
+import ca.uhn.fhir.validation.IInstanceValidatorModule;
+import ca.uhn.fhir.validation.ResultSeverityEnum;
+import jakarta.persistence.EntityManagerFactory;
+import java.util.Properties;
+import javax.sql.DataSource;
+import org.springframework.beans.factory.annotation.Qualifier;
+import org.springframework.beans.factory.annotation.Value;
+import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
+import org.springframework.boot.web.servlet.ServletRegistrationBean;
+import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Configuration;
+import org.springframework.context.annotation.Primary;
+import org.springframework.orm.jpa.JpaTransactionManager;
+import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
+
+/** The beans HAPI's JPA configuration expects from its host, with test-friendly settings. */
+@Configuration
+public class ServerConfig {
+
+	@Bean
+	public JpaStorageSettings storageSettings() {
+		JpaStorageSettings settings = new JpaStorageSettings();
+		settings.setReuseCachedSearchResultsForMillis(null); // every search sees the latest data
+		settings.setAllowMultipleDelete(true);
+		settings.setExpungeEnabled(true);
+		settings.setDeleteExpungeEnabled(true);
+		settings.setSuppressUpdatesWithNoChange(true);
+		settings.setAllowExternalReferences(false);
+		settings.setAutoCreatePlaceholderReferenceTargets(false);
+		return settings;
+	}
+
+	@Bean
+	public SubscriptionSettings subscriptionSettings() {
+		SubscriptionSettings settings = new SubscriptionSettings();
+		settings.addSupportedSubscriptionType(org.hl7.fhir.dstu2.model.Subscription.SubscriptionChannelType.RESTHOOK);
+		return settings;
+	}
+
+	/** Only rest-hook subscriptions are used here: an email subscription is refused loudly, not dropped. */
+	@Bean
+	public IEmailSender emailSender() {
+		return details -> {
+			throw new UnsupportedOperationException("email subscriptions are not supported by labinterp's local HAPI");
+		};
+	}
+
+	@Bean
+	public PartitionSettings partitionSettings() {
+		return new PartitionSettings();
+	}
+
+	@Bean
+	@Primary
+	public LocalContainerEntityManagerFactoryBean entityManagerFactory(
+			DataSource dataSource, ConfigurableListableBeanFactory beanFactory, FhirContext fhirContext, JpaStorageSettings settings) {
+		LocalContainerEntityManagerFactoryBean emf =
+				HapiEntityManagerFactoryUtil.newEntityManagerFactory(beanFactory, fhirContext, settings);
+		emf.setPersistenceUnitName("HAPI_PU");
+		emf.setDataSource(dataSource);
+		Properties jpa = new Properties();
+		jpa.put("hibernate.dialect", "ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect");
+		jpa.put("hibernate.hbm2ddl.auto", "update");
+		jpa.put("hibernate.search.enabled", "false");
+		jpa.put("hibernate.format_sql", "false");
+		jpa.put("hibernate.show_sql", "false");
+		jpa.put("hibernate.jdbc.batch_size", "20");
+		jpa.put("hibernate.physical_naming_strategy",
+				"org.hibernate.boot.model.naming.CamelCaseToUnderscoresNamingStrategy");
+		jpa.put("hibernate.implicit_naming_strategy",
+				"org.springframework.boot.orm.jpa.hibernate.SpringImplicitNamingStrategy");
+		emf.setJpaProperties(jpa);
+		return emf;
+	}
+
+	@Bean
+	@Primary
+	public JpaTransactionManager transactionManager(EntityManagerFactory entityManagerFactory) {
+		JpaTransactionManager tm = new JpaTransactionManager();
+		tm.setEntityManagerFactory(entityManagerFactory);
+		return tm;
+	}
+
+	@Bean
+	public RestfulServer restfulServer(
+			IFhirSystemDao<?, ?> systemDao,
+			ResourceProviderFactory resourceProviders,
+			JpaSystemProvider<?, ?> systemProvider,
+			ValueSetOperationProvider valueSetOperations,
+			DatabaseBackedPagingProvider pagingProvider,
+			JpaStorageSettings settings,
+			ISearchParamRegistry searchParamRegistry,
+			IValidationSupport validationSupport,
+			@Qualifier("myInstanceValidator") IInstanceValidatorModule instanceValidator,
+			@Value("${labinterp.hapi.validate-requests:true}") boolean validateRequests) {
+		RestfulServer server = new RestfulServer(systemDao.getContext());
+		server.registerProviders(resourceProviders.createProviders());
+		server.registerProvider(systemProvider);
+		server.registerProvider(valueSetOperations);
+		server.setServerConformanceProvider(
+				new JpaCapabilityStatementProvider(server, systemDao, settings, searchParamRegistry, validationSupport));
+		server.setPagingProvider(pagingProvider);
+		server.setDefaultResponseEncoding(EncodingEnum.JSON);
+		if (validateRequests) {
+			RequestValidatingInterceptor validating = new RequestValidatingInterceptor();
+			validating.addValidatorModule(instanceValidator);
+			validating.setFailOnSeverity(ResultSeverityEnum.ERROR);
+			validating.setAddResponseHeaderOnSeverity(null);
+			server.registerInterceptor(validating);
+		}
+		return server;
+	}
+
+	@Bean
+	public ServletRegistrationBean<RestfulServer> fhirServlet(RestfulServer server) {
+		ServletRegistrationBean<RestfulServer> registration = new ServletRegistrationBean<>(server, "/fhir/*");
+		registration.setName("fhir");
+		registration.setLoadOnStartup(1);
+		return registration;
+	}
+}
