@@ -210,6 +210,18 @@ class P:
         for i in range(count):
             self.med("MedicationAdministration", LZD, when=(t0 + timedelta(hours=every_h * i)).isoformat(), dose_mg=mg)
 
+    def specimen(self, sid: str) -> str:
+        self.resources.append(
+            {
+                "resourceType": "Specimen",
+                "id": sid,
+                "meta": {"versionId": "1"},
+                "subject": {"reference": f"Patient/{self.pid}"},
+                "type": {"text": "Serum"},
+            }
+        )
+        return f"Specimen/{sid}"
+
     def bundle(self) -> dict[str, Any]:
         return {
             "resourceType": "Bundle",

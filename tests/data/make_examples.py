@@ -180,6 +180,7 @@ def patients() -> list[P]:
         "1966-10-12",
         "linezolid matched by name (serum/plasma text), timing unchecked; eGFR reported for the same specimen; CYP3A5 Variant 'Absent' (*1/*1)",
     )
+    p.specimen("p13-s1")
     p.lab({"text": "Linezolid [Mass/volume] in Serum or Plasma"}, 3.2, "mg/L", "2026-01-15T08:00:00+01:00", kind="lzd")
     p.lab(SCR, 0.95, "mg/dL", "2026-01-15T08:00:00+01:00", specimen="Specimen/p13-s1")
     p.lab(

@@ -20,6 +20,7 @@ import ca.uhn.fhir.rest.server.util.ISearchParamRegistry;
 import ca.uhn.fhir.validation.IInstanceValidatorModule;
 import ca.uhn.fhir.validation.ResultSeverityEnum;
 import jakarta.persistence.EntityManagerFactory;
+import org.hl7.fhir.common.hapi.validation.validator.FhirInstanceValidator;
 import java.util.Properties;
 import javax.sql.DataSource;
 import org.springframework.beans.factory.annotation.Qualifier;
@@ -111,7 +112,8 @@ public class ServerConfig {
 			ISearchParamRegistry searchParamRegistry,
 			IValidationSupport validationSupport,
 			@Qualifier("myInstanceValidator") IInstanceValidatorModule instanceValidator,
-			@Value("${labinterp.hapi.validate-requests:true}") boolean validateRequests) {
+			@Value("${labinterp.hapi.validate-requests:true}") boolean validateRequests,
+			@Value("${labinterp.hapi.terminology-checks:false}") boolean terminologyChecks) {
 		RestfulServer server = new RestfulServer(systemDao.getContext());
 		server.registerProviders(resourceProviders.createProviders());
 		server.registerProvider(systemProvider);
@@ -120,6 +122,11 @@ public class ServerConfig {
 				new JpaCapabilityStatementProvider(server, systemDao, settings, searchParamRegistry, validationSupport));
 		server.setPagingProvider(pagingProvider);
 		server.setDefaultResponseEncoding(EncodingEnum.JSON);
+		if (instanceValidator instanceof FhirInstanceValidator fhirValidator) {
+			// Offline there is no LOINC, SNOMED or HGVS terminology: required bindings to them cannot be checked
+			// and would fail every genomic resource. Structure, cardinality, slices and profiles are still enforced.
+			fhirValidator.setNoTerminologyChecks(!terminologyChecks);
+		}
 		if (validateRequests) {
 			RequestValidatingInterceptor validating = new RequestValidatingInterceptor();
 			validating.addValidatorModule(instanceValidator);
