@@ -19,7 +19,8 @@ from service.config import EQUATIONS, Settings
 from service.errors import InputError, LabinterpError
 from service.extract.fhirtime import parse_now
 from service.knowledge import Knowledge, load_knowledge
-from service.pipeline import RunResult, interpret_bundle
+from service.pipeline import PatientResult, RunResult, interpret_bundle, interpret_patient
+from service.sandbox import Sandbox, load_file
 from service.summary import summarize
 
 
@@ -78,10 +79,14 @@ def cli() -> None:
 @click.option(
     "--bundle",
     "bundle_path",
-    required=True,
     type=click.Path(dir_okay=False),
     help="Input FHIR R4 Bundle (collection, searchset, transaction or batch).",
 )
+@click.option(
+    "--fhir-url", "fhir_url", help="A FHIR server to read the patient from and write the results to (or LABINTERP_FHIR_BASE_URL)."
+)
+@click.option("--patient", "patient_id", help="With --fhir-url: the Patient's id.")
+@click.option("--dry-run", is_flag=True, help="With --fhir-url: print the transaction instead of sending it.")
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False), help="Write the transaction Bundle here (default: standard output)."
 )
@@ -99,7 +104,10 @@ def cli() -> None:
 @click.option("--summary", is_flag=True, help="Print a readable summary per patient on standard error.")
 @click.option("--no-validate", is_flag=True, help="Skip validating the output with fhir.resources (faster).")
 def interpret_cmd(
-    bundle_path: str,
+    bundle_path: str | None,
+    fhir_url: str | None,
+    patient_id: str | None,
+    dry_run: bool,
     out_path: str | None,
     now_text: str | None,
     mappings: str | None,
@@ -108,25 +116,46 @@ def interpret_cmd(
     summary: bool,
     no_validate: bool,
 ) -> None:
-    """Interpret one or many patients in a FHIR Bundle and write the transaction Bundle to send to a server."""
+    """Interpret patients from a Bundle file (--bundle) or from a FHIR server (--fhir-url --patient)."""
     try:
         settings = Settings.from_env()
+        fhir_url = fhir_url or (settings.fhir_base_url if not bundle_path else None)
+        if bool(bundle_path) == bool(fhir_url):
+            raise UsageFailure("give either --bundle FILE or --fhir-url URL --patient ID")
+        if fhir_url and not patient_id:
+            raise UsageFailure("--fhir-url needs --patient ID")
         k = _knowledge(mappings)
         now = _now(now_text)
-        data = read_json(bundle_path)
         eq = EQUATIONS[equation] if equation else (EQUATIONS[settings.egfr_equation] if settings.egfr_equation else None)
-        result = interpret_bundle(
-            data, k, now, strict=not lenient, equation=eq, validate=settings.validate_output and not no_validate
-        )
+        if fhir_url:
+            live = interpret_patient(
+                settings.client(fhir_url), str(patient_id), k, now, dry_run=dry_run, strict=not lenient, equation=eq
+            )
+            if summary and live.findings is not None:
+                for line in summarize(PatientResult(live.findings, [])):
+                    click.echo(line, err=True)
+            plan = live.plan
+            click.echo(
+                f"created {plan.created or '-'}; amended {plan.amended or '-'}; unchanged {plan.unchanged or '-'}; "
+                f"{live.requests} HTTP requests" + (" (dry run: nothing sent)" if dry_run else ""),
+                err=True,
+            )
+            output: dict[str, Any] = plan.bundle if dry_run or live.response is None else live.response
+        else:
+            data = read_json(str(bundle_path))
+            result = interpret_bundle(
+                data, k, now, strict=not lenient, equation=eq, validate=settings.validate_output and not no_validate
+            )
+            if summary:
+                _print_summary(result, err=True)
+            output = result.bundle
     except LabinterpError as exc:
         _fail(str(exc))
         return
-    if summary:
-        _print_summary(result, err=True)
     if out_path:
-        write_json_atomic(out_path, result.bundle)
+        write_json_atomic(out_path, output)
     else:
-        click.echo(json.dumps(result.bundle, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(output, indent=2, ensure_ascii=False))
 
 
 def _print_summary(result: RunResult, err: bool = False) -> None:
@@ -190,6 +219,55 @@ def demo_cmd(out_path: str, now_text: str) -> None:
     _print_summary(result)
     write_json_atomic(out_path, result.bundle)
     click.echo(f"wrote {out_path}")
+
+
+@cli.group("sandbox")
+def sandbox_group() -> None:
+    """A local HAPI FHIR server (R4, JPA, H2) on 127.0.0.1, built from Maven Central by docker/hapi."""
+
+
+def _sandbox(port: int, database: str = "mem") -> Sandbox:
+    return Sandbox(Path(Settings.from_env().workdir), port=port, database=database)
+
+
+@sandbox_group.command("up")
+@click.option("--port", default=8090, show_default=True)
+@click.option(
+    "--database",
+    type=click.Choice(["mem", "file"]),
+    default="file",
+    show_default=True,
+    help="H2 in memory, or on file under the work directory.",
+)
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for HAPI to answer.")
+def sandbox_up(port: int, database: str, timeout: float) -> None:
+    """Build (first time) and start HAPI, wait until /fhir/metadata answers, print the base URL."""
+    try:
+        click.echo(_sandbox(port, database).up(timeout=timeout))
+    except LabinterpError as exc:
+        _fail(str(exc))
+
+
+@sandbox_group.command("down")
+@click.option("--port", default=8090, show_default=True)
+def sandbox_down(port: int) -> None:
+    """Stop the HAPI started by `sandbox up`."""
+    click.echo("stopped" if _sandbox(port).down() else "not running")
+
+
+@sandbox_group.command("load")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--fhir-url", default=None, help="Default: the sandbox on --port.")
+@click.option("--port", default=8090, show_default=True)
+def sandbox_load(files: tuple[str, ...], fhir_url: str | None, port: int) -> None:
+    """Load Bundle files (each as one transaction; collections are PUT at their ids)."""
+    base = fhir_url or _sandbox(port).base_url
+    try:
+        for f in files:
+            n = load_file(Path(f), base)
+            click.echo(f"{f}: {n} resources")
+    except LabinterpError as exc:
+        _fail(str(exc))
 
 
 def main() -> None:

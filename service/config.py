@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from service.errors import InputError
+from service.fhir.client import FhirClient
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EQUATIONS = {"ckd-epi-2021": "ckd_epi_2021", "mdrd": "mdrd_idms"}
 
@@ -13,6 +17,10 @@ EQUATIONS = {"ckd-epi-2021": "ckd_epi_2021", "mdrd": "mdrd_idms"}
 @dataclass(frozen=True)
 class Settings:
     mappings_dir: str | None = None  # a site's overlay directory (LABINTERP_MAPPINGS_DIR)
+    fhir_base_url: str | None = None  # LABINTERP_FHIR_BASE_URL
+    fhir_token: str | None = None  # LABINTERP_FHIR_TOKEN: bearer token for the FHIR server
+    fhir_basic: str | None = None  # LABINTERP_FHIR_BASIC: "user:password"
+    workdir: str = str(ROOT / ".labinterp")  # LABINTERP_WORKDIR: sandbox, queue database
     egfr_equation: str | None = None  # "ckd-epi-2021" | "mdrd" (LABINTERP_EGFR_EQUATION); None: mappings default
     validate_output: bool = True  # validate every written resource with fhir.resources R4B (LABINTERP_VALIDATE_OUTPUT)
 
@@ -25,4 +33,22 @@ class Settings:
         flag = env.get("LABINTERP_VALIDATE_OUTPUT", "true").lower()
         if flag not in ("true", "false", "1", "0", "yes", "no"):
             raise InputError("LABINTERP_VALIDATE_OUTPUT", f"{flag!r} is not true or false")
-        return cls(env.get("LABINTERP_MAPPINGS_DIR") or None, equation, flag in ("true", "1", "yes"))
+        return cls(
+            mappings_dir=env.get("LABINTERP_MAPPINGS_DIR") or None,
+            fhir_base_url=env.get("LABINTERP_FHIR_BASE_URL") or None,
+            fhir_token=env.get("LABINTERP_FHIR_TOKEN") or None,
+            fhir_basic=env.get("LABINTERP_FHIR_BASIC") or None,
+            workdir=env.get("LABINTERP_WORKDIR") or str(ROOT / ".labinterp"),
+            egfr_equation=equation,
+            validate_output=flag in ("true", "1", "yes"),
+        )
+
+    def client(self, base_url: str | None = None) -> FhirClient:
+        url = base_url or self.fhir_base_url
+        if not url:
+            raise InputError("LABINTERP_FHIR_BASE_URL", "no FHIR server configured")
+        basic = None
+        if self.fhir_basic:
+            user, _, password = self.fhir_basic.partition(":")
+            basic = (user, password)
+        return FhirClient(url, token=self.fhir_token, basic=basic)
