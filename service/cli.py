@@ -221,6 +221,48 @@ def demo_cmd(out_path: str, now_text: str) -> None:
     click.echo(f"wrote {out_path}")
 
 
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+@click.option("--threads", default=8, show_default=True, help="Request threads (one gunicorn worker process).")
+@click.option(
+    "--worker/--no-worker", default=True, show_default=True, help="Run the queue worker, the poll and the Subscription."
+)
+@click.option(
+    "--callback-url", default=None, help="This service's URL as the FHIR server reaches it (registers the Subscription)."
+)
+def serve_cmd(host: str, port: int, threads: int, worker: bool, callback_url: str | None) -> None:
+    """The Flask service under gunicorn. Settings from LABINTERP_* (see service/app.py)."""
+    from gunicorn.app.base import BaseApplication
+
+    from service.app import create_app
+
+    os.environ["LABINTERP_WORKER"] = "true" if worker else "false"
+    if callback_url:
+        os.environ["LABINTERP_CALLBACK_URL"] = callback_url
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": f"{host}:{port}",
+                "workers": 1,
+                "worker_class": "gthread",
+                "threads": threads,
+                "timeout": 120,
+                "graceful_timeout": 20,
+                "accesslog": None,
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app()
+
+    try:
+        Server().run()
+    except LabinterpError as exc:
+        _fail(str(exc))
+
+
 @cli.group("sandbox")
 def sandbox_group() -> None:
     """A local HAPI FHIR server (R4, JPA, H2) on 127.0.0.1, built from Maven Central by docker/hapi."""
