@@ -4,7 +4,7 @@ Configuration: defaults, then the environment (LABINTERP_*), then `test_config`.
 FHIR_TOKEN, FHIR_BASIC ("user:password"), API_TOKEN (bearer token required on the service's own
 endpoints), MAPPINGS_DIR, WORKDIR, QUEUE_PATH, WORKER (start the queue worker and poller), WORKER_THREADS,
 POLL_SECONDS (0: no poll), CALLBACK_URL (this service's URL as HAPI reaches it: registers the
-Subscription), EGFR_EQUATION, LENIENT."""
+Subscription), EGFR_EQUATION, LENIENT, FHIR_RETRIES (tries per request), FHIR_RETRY_DELAY (first backoff, s)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "CALLBACK_URL": None,
     "EGFR_EQUATION": None,
     "LENIENT": False,
+    "FHIR_RETRIES": 5,
+    "FHIR_RETRY_DELAY": 0.5,
 }
 
 

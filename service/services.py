@@ -14,6 +14,7 @@ import requests
 
 from service.errors import FhirError, LabinterpError
 from service.fhir.client import FhirClient
+from service.fhir.retry import RetryPolicy
 from service.knowledge import Knowledge
 from service.pipeline import LiveResult, interpret_patient
 from service.queue import JobQueue
@@ -31,12 +32,15 @@ class Services:
     fhir_basic: tuple[str, str] | None = None
     strict: bool = True
     equation: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     session: requests.Session = field(default_factory=requests.Session)
     _ready_cache: tuple[float, list[str]] = (0.0, [])
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> FhirClient:
-        return FhirClient(self.fhir_base_url, token=self.fhir_token, basic=self.fhir_basic, session=self.session)
+        return FhirClient(
+            self.fhir_base_url, token=self.fhir_token, basic=self.fhir_basic, session=self.session, retry=self.retry
+        )
 
     def interpret(self, patient_id: str, *, dry_run: bool = False, now: datetime | None = None) -> LiveResult:
         return interpret_patient(

@@ -69,7 +69,9 @@ class FhirClient:
     # --- HTTP with retries ---------------------------------------------------------------------
 
     def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url  # batch and transaction: POST [base]
 
     def request(
         self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None

@@ -1,0 +1,219 @@
+"""The Flask API against a FHIR server mocked with `responses`: one read and one write per patient,
+dry-run, errors as OperationOutcome, bearer token, rest-hook enqueueing, Group and Parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from service.app import create_app
+from tests.conftest import SITE
+
+BASE = "http://fhir.test/fhir"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "patients"
+
+
+def batch_response_for(bundle: dict[str, Any]) -> dict[str, Any]:
+    """What a FHIR server answers to labinterp's read batch for the patient in `bundle`."""
+    res = [e["resource"] for e in bundle["entry"]]
+    patient = next(r for r in res if r["resourceType"] == "Patient")
+
+    def ss(rtype: str) -> dict[str, Any]:
+        return {
+            "resource": {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "entry": [{"resource": r} for r in res if r["resourceType"] == rtype],
+            },
+            "response": {"status": "200 OK"},
+        }
+
+    entries = [
+        {"resource": patient, "response": {"status": "200 OK"}},
+        ss("Observation"),
+        ss("MedicationRequest"),
+        ss("MedicationStatement"),
+        ss("MedicationAdministration"),
+        ss("_none"),
+        ss("_none"),
+    ]
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": entries}
+
+
+def tx_response(request: Any) -> tuple[int, dict[str, str], str]:
+    sent = json.loads(request.body)
+    if sent["type"] == "batch":
+        return 200, {}, json.dumps(READ[0])
+    entries = [
+        {"response": {"status": "201 Created", "location": f"{e['resource']['resourceType']}/{i}/_history/1"}}
+        for i, e in enumerate(sent["entry"])
+    ]
+    return 200, {}, json.dumps({"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
+
+
+READ: list[dict[str, Any]] = []
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Any:
+    return create_app({"FHIR_BASE_URL": BASE, "MAPPINGS_DIR": str(SITE), "QUEUE_PATH": str(tmp_path / "q.db"), "WORKER": False})
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+def serve(patient_file: str) -> None:
+    READ[:] = [batch_response_for(json.loads((EXAMPLES / patient_file).read_text()))]
+    responses.add_callback(responses.POST, BASE, callback=tx_response)
+
+
+@responses.activate
+def test_interpret_one_read_one_write(client: Any) -> None:
+    serve("p01.json")
+    r = client.post("/Patient/p01/$interpret?now=2026-01-20T12:00:00Z")
+    assert r.status_code == 200 and r.mimetype == "application/fhir+json"
+    assert r.json["type"] == "transaction-response"
+    assert len(responses.calls) == 2 and r.headers["X-Labinterp-Requests"] == "2"
+    assert r.headers["X-Labinterp-Created"] == "linezolid,genotype,exposure-risk,egfr,renal"
+    assert [json.loads(c.request.body)["type"] for c in responses.calls] == ["batch", "transaction"]
+
+
+@responses.activate
+def test_dry_run_reads_only(client: Any) -> None:
+    serve("p08.json")
+    r = client.post("/Patient/p08/$interpret?dry-run")
+    assert r.status_code == 200 and r.json["type"] == "transaction" and len(responses.calls) == 1
+    kinds = [e["resource"]["resourceType"] for e in r.json["entry"]]
+    assert kinds[0] == "Device" and kinds[-1] == "Provenance" and "RiskAssessment" in kinds
+
+
+@responses.activate
+def test_errors_are_operation_outcomes(client: Any) -> None:
+    responses.post(
+        BASE,
+        json={
+            "resourceType": "Bundle",
+            "type": "batch-response",
+            "entry": [
+                {
+                    "response": {
+                        "status": "404 Not Found",
+                        "outcome": {
+                            "resourceType": "OperationOutcome",
+                            "issue": [
+                                {"severity": "error", "code": "not-found", "diagnostics": "Resource Patient/zz is not known"}
+                            ],
+                        },
+                    }
+                }
+            ]
+            + [{"response": {"status": "200 OK"}}] * 6,
+        },
+    )
+    r = client.post("/Patient/zz/$interpret")
+    assert r.status_code == 404 and r.json["resourceType"] == "OperationOutcome"
+    assert "Patient/zz: HTTP 404: Resource Patient/zz is not known" in r.json["issue"][0]["diagnostics"]
+    r = client.post("/Patient/bad%20id/$interpret")
+    assert r.status_code == 400 and "is not a FHIR resource id" in r.json["issue"][0]["diagnostics"]
+    r = client.get("/nowhere")
+    assert r.status_code == 404 and r.json["issue"][0]["code"] == "not-found"
+    r = client.get("/Patient/p1/$interpret")
+    assert r.status_code == 405 and r.json["resourceType"] == "OperationOutcome"
+
+
+@responses.activate
+def test_broken_input_is_422_naming_the_observation(client: Any) -> None:
+    bundle = json.loads((EXAMPLES / "p08.json").read_text())
+    obs = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
+    obs["valueQuantity"]["code"] = obs["valueQuantity"]["unit"] = "furlongs"
+    READ[:] = [batch_response_for(bundle)]
+    responses.add_callback(responses.POST, BASE, callback=tx_response)
+    r = client.post("/Patient/p08/$interpret")
+    assert r.status_code == 422 and f"Observation/{obs['id']} valueQuantity.unit" in r.json["issue"][0]["expression"][0]
+    assert len(responses.calls) == 1  # nothing written
+
+
+@responses.activate
+def test_fhir_server_down_is_upstream_error(tmp_path: Path) -> None:
+    import requests as rq
+
+    app = create_app({"FHIR_BASE_URL": BASE, "QUEUE_PATH": str(tmp_path / "q.db"), "FHIR_RETRIES": 3, "FHIR_RETRY_DELAY": 0.0})
+    responses.post(BASE, body=rq.ConnectionError("refused"))
+    r = app.test_client().post("/Patient/p01/$interpret")
+    assert r.status_code == 504 and r.json["issue"][0]["code"] == "transient" and len(responses.calls) == 3
+
+
+@responses.activate
+def test_bearer_token(tmp_path: Path) -> None:
+    app = create_app({"FHIR_BASE_URL": BASE, "QUEUE_PATH": str(tmp_path / "q.db"), "API_TOKEN": "t0ken"})
+    c = app.test_client()
+    assert c.get("/healthz").status_code == 200
+    r = c.post("/Patient/p01/$interpret")
+    assert r.status_code == 401 and r.json["issue"][0]["code"] == "login"
+    assert c.get("/queue", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert c.get("/queue", headers={"Authorization": "Bearer t0ken"}).status_code == 200
+
+
+def test_hook_enqueues_the_patient(client: Any, app: Any) -> None:
+    obs = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "subject": {"reference": "Patient/p01"},
+        "code": {"text": "x"},
+    }
+    assert client.put("/hook/Observation/o1", json=obs).status_code == 200
+    assert client.put("/hook/Observation/o1", json=obs).status_code == 200
+    assert (
+        client.post("/hook", json={"resourceType": "Bundle", "type": "history", "entry": [{"resource": obs}]}).status_code == 200
+    )
+    assert app.extensions["labinterp"].queue.counts()["pending"] == 1  # coalesced
+
+
+@responses.activate
+def test_many_patients_and_groups(client: Any) -> None:
+    serve("p10.json")
+    responses.get(
+        f"{BASE}/Group/g1",
+        json={
+            "resourceType": "Group",
+            "id": "g1",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": "Patient/p10"}}, {"entity": {"reference": "Patient/p10"}}],
+        },
+    )
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "valueReference": {"reference": "Patient/p10"}},
+            {"name": "group", "valueReference": {"reference": "Group/g1"}},
+        ],
+    }
+    r = client.post("/$interpret?dry-run", json=params)
+    assert r.status_code == 200 and r.json["type"] == "batch-response" and len(r.json["entry"]) == 1  # deduplicated
+    assert r.json["entry"][0]["response"]["outcome"]["issue"][0]["diagnostics"].startswith("created magnesium")
+    r = client.post("/Group/g1/$interpret?dry-run")
+    assert r.status_code == 200 and len(r.json["entry"]) == 1
+    r = client.post("/$interpret", json={"resourceType": "Parameters", "parameter": [{"name": "nonsense"}]})
+    assert r.status_code == 400 and r.json["resourceType"] == "OperationOutcome"
+
+
+@responses.activate
+def test_readiness_and_openapi(client: Any) -> None:
+    responses.get(f"{BASE}/metadata", json={"resourceType": "CapabilityStatement"})
+    assert client.get("/readyz").status_code == 200
+    doc = client.get("/openapi.json").json
+    assert doc["openapi"].startswith("3.") and "/Patient/{id}/$interpret" in doc["paths"]
+
+
+def test_not_ready_without_fhir_server(tmp_path: Path) -> None:
+    app = create_app({"FHIR_BASE_URL": "http://127.0.0.1:9/fhir", "QUEUE_PATH": str(tmp_path / "q.db"), "FHIR_RETRIES": 1})
+    r = app.test_client().get("/readyz")
+    assert r.status_code == 503 and "FHIR server not reachable" in r.json["issue"][0]["diagnostics"]

@@ -1,0 +1,120 @@
+"""The durable queue and the worker: coalescing, one patient never processed twice at once, recovery
+of work left by a stopped process, retries and permanent failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from service.errors import FhirTemporaryError, ResourceError
+from service.fhir.retry import RetryPolicy
+from service.queue import JobQueue
+from service.worker import Worker
+
+
+def test_enqueue_coalesces_pending_jobs(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    for _ in range(5):
+        q.enqueue("p1", "notification")
+    q.enqueue("p2")
+    assert q.counts()["pending"] == 2
+
+
+def test_a_patient_is_never_claimed_twice_at_once(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    q.enqueue("p1")
+    first = q.claim()
+    q.enqueue("p1")  # a notification while p1 runs: a new pending job...
+    assert first is not None and q.counts() == {"pending": 1, "running": 1, "done": 0, "failed": 0}
+    assert q.claim() is None  # ...not handed out while the first runs
+    q.done(first)
+    second = q.claim()
+    assert second is not None and second.patient == "p1"
+
+
+def test_concurrent_workers_serialize_per_patient(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    active: dict[str, int] = {}
+    overlaps: list[str] = []
+    lock = threading.Lock()
+    processed: list[str] = []
+
+    def process(patient: str) -> None:
+        with lock:
+            active[patient] = active.get(patient, 0) + 1
+            if active[patient] > 1:
+                overlaps.append(patient)
+        time.sleep(0.02)
+        with lock:
+            active[patient] -= 1
+            processed.append(patient)
+
+    workers = [Worker(q, process, threads=1, idle_seconds=0.01) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for i in range(30):
+        q.enqueue(f"p{i % 3}", "burst")  # bursts of notifications for three patients
+        time.sleep(0.005)
+    deadline = time.time() + 20
+    while time.time() < deadline and (q.counts()["pending"] or q.counts()["running"]):
+        time.sleep(0.05)
+    for w in workers:
+        w.stop()
+    assert overlaps == [] and q.counts()["pending"] == 0 and q.counts()["running"] == 0
+    assert set(processed) == {"p0", "p1", "p2"} and len(processed) < 30  # coalesced
+
+
+def test_work_left_running_by_a_dead_process_is_recovered(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db", lease_seconds=0.2)
+    q.enqueue("p1")
+    q.enqueue("p2")
+    assert q.claim() is not None  # the process "dies" here with p1 running
+    again = JobQueue(tmp_path / "q.db", lease_seconds=0.2)  # a new process on the same file
+    time.sleep(0.3)
+    seen = set()
+    while (job := again.claim()) is not None:
+        seen.add(job.patient)
+        again.done(job)
+    assert seen == {"p1", "p2"}
+
+
+def test_worker_retries_temporary_errors_and_fails_broken_input(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    calls: dict[str, int] = {}
+
+    def process(patient: str) -> None:
+        calls[patient] = calls.get(patient, 0) + 1
+        if patient == "flaky" and calls[patient] < 3:
+            raise FhirTemporaryError("POST", "http://x/fhir", 503, "busy")
+        if patient == "broken":
+            raise ResourceError("Observation/o1 valueQuantity.unit", "unknown unit 'furlongs'")
+        if patient == "down":
+            raise FhirTemporaryError("POST", "http://x/fhir", None, "no answer")
+
+    w = Worker(q, process, attempts=3, backoff=RetryPolicy(base_delay=0.0, max_delay=0.0, jitter=0.0))
+    for p in ("flaky", "broken", "down"):
+        q.enqueue(p)
+    w.drain(timeout=10)
+    assert calls == {"flaky": 3, "broken": 1, "down": 3}
+    assert q.counts() == {"pending": 0, "running": 0, "done": 1, "failed": 2}
+    errors = {f["patient"]: f["error"] for f in q.failures()}
+    assert "unknown unit 'furlongs'" in errors["broken"] and "no answer" in errors["down"]
+
+
+def test_retry_merges_into_a_newer_pending_job(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    q.enqueue("p1")
+    job = q.claim()
+    assert job is not None
+    q.enqueue("p1", "newer")
+    q.retry(job, "boom", delay=0)
+    assert q.counts() == {"pending": 1, "running": 0, "done": 1, "failed": 0}
+
+
+def test_meta_watermark(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    assert q.get_meta("poll") is None
+    q.set_meta("poll", "2026-01-01T00:00:00Z")
+    q.set_meta("poll", "2026-01-02T00:00:00Z")
+    assert JobQueue(tmp_path / "q.db").get_meta("poll") == "2026-01-02T00:00:00Z"
