@@ -18,6 +18,7 @@ from flask import Flask
 from service.api.routes import bp, register_errors
 from service.config import EQUATIONS, ROOT
 from service.errors import LabinterpError
+from service.fhir.retry import RetryPolicy
 from service.knowledge import load_knowledge
 from service.queue import JobQueue
 from service.services import Services
@@ -64,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         fhir_basic=basic if basic and len(basic) == 2 else None,
         strict=not bool(cfg["LENIENT"]),
         equation=equation,
+        retry=RetryPolicy(attempts=int(cfg["FHIR_RETRIES"]), base_delay=float(cfg["FHIR_RETRY_DELAY"])),
     )
     app.extensions["labinterp"] = services
     app.register_blueprint(bp)

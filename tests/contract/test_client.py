@@ -169,7 +169,7 @@ def test_batch_entry_failure_names_its_url() -> None:
     body["entry"][0] = {"response": {"status": "404 Not Found", "outcome": oo("Resource Patient/p1 is not known")}}
     responses.post(BASE, json=body)
     c, _ = client()
-    with pytest.raises(FhirNotFound, match="GET http://fhir.test/fhir/Patient/p1: HTTP 404: Resource Patient/p1 is not known"):
+    with pytest.raises(FhirNotFound, match=r"GET http://fhir\.test/fhir/Patient/p1: HTTP 404: Resource Patient/p1 is not known"):
         c.fetch_patient("p1", SERIES)
 
 

