@@ -4,7 +4,7 @@ Configuration: defaults, then the environment (LABINTERP_*), then `test_config`.
 FHIR_TOKEN, FHIR_BASIC ("user:password"), API_TOKEN (bearer token required on the service's own
 endpoints), MAPPINGS_DIR, WORKDIR, QUEUE_PATH, WORKER (start the queue worker and poller), WORKER_THREADS,
 POLL_SECONDS (0: no poll), CALLBACK_URL (this service's URL as HAPI reaches it: registers the
-Subscription), EGFR_EQUATION, LENIENT, FHIR_RETRIES (tries per request), FHIR_RETRY_DELAY (first backoff, s)."""
+Subscription), EGFR_EQUATION, LENIENT, FHIR_RETRIES (tries per request), FHIR_RETRY_DELAY (first backoff, s), QUEUE_LEASE (s before a running job of a dead process is retried)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "LENIENT": False,
     "FHIR_RETRIES": 5,
     "FHIR_RETRY_DELAY": 0.5,
+    "QUEUE_LEASE": 300.0,
 }
 
 
@@ -53,7 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     cfg = app.config
     knowledge = load_knowledge(cfg["MAPPINGS_DIR"])
-    queue = JobQueue(cfg["QUEUE_PATH"] or Path(cfg["WORKDIR"]) / "queue.sqlite3")
+    queue = JobQueue(cfg["QUEUE_PATH"] or Path(cfg["WORKDIR"]) / "queue.sqlite3", lease_seconds=float(cfg["QUEUE_LEASE"]))
     basic = tuple(str(cfg["FHIR_BASIC"]).split(":", 1)) if cfg["FHIR_BASIC"] else None
     equation = EQUATIONS.get(str(cfg["EGFR_EQUATION"])) if cfg["EGFR_EQUATION"] else None
     services = Services(

@@ -31,6 +31,7 @@ PACKAGES = (
     ("hl7.fhir.uv.genomics-reporting", "3.0.0"),
 )
 READY_LINE = "labinterp HAPI ready"
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}  # processes this process started, reaped by down()
 
 
 class SandboxError(LabinterpError):
@@ -141,6 +142,7 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                _STARTED.pop(proc.pid, None)
                 raise SandboxError(f"HAPI exited with {proc.returncode} while starting; see {self.logfile}")
             if READY_LINE in self.logfile.read_text(errors="replace") and self.answers():
                 return self.base_url
@@ -153,16 +155,24 @@ class Sandbox:
         if pid is None:
             self.pidfile.unlink(missing_ok=True)
             return False
+        proc = _STARTED.pop(pid, None)
         os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        if proc is not None:  # our own child: wait on it (a terminated child stays a zombie until reaped)
             try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.3)
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(pid, signal.SIGKILL)
+                proc.wait(timeout)
         else:
-            os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.3)
+            else:
+                os.killpg(pid, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
         return True
 

@@ -1,0 +1,103 @@
+"""A real HAPI FHIR server for the integration tier: started by labinterp's own sandbox (docker/hapi,
+in-memory H2, request validation on, the Genomics Reporting IG installed), once per test session.
+
+LABINTERP_TEST_FHIR_URL points the tier at a server that is already running instead.
+LABINTERP_SKIP_INTEGRATION=1 skips the tier (quick local runs; CI never sets it)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from service.sandbox import Sandbox, load_file
+from tests.conftest import ROOT, SITE
+
+EXAMPLES = ROOT / "service" / "examples" / "patients.json"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("LABINTERP_SKIP_INTEGRATION") == "1":
+        skip = pytest.mark.skip(reason="LABINTERP_SKIP_INTEGRATION=1")
+        for item in items:
+            if "integration" in str(item.fspath):
+                item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def fhir_url() -> Iterator[str]:
+    given = os.environ.get("LABINTERP_TEST_FHIR_URL")
+    if given:
+        yield given.rstrip("/")
+        return
+    box = Sandbox(ROOT / ".labinterp", port=free_port(), database="mem")
+    url = box.up(timeout=420)
+    try:
+        yield url
+    finally:
+        box.down()
+
+
+@pytest.fixture(scope="session")
+def loaded(fhir_url: str) -> str:
+    """The 14 example patients, loaded once (a PUT transaction: loading again replaces, never duplicates)."""
+    load_file(EXAMPLES, fhir_url)
+    return fhir_url
+
+
+class Service:
+    """`labinterp serve` in a subprocess, as an operator runs it."""
+
+    def __init__(self, fhir_url: str, workdir: Path, *, worker: bool, poll_seconds: float = 0.0, callback: bool = False) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.update(
+            {
+                "LABINTERP_FHIR_BASE_URL": fhir_url,
+                "LABINTERP_WORKDIR": str(workdir),
+                "LABINTERP_MAPPINGS_DIR": str(SITE),
+                "LABINTERP_POLL_SECONDS": str(poll_seconds),
+                "LABINTERP_QUEUE_LEASE": "2",
+                "LABINTERP_FHIR_RETRY_DELAY": "0.2",
+            }
+        )
+        args = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--worker" if worker else "--no-worker"]
+        if callback:
+            args += ["--callback-url", self.url]
+        self.log = (workdir / f"service-{self.port}.log").open("w")
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"labinterp serve exited with {self.proc.returncode}; see {self.log.name}")
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"labinterp serve did not become ready; see {self.log.name}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
