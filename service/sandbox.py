@@ -129,15 +129,16 @@ class Sandbox:
         if with_packages:
             env["LABINTERP_HAPI_PACKAGES"] = ",".join(f"{n}@{v}={p.resolve()}" for n, v, p in self.packages())
         classpath = f"{self.jar()}{os.pathsep}{LAUNCHER / 'target' / 'lib' / '*'}"
-        log = self.logfile.open("w")
-        proc = subprocess.Popen(
-            ["java", f"-Xmx{self.heap}", "-cp", classpath, "org.labinterp.hapi.Launcher"],
-            cwd=self.workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self.logfile.open("w") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                ["java", f"-Xmx{self.heap}", "-cp", classpath, "org.labinterp.hapi.Launcher"],
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _STARTED[proc.pid] = proc
         self.pidfile.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
