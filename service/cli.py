@@ -198,18 +198,34 @@ def examples_dir() -> Path:
 
 
 @cli.command("demo")
+@click.option("--offline", is_flag=True, help="No server: interpret the example Bundle file and write the transaction Bundle.")
 @click.option(
     "--out",
     "out_path",
     default="labinterp-demo-output.json",
     show_default=True,
     type=click.Path(dir_okay=False),
-    help="Where to write the transaction Bundle.",
+    help="With --offline: where to write the transaction Bundle.",
 )
-@click.option("--now", "now_text", default="2026-01-20T12:00:00Z", show_default=True, help="Evaluation time.")
-def demo_cmd(out_path: str, now_text: str) -> None:
-    """Interpret the bundled example patients, print a summary of each, and write the output Bundle."""
+@click.option("--now", "now_text", default="2026-01-20T12:00:00Z", show_default=True, help="With --offline: evaluation time.")
+@click.option("--stop", is_flag=True, help="Stop HAPI afterwards (default: leave it running to explore).")
+@click.option("--fhir-port", default=8090, show_default=True)
+@click.option("--service-port", default=8080, show_default=True)
+def demo_cmd(offline: bool, out_path: str, now_text: str, stop: bool, fhir_port: int, service_port: int) -> None:
+    """The whole loop on the bundled example patients: local HAPI up, patients loaded, the service started,
+    reports written back and summarized. --offline does the same from a file, with no server."""
     try:
+        if not offline:
+            from service.demo import run_demo
+
+            run_demo(
+                Path(Settings.from_env().workdir),
+                fhir_port=fhir_port,
+                service_port=service_port,
+                keep_running=not stop,
+                echo=click.echo,
+            )
+            return
         k = load_knowledge(examples_dir() / "site-mappings")
         data = read_json(str(examples_dir() / "patients.json"))
         result = interpret_bundle(data, k, parse_now(now_text))

@@ -157,8 +157,8 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
 def renal_report(ctx: Context, f: Findings, renal: RenalFinding, egfr: Written) -> Written:
     assert renal.creatinine is not None
     lines = [
-        f"Serum creatinine {renal.creatinine.original}, age {renal.age} years, sex {f.record.patient.sex}.",
         renal_line(renal),
+        f"From serum creatinine {renal.creatinine.original}, age {renal.age} years, sex {f.record.patient.sex}.",
     ]
     inputs: list[Measurement] = [renal.creatinine] + ([renal.weight] if renal.weight and renal.crcl is not None else [])
     results = [{"reference": egfr.full_url}] + [ref(m.source) for m in inputs]
