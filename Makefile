@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: help demo test lint unit check-mappings bench golden clean
+.PHONY: help demo test unit check-mappings bench bench-live golden clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -14,8 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-demo: $(VENV)/.installed  ## interpret the bundled example patients, print a summary each, write labinterp-demo-output.json
-	$(BIN)/labinterp demo
+demo: $(VENV)/.installed  ## the whole loop: local HAPI up, examples loaded, service started, reports written and summarized
+	$(BIN)/labinterp demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed  ## everything CI runs: lint, format check, type check, all tests
 	$(BIN)/ruff check .
@@ -23,8 +23,8 @@ test: $(VENV)/.installed  ## everything CI runs: lint, format check, type check,
 	$(BIN)/mypy
 	$(PY) -m pytest
 
-unit: $(VENV)/.installed  ## only the tests, quickly
-	$(PY) -m pytest -q
+unit: $(VENV)/.installed  ## the tests without the HAPI integration tier, quickly
+	LABINTERP_SKIP_INTEGRATION=1 $(PY) -m pytest -q
 
 check-mappings: $(VENV)/.installed  ## validate mappings/ (and LABINTERP_MAPPINGS_DIR if set)
 	$(BIN)/labinterp check-mappings
@@ -32,9 +32,12 @@ check-mappings: $(VENV)/.installed  ## validate mappings/ (and LABINTERP_MAPPING
 bench: $(VENV)/.installed  ## benchmark: patients per second and peak memory on synthetic patients
 	$(PY) scripts/bench.py --patients 2000
 
+bench-live: $(VENV)/.installed  ## benchmark against a local HAPI: labinterp vs a naive client (200 patients)
+	$(PY) scripts/bench_live.py --patients 200
+
 golden: $(VENV)/.installed  ## regenerate example patients and golden outputs (review the diff!)
 	$(PY) -m tests.data.make_examples
 	$(PY) -m tests.golden_tool --update
 
 clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache labinterp-demo-output.json
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache labinterp-demo-output.json .labinterp docker/hapi/target

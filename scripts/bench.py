@@ -26,12 +26,12 @@ from tests.builders import ATC, MG, SCR, P, lzd_site
 SITE = Path(__file__).resolve().parents[1] / "service" / "examples" / "site-mappings"
 
 
-def synthetic(n: int, seed: int) -> dict:
+def synthetic(n: int, seed: int, prefix: str = "s") -> dict:
     rng = random.Random(seed)
     entries = []
     for i in range(n):
         p = P(
-            f"s{i}",
+            f"{prefix}{i}",
             rng.choice(["female", "male"]),
             f"{rng.randint(1930, 2000)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
             "",

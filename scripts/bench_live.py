@@ -1,0 +1,155 @@
+"""Benchmark (not a test) against a local HAPI FHIR server: labinterp's client (one batch read and one
+transaction per patient) side by side with a naive client that searches per resource type and creates
+resource by resource, on the same kind of synthetic patients, in the same run.
+
+Prints, for each: patients per second, HTTP requests per patient, and the service's own time per
+patient (total minus the time spent waiting on HAPI).
+
+    python scripts/bench_live.py --patients 200 [--fhir-url URL]   # default: starts its own sandbox
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.bench import synthetic
+from service.fhir.client import FhirClient
+from service.fhir.search import as_collection, query, unpack_searchset
+from service.knowledge import load_knowledge
+from service.pipeline import interpret_bundle, interpret_patient
+from service.sandbox import Sandbox, as_transaction
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = ROOT / "service" / "examples" / "site-mappings"
+NOW = datetime(2026, 1, 20, 12, tzinfo=UTC)
+SERIES = "urn:labinterp:series"
+
+
+class NaiveClient:
+    """How a first integration often looks: a GET per resource type, then a POST per resource."""
+
+    def __init__(self, base: str) -> None:
+        self.base, self.session = base, requests.Session()
+        self.session.headers.update({"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"})
+        self.requests, self.waiting = 0, 0.0
+
+    def _call(self, method: str, url: str, **kw: Any) -> Any:
+        t = time.perf_counter()
+        r = self.session.request(method, url, timeout=60, **kw)
+        self.waiting += time.perf_counter() - t
+        self.requests += 1
+        r.raise_for_status()
+        return r.json()
+
+    def run(self, pid: str, k: Any) -> None:
+        resources = [self._call("GET", f"{self.base}/Patient/{pid}")]
+        subject = [("subject", f"Patient/{pid}")]
+        for rtype in ("Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration"):
+            resources += unpack_searchset(self._call("GET", f"{self.base}/{query(rtype, subject)}")).resources
+        for rtype in ("DiagnosticReport", "RiskAssessment"):  # what was written before
+            self._call("GET", f"{self.base}/{query(rtype, [*subject, ('identifier', f'{SERIES}|')])}")
+        run = interpret_bundle(as_collection(resources), k, NOW)
+        urls: dict[str, str] = {}
+        for e in run.bundle["entry"]:  # one request per resource, references fixed up as the ids come back
+            body = _fix(e["resource"], urls)
+            req = e["request"]
+            if req["method"] == "PUT":
+                out = self._call("PUT", f"{self.base}/{req['url']}", json=body)
+            else:
+                out = self._call("POST", f"{self.base}/{req['url']}", json=body, headers={"If-None-Exist": req["ifNoneExist"]})
+            urls[e["fullUrl"]] = f"{out['resourceType']}/{out['id']}"
+
+
+def _fix(node: Any, urls: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str) and node["reference"] in urls:
+            return {**node, "reference": urls[node["reference"]]}
+        return {k: _fix(v, urls) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix(v, urls) for v in node]
+    return node
+
+
+def load(base: str, bundle: dict[str, Any], chunk_patients: int = 50) -> float:
+    """Load patients in transactions of `chunk_patients`; returns seconds."""
+    entries = bundle["entry"]
+    started = time.perf_counter()
+    chunk: list[dict[str, Any]] = []
+    patients = 0
+    client = FhirClient(base, timeout=(5.0, 300.0))
+    for e in entries:
+        if e["resource"]["resourceType"] == "Patient":
+            patients += 1
+            if patients > chunk_patients:
+                client.transaction(as_transaction({"entry": chunk}, base))
+                chunk, patients = [], 1
+        chunk.append(e)
+    if chunk:
+        client.transaction(as_transaction({"entry": chunk}, base))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patients", type=int, default=200)
+    ap.add_argument("--fhir-url", default=None)
+    ap.add_argument("--seed", type=int, default=11)
+    args = ap.parse_args()
+    box = None
+    base = args.fhir_url
+    if not base:
+        box = Sandbox(ROOT / ".labinterp", port=8099, database="mem")
+        print("starting a local HAPI (in-memory H2, request validation on)...", flush=True)
+        base = box.up(timeout=420)
+    try:
+        k = load_knowledge(SITE)
+        lab, naive = synthetic(args.patients, args.seed, "L"), synthetic(args.patients, args.seed, "N")  # same data, other ids
+        ids = [e["resource"]["id"][1:] for e in lab["entry"] if e["resource"]["resourceType"] == "Patient"]
+        t_load = load(base, lab) + load(base, naive)
+        print(f"loaded 2 x {args.patients} patients ({2 * len(lab['entry'])} resources) in {t_load:.0f} s", flush=True)
+
+        client = FhirClient(base, timeout=(5.0, 120.0))
+        t0 = time.perf_counter()
+        for pid in ids:
+            interpret_patient(client, "L" + pid, k, NOW)
+        t_lab = time.perf_counter() - t0
+        lab_req, lab_wait = client.stats.requests, client.stats.seconds_waiting
+
+        nc = NaiveClient(base)
+        t0 = time.perf_counter()
+        for pid in ids:
+            nc.run("N" + pid, k)
+        t_naive = time.perf_counter() - t0
+
+        n = args.patients
+        print(f"\n{n} patients, sequential, one client thread, HAPI 8.8.0 with request validation on")
+        print(
+            f"{'client':<12}{'patients/s':>12}{'requests/patient':>18}{'total ms/patient':>18}{'waiting on HAPI':>17}{'own ms/patient':>16}"
+        )
+        for name, total, req, wait in (("labinterp", t_lab, lab_req, lab_wait), ("naive", t_naive, nc.requests, nc.waiting)):
+            print(
+                f"{name:<12}{n / total:>12.1f}{req / n:>18.2f}{total / n * 1000:>18.1f}{wait / n * 1000:>14.1f} ms{(total - wait) / n * 1000:>16.1f}"
+            )
+        print("\nreplay (same inputs again, labinterp):", end=" ", flush=True)
+        before = client.stats.snapshot()
+        t0 = time.perf_counter()
+        for pid in ids:
+            interpret_patient(client, "L" + pid, k, NOW)
+        t_re = time.perf_counter() - t0
+        print(f"{n / t_re:.1f} patients/s, {(client.stats.requests - before[0]) / n:.2f} requests/patient, nothing written")
+    finally:
+        if box is not None:
+            box.down()
+
+
+if __name__ == "__main__":
+    main()
