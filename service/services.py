@@ -36,6 +36,7 @@ class Services:
     session: requests.Session = field(default_factory=requests.Session)
     _ready_cache: tuple[float, list[str]] = (0.0, [])
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
 
     def client(self) -> FhirClient:
         return FhirClient(
@@ -43,15 +44,23 @@ class Services:
         )
 
     def interpret(self, patient_id: str, *, dry_run: bool = False, now: datetime | None = None) -> LiveResult:
-        return interpret_patient(
-            self.client(),
-            patient_id,
-            self.knowledge,
-            now or datetime.now(UTC).replace(microsecond=0),
-            dry_run=dry_run,
-            strict=self.strict,
-            equation=self.equation,
-        )
+        """One patient at a time per process (API calls and queue workers alike): the read-plan-write of
+        two concurrent calls would otherwise both plan a create. Across processes, conditional creates
+        and If-Match on amendments keep the server consistent."""
+        with self._patient_lock(patient_id):
+            return interpret_patient(
+                self.client(),
+                patient_id,
+                self.knowledge,
+                now or datetime.now(UTC).replace(microsecond=0),
+                dry_run=dry_run,
+                strict=self.strict,
+                equation=self.equation,
+            )
+
+    def _patient_lock(self, patient_id: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(patient_id, threading.Lock())
 
     def process(self, patient_id: str) -> None:
         """What the worker does for one queued patient."""

@@ -105,21 +105,24 @@ def test_subscription_writes_a_report_without_calling_the_service(loaded: str, t
         fhir.request(
             "POST",
             "Observation",
-            body={
+            body={  # a new linezolid trough, by the laboratory's own code
                 "resourceType": "Observation",
                 "status": "final",
                 "subject": {"reference": "Patient/sub1"},
                 "category": [
                     {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}
                 ],
-                "code": {"coding": [{"system": "http://loinc.org", "code": "19123-9"}]},
-                "effectiveDateTime": "2026-01-15T09:00:00Z",
-                "valueQuantity": {"value": 1.0, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"},
+                "code": {
+                    "coding": [{"system": "http://lab.example.org/codes", "code": "LZD-P"}],
+                    "text": "Linezolid plasma concentration",
+                },
+                "effectiveDateTime": "2026-01-15T08:00:00Z",
+                "valueQuantity": {"value": 11.2, "unit": "mg/L", "system": "http://unitsofmeasure.org", "code": "mg/L"},
             },
         )
         assert wait_for(lambda: bool(written(fhir, "sub1")["DiagnosticReport"]), 60), "no report appeared"
         report = written(fhir, "sub1")["DiagnosticReport"][0]
-        assert report["conclusionCode"][0]["coding"][0]["code"] == "LL"
+        assert report["code"]["text"].startswith("Linezolid") and report["conclusionCode"][0]["coding"][0]["code"] == "H"
     finally:
         svc.stop()
 
@@ -155,3 +158,30 @@ def test_stopping_with_queued_work_loses_nothing(loaded: str, tmp_path: Path) ->
             assert len(written(fhir, pid)["DiagnosticReport"]) == 1
     finally:
         second.stop()
+
+
+def test_concurrent_calls_for_one_patient_write_one_report(loaded: str, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    fhir = FhirClient(loaded)
+    fhir.update({"resourceType": "Patient", "id": "cc1", "gender": "female", "birthDate": "1970-03-03"})
+    fhir.update(
+        {
+            "resourceType": "Observation",
+            "id": "cc1-mg",
+            "status": "final",
+            "subject": {"reference": "Patient/cc1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "19123-9"}]},
+            "effectiveDateTime": "2026-01-15T09:00:00Z",
+            "valueQuantity": {"value": 1.1, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"},
+        }
+    )
+    svc = Service(loaded, tmp_path, worker=False)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda _: requests.post(f"{svc.url}/Patient/cc1/$interpret", timeout=60).status_code, range(6)))
+        assert codes == [200] * 6
+    finally:
+        svc.stop()
+    stored = written(fhir, "cc1")
+    assert len(stored["DiagnosticReport"]) == 1 and len(stored["RiskAssessment"]) == 1
