@@ -27,6 +27,7 @@ from service.fhir.search import as_collection, query, unpack_searchset
 from service.knowledge import load_knowledge
 from service.pipeline import interpret_bundle, interpret_patient
 from service.sandbox import Sandbox, as_transaction
+from service.writeback import rewrite_references
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "service" / "examples" / "site-mappings"
@@ -60,23 +61,13 @@ class NaiveClient:
         run = interpret_bundle(as_collection(resources), k, NOW)
         urls: dict[str, str] = {}
         for e in run.bundle["entry"]:  # one request per resource, references fixed up as the ids come back
-            body = _fix(e["resource"], urls)
+            body = rewrite_references(e["resource"], urls)
             req = e["request"]
             if req["method"] == "PUT":
                 out = self._call("PUT", f"{self.base}/{req['url']}", json=body)
             else:
                 out = self._call("POST", f"{self.base}/{req['url']}", json=body, headers={"If-None-Exist": req["ifNoneExist"]})
             urls[e["fullUrl"]] = f"{out['resourceType']}/{out['id']}"
-
-
-def _fix(node: Any, urls: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        if isinstance(node.get("reference"), str) and node["reference"] in urls:
-            return {**node, "reference": urls[node["reference"]]}
-        return {k: _fix(v, urls) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_fix(v, urls) for v in node]
-    return node
 
 
 def load(base: str, bundle: dict[str, Any], chunk_patients: int = 50) -> float:

@@ -35,13 +35,14 @@ def _identifier(resource: dict[str, Any], system: str) -> str | None:
     return next((i.get("value") for i in resource.get("identifier", []) or [] if i.get("system") == system), None)
 
 
-def _rewrite(node: Any, refs: dict[str, str]) -> Any:
+def rewrite_references(node: Any, refs: dict[str, str]) -> Any:
+    """A copy of `node` in which every Reference to a key of `refs` points at its value instead."""
     if isinstance(node, dict):
         if isinstance(node.get("reference"), str) and node["reference"] in refs:
             return {**node, "reference": refs[node["reference"]]}
-        return {k: _rewrite(v, refs) for k, v in node.items()}
+        return {k: rewrite_references(v, refs) for k, v in node.items()}
     if isinstance(node, list):
-        return [_rewrite(v, refs) for v in node]
+        return [rewrite_references(v, refs) for v in node]
     return node
 
 
@@ -82,5 +83,5 @@ def plan_writeback(composed: list[Written], existing: list[dict[str, Any]], ctx:
         return plan
     prov = provenance(ctx, [w for w, _ in to_write], dev)
     entries = [entry(dev)] + [e for _, e in to_write] + [entry(prov)]
-    plan.bundle["entry"] = [_rewrite(e, refs) if refs else e for e in entries]
+    plan.bundle["entry"] = [rewrite_references(e, refs) if refs else e for e in entries]
     return plan
