@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from service.compose import Context, Written, compose_patient, device, transaction
-from service.errors import FhirError, ResourceError
+from service.errors import FhirConflict, FhirError, ResourceError
 from service.extract import extract_patient, split_bundle
 from service.fhir.client import FhirClient
 from service.knowledge import Knowledge
@@ -90,19 +90,23 @@ def interpret_patient(
     equation: str | None = None,
 ) -> LiveResult:
     """Read one patient (one batch request), interpret, and write the results (one transaction), or, in a
-    dry run, return the transaction that would be sent. Replays write nothing; changed inputs amend."""
+    dry run, return the transaction that would be sent. Replays write nothing; changed inputs amend.
+
+    A version conflict on write (someone amended the same report meanwhile, or a retried transaction had
+    in fact been applied) makes it read and plan once more: the second plan sees what is now stored."""
     before = client.stats.snapshot()
-    data = client.fetch_patient(patient_id, k.output.systems["series_identifier"])
-    # validated once, below: the plan is what is sent
-    run = interpret_bundle(data.bundle, k, now, strict=strict, equation=equation, validate=False, with_provenance=False)
-    dev = device(k)
-    if not run.patients:
-        raise FhirError("GET", client.url(f"Patient/{patient_id}"), None, "the server returned no Patient")
-    result = run.patients[0]
-    ctx = Context(k, now, result.findings.record.patient.source)
-    plan = plan_writeback(result.written, data.written, ctx, dev)
-    validate_bundle(plan.bundle)
-    response = client.transaction(plan.bundle) if plan.writes and not dry_run else None
+    for attempt in (1, 2):
+        findings, plan = _plan(client, patient_id, k, now, strict, equation)
+        if not plan.writes or dry_run:
+            response = None
+            break
+        try:
+            response = client.transaction(plan.bundle)
+            break
+        except FhirConflict:
+            if attempt == 2:
+                raise
+            log.info("version conflict on write: reading and planning again")
     after = client.stats.snapshot()
     log.info(
         "patient done: %d created, %d amended, %d unchanged, %d requests",
@@ -111,4 +115,19 @@ def interpret_patient(
         len(plan.unchanged),
         after[0] - before[0],
     )
-    return LiveResult(patient_id, plan, response, result.findings, after[0] - before[0], after[2] - before[2])
+    return LiveResult(patient_id, plan, response, findings, after[0] - before[0], after[2] - before[2])
+
+
+def _plan(
+    client: FhirClient, patient_id: str, k: Knowledge, now: datetime, strict: bool, equation: str | None
+) -> tuple[Findings, Plan]:
+    data = client.fetch_patient(patient_id, k.output.systems["series_identifier"])
+    # validated once, below: the plan is what is sent
+    run = interpret_bundle(data.bundle, k, now, strict=strict, equation=equation, validate=False, with_provenance=False)
+    if not run.patients:
+        raise FhirError("GET", client.url(f"Patient/{patient_id}"), None, "the server returned no Patient")
+    result = run.patients[0]
+    ctx = Context(k, now, result.findings.record.patient.source)
+    plan = plan_writeback(result.written, data.written, ctx, device(k))
+    validate_bundle(plan.bundle)
+    return result.findings, plan

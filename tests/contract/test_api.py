@@ -217,3 +217,34 @@ def test_not_ready_without_fhir_server(tmp_path: Path) -> None:
     app = create_app({"FHIR_BASE_URL": "http://127.0.0.1:9/fhir", "QUEUE_PATH": str(tmp_path / "q.db"), "FHIR_RETRIES": 1})
     r = app.test_client().get("/readyz")
     assert r.status_code == 503 and "FHIR server not reachable" in r.json["issue"][0]["diagnostics"]
+
+
+@responses.activate
+def test_version_conflict_reads_and_plans_again() -> None:
+    """A transaction answered 412 (e.g. a retried write that had in fact been applied): labinterp reads
+    again, sees its reports stored, and writes nothing more."""
+    from service.fhir.client import FhirClient
+    from service.knowledge import load_knowledge
+    from service.pipeline import interpret_patient
+    from tests.conftest import NOW
+
+    k = load_knowledge(SITE)
+    bundle = json.loads((EXAMPLES / "p10.json").read_text())
+    first = batch_response_for(bundle)
+    state: dict[str, Any] = {"calls": 0, "stored": []}
+
+    def server(request: Any) -> tuple[int, dict[str, str], str]:
+        state["calls"] += 1
+        sent = json.loads(request.body)
+        if sent["type"] == "batch":
+            body = json.loads(json.dumps(first))
+            body["entry"][5]["resource"]["entry"] = [{"resource": r} for r in state["stored"] if r["resourceType"] == "DiagnosticReport"]
+            return 200, {}, json.dumps(body)
+        # the write "had been applied" before the client retried it
+        state["stored"] = [dict(e["resource"], id=f"x{i}", meta={"versionId": "1"}) for i, e in enumerate(sent["entry"])]
+        conflict = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "conflict", "diagnostics": "version conflict"}]}
+        return 412, {}, json.dumps(conflict)
+
+    responses.add_callback(responses.POST, BASE, callback=server)
+    result = interpret_patient(FhirClient(BASE), "p10", k, NOW)
+    assert state["calls"] == 3 and not result.plan.writes and result.plan.unchanged == ["magnesium"]
