@@ -238,11 +238,16 @@ def test_version_conflict_reads_and_plans_again() -> None:
         sent = json.loads(request.body)
         if sent["type"] == "batch":
             body = json.loads(json.dumps(first))
-            body["entry"][5]["resource"]["entry"] = [{"resource": r} for r in state["stored"] if r["resourceType"] == "DiagnosticReport"]
+            body["entry"][5]["resource"]["entry"] = [
+                {"resource": r} for r in state["stored"] if r["resourceType"] == "DiagnosticReport"
+            ]
             return 200, {}, json.dumps(body)
         # the write "had been applied" before the client retried it
         state["stored"] = [dict(e["resource"], id=f"x{i}", meta={"versionId": "1"}) for i, e in enumerate(sent["entry"])]
-        conflict = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "conflict", "diagnostics": "version conflict"}]}
+        conflict = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "conflict", "diagnostics": "version conflict"}],
+        }
         return 412, {}, json.dumps(conflict)
 
     responses.add_callback(responses.POST, BASE, callback=server)
