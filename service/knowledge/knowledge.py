@@ -18,6 +18,7 @@ class Knowledge:
     magnesium: m.MagnesiumFile
     genomics: m.GenomicsFile
     output: m.OutputFile
+    cohort: m.CohortFile
     analyte_codes: tuple[m.AnalyteCode, ...]
     drugs: tuple[m.Drug, ...]
     mg_causes: tuple[m.MgCause, ...]

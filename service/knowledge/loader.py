@@ -32,6 +32,7 @@ TOML_FILES = (
     "magnesium.toml",
     "genomics.toml",
     "output.toml",
+    "cohort.toml",
 )
 CSV_FILES = ("analyte_codes.csv", "drugs.csv", "magnesium_causes.csv", "genotype_codes.csv")
 
@@ -171,6 +172,7 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
     magnesium = _model(m.MagnesiumFile, src.toml("magnesium.toml"), src.label("magnesium.toml"))
     genomics = _model(m.GenomicsFile, src.toml("genomics.toml"), src.label("genomics.toml"))
     output = _model(m.OutputFile, src.toml("output.toml"), src.label("output.toml"))
+    cohort = _model(m.CohortFile, src.toml("cohort.toml"), src.label("cohort.toml"))
 
     genes: dict[str, m.GeneFile] = {}
     versions = {"ruleset.toml": ruleset.meta.version}
@@ -215,6 +217,7 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
         ("magnesium.toml", magnesium),
         ("genomics.toml", genomics),
         ("output.toml", output),
+        ("cohort.toml", cohort),
     ):
         versions[name] = fmodel.meta.version
 
@@ -228,6 +231,7 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
         magnesium=magnesium,
         genomics=genomics,
         output=output,
+        cohort=cohort,
         analyte_codes=tuple(c for c, _, _ in analyte_codes),
         drugs=tuple(drugs),
         mg_causes=tuple(causes),
