@@ -15,6 +15,7 @@ from service.errors import FhirConflict, FhirError, ResourceError
 from service.extract import extract_patient, split_bundle
 from service.fhir.client import FhirClient
 from service.knowledge import Knowledge
+from service.render.report import render_reports
 from service.rules import Findings, interpret
 from service.validate import validate_bundle
 from service.writeback import Plan, plan_writeback
@@ -43,6 +44,7 @@ def interpret_bundle(
     equation: str | None = None,
     validate: bool = True,
     with_provenance: bool = True,
+    render: bool = True,
 ) -> RunResult:
     """Interpret every patient of an input Bundle. In strict mode (the default) any broken resource is an
     error naming it; otherwise it is left out and listed in the report's "Not used" section."""
@@ -58,6 +60,8 @@ def interpret_bundle(
             raise ResourceError(first.where, first.what + more)
         findings = interpret(record, k, now, equation)
         out = compose_patient(findings, k, now, dev, with_provenance)
+        if render:  # readable HTML/PDF: the narrative and presentedForm of each report
+            render_reports(out, findings, k)
         results.append(PatientResult(findings, out))
         written += out
         log.debug("patient interpreted: %d resources composed, %d problems", len(out), len(record.problems))

@@ -26,12 +26,15 @@ _VOLATILE = {"issued", "recorded"}
 
 
 def normalize(bundle: dict[str, Any]) -> Any:
-    """Generated uuids become #1, #2... in order of first appearance; issue and record times become <now>."""
+    """Generated uuids become #1, #2... in order of first appearance; issue and record times become <now>;
+    rendered attachments become <rendered> (their content is tested on its own)."""
     seen: dict[str, str] = {}
     text = _UUID.sub(lambda m: seen.setdefault(m.group(0), f"#{len(seen) + 1}"), json.dumps(bundle))
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
+            if "contentType" in node and "data" in node:  # rendered HTML/PDF: checked by tests/unit/test_render.py
+                return {**node, "data": "<rendered>"}
             return {key: ("<now>" if key in _VOLATILE else walk(v)) for key, v in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
