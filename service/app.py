@@ -4,7 +4,7 @@ Configuration: defaults, then the environment (LABINTERP_*), then `test_config`.
 FHIR_TOKEN, FHIR_BASIC ("user:password"), API_TOKEN (bearer token required on the service's own
 endpoints), MAPPINGS_DIR, WORKDIR, QUEUE_PATH, WORKER (start the queue worker and poller), WORKER_THREADS,
 POLL_SECONDS (0: no poll), CALLBACK_URL (this service's URL as HAPI reaches it: registers the
-Subscription), EGFR_EQUATION, LENIENT, FHIR_RETRIES (tries per request), FHIR_RETRY_DELAY (first backoff, s), QUEUE_LEASE (s before a running job of a dead process is retried)."""
+Subscription), EGFR_EQUATION, LENIENT, FHIR_RETRIES (tries per request), FHIR_RETRY_DELAY (first backoff, s), QUEUE_LEASE (s before a running job of a dead process is retried), COHORT_STATS (a stats.json for the dashboard)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Flask
 
+from service.api.dashboard import dashboard
 from service.api.routes import bp, register_errors
 from service.config import EQUATIONS, ROOT
 from service.errors import LabinterpError
@@ -43,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "FHIR_RETRIES": 5,
     "FHIR_RETRY_DELAY": 0.5,
     "QUEUE_LEASE": 300.0,
+    "COHORT_STATS": None,
 }
 
 
@@ -70,6 +72,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.extensions["labinterp"] = services
     app.register_blueprint(bp)
+    app.register_blueprint(dashboard)
     register_errors(app)
     if cfg["WORKER"]:
         start_background(app, services)

@@ -117,6 +117,10 @@ class FhirClient:
     def read(self, rtype: str, rid: str) -> dict[str, Any]:
         return self.request("GET", f"{rtype}/{rid}")[1]
 
+    def search_page(self, rtype_query: str) -> list[dict[str, Any]]:
+        """The first page of a search only (what a dashboard shows)."""
+        return unpack_searchset(self.request("GET", rtype_query)[1]).resources
+
     def search(self, rtype_query: str) -> list[dict[str, Any]]:
         """All resources of a search, following `next` links up to max_pages."""
         page = unpack_searchset(self.request("GET", rtype_query)[1])

@@ -1,7 +1,8 @@
 """Rendered reports a clinician reads: HTML (Jinja2) and PDF (reportlab) for each DiagnosticReport, with
 the patient and sample, the result against its range (a small range bar), the interpretation, the
 genotype table with phenotypes, the risks with their basis and sources, the suggestion, the eGFR and the
-rule set's version. The HTML body is valid FHIR XHTML and becomes the report's narrative; both renderings
+rule set's version. The HTML body is valid FHIR XHTML and becomes the report's narrative (no empty elements: servers re-serialize
+XHTML and an empty <div></div> comes back as <div/>, which an HTML parser reads as an open tag); both renderings
 are attached as presentedForm. Deterministic: the same findings give the same bytes."""
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ FRAGMENT = """<div xmlns="{{ xhtml }}">
 <p><b>Patient</b> {{ v.patient }} &#183; <b>Sample</b> {{ v.sample }} &#183; <b>Status</b> {{ v.status }}</p>
 <p><b>{{ v.headline }}</b></p>
 {% if v.bar %}<div style="position:relative;height:14px;width:320px;background:#eee;border:1px solid #999">
-<div style="position:absolute;left:{{ v.bar.position(v.bar.low) }}%;width:{{ v.bar.position(v.bar.high) - v.bar.position(v.bar.low) }}%;height:14px;background:#9c9"></div>
-<div style="position:absolute;left:{{ v.bar.position(v.bar.value) }}%;width:3px;height:14px;background:#c00"></div></div>
+<div style="position:absolute;left:{{ v.bar.position(v.bar.low) }}%;width:{{ v.bar.position(v.bar.high) - v.bar.position(v.bar.low) }}%;height:14px;background:#9c9;font-size:1px">&#160;</div>
+<div style="position:absolute;left:{{ v.bar.position(v.bar.value) }}%;width:3px;height:14px;background:#c00;font-size:1px">&#160;</div></div>
 <p>{{ v.bar.label }}: {{ v.bar.value }} {{ v.bar.unit }}; range {{ v.bar.low }}-{{ v.bar.high }} {{ v.bar.unit }} (green); scale to {{ v.bar.top }} {{ v.bar.unit }}</p>{% endif %}
 {% if v.interpretation %}<p><b>Interpretation</b></p><ul>{% for line in v.interpretation %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
 {% if v.genotypes %}<table><tr><th>Gene</th><th>Genotype</th><th>Phenotype</th><th>Groups of seed 000</th></tr>

@@ -61,7 +61,16 @@ def loaded(fhir_url: str) -> str:
 class Service:
     """`labinterp serve` in a subprocess, as an operator runs it."""
 
-    def __init__(self, fhir_url: str, workdir: Path, *, worker: bool, poll_seconds: float = 0.0, callback: bool = False) -> None:
+    def __init__(
+        self,
+        fhir_url: str,
+        workdir: Path,
+        *,
+        worker: bool,
+        poll_seconds: float = 0.0,
+        callback: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -75,6 +84,7 @@ class Service:
                 "LABINTERP_FHIR_RETRY_DELAY": "0.2",
             }
         )
+        env.update(extra_env or {})
         args = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--worker" if worker else "--no-worker"]
         if callback:
             args += ["--callback-url", self.url]
