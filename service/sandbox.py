@@ -7,7 +7,6 @@ hapi.pid, and h2/ for the file database of the demo."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -201,13 +200,24 @@ def as_transaction(bundle: dict[str, Any], base_url: str) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-def load_file(path: Path, base_url: str, session: requests.Session | None = None) -> int:
-    """Load a Bundle file into the server as one transaction; returns the number of resources."""
+def load_file(path: Path, base_url: str, session: requests.Session | None = None, chunk: int = 1000) -> int:
+    """Load a Bundle or NDJSON file into the server, in transactions of about `chunk` resources that never
+    split a patient's resources (each Patient starts a new group). Returns the number of resources."""
+    from service.cohort.io import read_cohort_file
     from service.fhir.client import FhirClient
 
-    data = json.loads(path.read_text())
-    if data.get("type") not in ("transaction", "batch"):
-        data = as_transaction(data, base_url)
-    client = FhirClient(base_url, session=session)
-    client.transaction(data)
-    return len(data.get("entry", []))
+    data = read_cohort_file(path)
+    client = FhirClient(base_url, session=session, timeout=(5.0, 300.0))
+    if data.get("type") in ("transaction", "batch"):
+        client.transaction(data) if data["type"] == "transaction" else client.batch(data)
+        return len(data.get("entry", []))
+    entries = data.get("entry", []) or []
+    group: list[dict[str, Any]] = []
+    for e in entries:
+        if len(group) >= chunk and (e.get("resource") or {}).get("resourceType") == "Patient":
+            client.transaction(as_transaction({"entry": group}, base_url))
+            group = []
+        group.append(e)
+    if group:
+        client.transaction(as_transaction({"entry": group}, base_url))
+    return len(entries)
