@@ -20,7 +20,6 @@ from service.errors import InputError, LabinterpError
 from service.extract.fhirtime import parse_now
 from service.knowledge import Knowledge, load_knowledge
 from service.pipeline import PatientResult, RunResult, interpret_bundle, interpret_patient
-from service.sandbox import Sandbox, load_file
 from service.summary import summarize
 
 
@@ -237,75 +236,6 @@ def demo_cmd(offline: bool, out_path: str, now_text: str, stop: bool, fhir_port:
     click.echo(f"wrote {out_path}")
 
 
-@cli.group("cohort", invoke_without_command=True)
-@click.option(
-    "--input", "input_path", type=click.Path(exists=True, dir_okay=False), help="A FHIR Bundle (JSON) or NDJSON file of patients."
-)
-@click.option("--fhir-url", default=None, help="Read every Patient of this FHIR server instead.")
-@click.option("--out", "out_path", default="stats.json", show_default=True, type=click.Path(dir_okay=False))
-@click.option(
-    "--html", "html_path", default=None, type=click.Path(dir_okay=False), help="Also write a readable report with the plots."
-)
-@click.option("--mappings", "mappings", type=click.Path(file_okay=False), help="A site's overlay directory for mappings/.")
-@click.pass_context
-def cohort_group(
-    ctx: click.Context, input_path: str | None, fhir_url: str | None, out_path: str, html_path: str | None, mappings: str | None
-) -> None:
-    """Cohort analytics as seed 000 did them (labinterp cohort --input FILE --out stats.json [--html report.html]),
-    or `labinterp cohort synth` to make a synthetic cohort."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from service.cohort.analytics import analyze, html_report, plots, table_from_bundle
-    from service.cohort.io import read_cohort_file, read_cohort_server
-
-    try:
-        if bool(input_path) == bool(fhir_url):
-            raise UsageFailure("give either --input FILE or --fhir-url URL")
-        k = _knowledge(mappings)
-        data = (
-            read_cohort_file(Path(str(input_path))) if input_path else read_cohort_server(Settings.from_env().client(fhir_url), k)
-        )
-        table = table_from_bundle(data, k, progress=sys.stderr.isatty())
-        stats = analyze(table, k)
-        figures = plots(table, stats, k, Path(out_path).resolve().parent / (Path(out_path).stem + "_plots"))
-        stats["plots"] = {name: str(p) for name, p in figures.items()}
-    except LabinterpError as exc:
-        _fail(str(exc))
-        return
-    write_json_atomic(out_path, stats)
-    if html_path:
-        Path(html_path).write_text(html_report(stats, figures), encoding="utf-8")
-    c = stats["categories"]
-    click.echo(
-        f"{stats['n']} patients (excluded: {stats['excluded']['below_loq']} below LOQ, {stats['excluded']['egfr_below_30']} eGFR < 30); "
-        f"below/within/above {c['below']}/{c['within']}/{c['above']}; wrote {out_path}"
-        + (f" and {html_path}" if html_path else "")
-    )
-
-
-@cohort_group.command("synth")
-@click.option(
-    "--mode",
-    type=click.Choice(["table2", "realistic"]),
-    default="table2",
-    show_default=True,
-    help="table2: the 190 patients of Table 2 exactly (+ 6 below LOQ, + eGFR < 30); realistic: drawn from the distributions.",
-)
-@click.option("--patients", "n", default=1000, show_default=True, help="With --mode realistic: how many.")
-@click.option("--seed", default=190, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["bundle", "ndjson"]), default="bundle", show_default=True)
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
-def cohort_synth(mode: str, n: int, seed: int, fmt: str, out_path: str) -> None:
-    """A synthetic cohort with the paper's distributions, deterministic from --seed, as FHIR."""
-    from service.cohort.io import write_cohort
-    from service.cohort.synth import realistic_patients, table2_patients
-
-    k = load_knowledge()
-    patients = table2_patients(k, seed) if mode == "table2" else realistic_patients(k, n, seed)
-    count = write_cohort(patients, k, Path(out_path), fmt, progress=sys.stderr.isatty())
-    click.echo(f"{len(patients)} patients, {count} resources -> {out_path}")
-
-
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True)
@@ -348,53 +278,15 @@ def serve_cmd(host: str, port: int, threads: int, worker: bool, callback_url: st
         _fail(str(exc))
 
 
-@cli.group("sandbox")
-def sandbox_group() -> None:
-    """A local HAPI FHIR server (R4, JPA, H2) on 127.0.0.1, built from Maven Central by docker/hapi."""
+def _register() -> None:
+    from service.cli_cohort import cohort_group
+    from service.cli_sandbox import sandbox_group
+
+    cli.add_command(cohort_group)
+    cli.add_command(sandbox_group)
 
 
-def _sandbox(port: int, database: str = "mem") -> Sandbox:
-    return Sandbox(Path(Settings.from_env().workdir), port=port, database=database)
-
-
-@sandbox_group.command("up")
-@click.option("--port", default=8090, show_default=True)
-@click.option(
-    "--database",
-    type=click.Choice(["mem", "file"]),
-    default="file",
-    show_default=True,
-    help="H2 in memory, or on file under the work directory.",
-)
-@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for HAPI to answer.")
-def sandbox_up(port: int, database: str, timeout: float) -> None:
-    """Build (first time) and start HAPI, wait until /fhir/metadata answers, print the base URL."""
-    try:
-        click.echo(_sandbox(port, database).up(timeout=timeout))
-    except LabinterpError as exc:
-        _fail(str(exc))
-
-
-@sandbox_group.command("down")
-@click.option("--port", default=8090, show_default=True)
-def sandbox_down(port: int) -> None:
-    """Stop the HAPI started by `sandbox up`."""
-    click.echo("stopped" if _sandbox(port).down() else "not running")
-
-
-@sandbox_group.command("load")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--fhir-url", default=None, help="Default: the sandbox on --port.")
-@click.option("--port", default=8090, show_default=True)
-def sandbox_load(files: tuple[str, ...], fhir_url: str | None, port: int) -> None:
-    """Load Bundle files (each as one transaction; collections are PUT at their ids)."""
-    base = fhir_url or _sandbox(port).base_url
-    try:
-        for f in files:
-            n = load_file(Path(f), base)
-            click.echo(f"{f}: {n} resources")
-    except LabinterpError as exc:
-        _fail(str(exc))
+_register()
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ from service.errors import (
     FhirTemporaryError,
     InputError,
     LabinterpError,
-    MappingsError,
 )
 
 FHIR_JSON = "application/fhir+json"
@@ -51,9 +50,7 @@ def status_for(exc: LabinterpError) -> tuple[int, str]:
         return 502, "security"
     if isinstance(exc, FhirError):
         return 502, "exception"
-    if isinstance(exc, MappingsError):
-        return 500, "exception"
-    return 500, "exception"
+    return 500, "exception"  # mappings and anything else: labinterp's own fault
 
 
 def error_response(exc: LabinterpError) -> Response:

@@ -1,0 +1,170 @@
+"""Typed, frozen models of linezolid.toml. Unknown keys are rejected."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from service.knowledge.model.base import RISK_ORDER, Band, Meta, Risk, Strict, check_contiguous  # noqa: F401
+
+# --- linezolid.toml ---------------------------------------------------------------------------
+
+
+class Regimen(Strict):
+    dose_mg: float = Field(gt=0)
+    interval_h: float = Field(gt=0)
+    source: str = ""
+
+    @property
+    def daily_mg(self) -> float:
+        return self.dose_mg * 24.0 / self.interval_h
+
+    def label(self) -> str:
+        return f"{self.dose_mg:g} mg every {self.interval_h:g} h"
+
+
+class Trough(Strict):
+    hours_after_dose: float
+    tolerance_min: float
+    steady_state_h: float
+    source: str
+
+
+class Assay(Strict):
+    loq_mg_per_l: float
+    linearity_upper_mg_per_l: float
+    imprecision: float = Field(ge=0, lt=1)
+    source: str
+
+
+class DoseSuggestion(Strict):
+    target_mg_per_l: float = Field(gt=0)
+    source: str
+    regimens: tuple[Regimen, ...] = Field(min_length=1)
+
+
+class Table2Row(Strict):
+    factor: str
+    group: str
+    above: float
+    within: float
+    below: float
+    p: float | None = None
+
+    @model_validator(mode="after")
+    def _sums(self) -> Table2Row:
+        total = self.above + self.within + self.below
+        if abs(total - 1.0) > 0.0051:  # the paper's rounding: rows sum to 99.9-100.1 %
+            raise ValueError(f"{self.factor} {self.group}: shares sum to {total:.3f}, not 1")
+        return self
+
+
+class Cohort(Strict):
+    n: int
+    below: float
+    within: float
+    above: float
+    name: str
+    source: str
+    table2: tuple[Table2Row, ...]
+
+
+class Factor(Strict):
+    factor: str
+    group: str
+    reference: str
+    effect: Literal["underexposure", "none"]
+    risk: Risk | None = None
+    probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    odds_ratio: float
+    ci95: tuple[float, float]
+    p: float
+    use_adjusted: bool = False  # quote the age-adjusted OR as the factor's relative risk
+    odds_ratio_adjusted: float | None = None
+    ci95_adjusted: tuple[float, float] | None = None
+    p_adjusted: float | None = None
+    note: str = ""
+    source: str
+
+    @model_validator(mode="after")
+    def _risk_for_effect(self) -> Factor:
+        if self.effect == "underexposure" and (self.risk is None or self.probability is None):
+            raise ValueError(f"factor {self.factor} {self.group}: an underexposure factor needs risk and probability")
+        lo, hi = self.ci95
+        if not lo <= self.odds_ratio <= hi:
+            raise ValueError(f"factor {self.factor} {self.group}: odds ratio {self.odds_ratio} outside its CI {self.ci95}")
+        if self.use_adjusted and self.odds_ratio_adjusted is None:
+            raise ValueError(f"factor {self.factor} {self.group}: use_adjusted needs odds_ratio_adjusted")
+        return self
+
+    @property
+    def quoted_odds_ratio(self) -> float:
+        return self.odds_ratio_adjusted if self.use_adjusted and self.odds_ratio_adjusted is not None else self.odds_ratio
+
+
+class Underexposure(Strict):
+    requires_factor: str
+    baseline_risk: Risk
+    baseline_probability: float = Field(ge=0.0, le=1.0)
+    baseline_basis: str
+    source: str
+
+
+class Rifampicin(Strict):
+    atc_prefixes: tuple[str, ...]
+    minimum_risk: Risk
+    text: str
+    source: str
+
+
+class Overexposure(Strict):
+    age_source: str
+    renal_egfr_below: float
+    renal_risk: Risk
+    renal_text: str
+    renal_source: str
+    age_bands: tuple[Band, ...]
+
+    @model_validator(mode="after")
+    def _bands(self) -> Overexposure:
+        check_contiguous(self.age_bands, "overexposure.age_bands")
+        for b in self.age_bands:
+            if b.risk is None or b.probability is None:
+                raise ValueError(f"overexposure.age_bands {b.name!r}: needs risk and probability")
+        return self
+
+
+class LinezolidFile(Strict):
+    meta: Meta
+    regimen: dict[Literal["standard"], Regimen]
+    trough: Trough
+    assay: Assay
+    bands: tuple[Band, ...]
+    dose_suggestion: DoseSuggestion
+    cohort: Cohort
+    factors: tuple[Factor, ...]
+    underexposure: Underexposure
+    rifampicin: Rifampicin
+    overexposure: Overexposure
+
+    @model_validator(mode="after")
+    def _check(self) -> LinezolidFile:
+        check_contiguous(self.bands, "bands")
+        names = {b.name for b in self.bands}
+        missing = {"not_quantifiable", "below", "within", "above", "above_linearity"} - names
+        if missing:
+            raise ValueError(f"bands: missing {sorted(missing)}")
+        by_name = {b.name: b for b in self.bands}
+        if by_name["not_quantifiable"].upper != self.assay.loq_mg_per_l:
+            raise ValueError("bands: not_quantifiable must end at assay.loq_mg_per_l")
+        if by_name["above_linearity"].lower != self.assay.linearity_upper_mg_per_l:
+            raise ValueError("bands: above_linearity must start at assay.linearity_upper_mg_per_l")
+        return self
+
+    @property
+    def standard_regimen(self) -> Regimen:
+        return self.regimen["standard"]
+
+    def band(self, name: str) -> Band:
+        return next(b for b in self.bands if b.name == name)
