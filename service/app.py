@@ -4,7 +4,7 @@ Configuration: defaults, then the environment (LABINTERP_*), then `test_config`.
 FHIR_TOKEN, FHIR_BASIC ("user:password"), API_TOKEN (bearer token required on the service's own
 endpoints), MAPPINGS_DIR, WORKDIR, QUEUE_PATH, WORKER (start the queue worker and poller), WORKER_THREADS,
 POLL_SECONDS (0: no poll), CALLBACK_URL (this service's URL as HAPI reaches it: registers the
-Subscription), EGFR_EQUATION, LENIENT, FHIR_RETRIES (tries per request), FHIR_RETRY_DELAY (first backoff, s), QUEUE_LEASE (s before a running job of a dead process is retried), COHORT_STATS (a stats.json for the dashboard)."""
+Subscription), EGFR_EQUATION, LENIENT, FHIR_RETRIES (tries per request), FHIR_RETRY_DELAY (first backoff, s), QUEUE_LEASE (s before a running job of a dead process is retried), COHORT_STATS (a stats.json for the dashboard), RENDER (HTML/PDF per report; default true)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "FHIR_RETRY_DELAY": 0.5,
     "QUEUE_LEASE": 300.0,
     "COHORT_STATS": None,
+    "RENDER": True,
 }
 
 
@@ -69,6 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         strict=not bool(cfg["LENIENT"]),
         equation=equation,
         retry=RetryPolicy(attempts=int(cfg["FHIR_RETRIES"]), base_delay=float(cfg["FHIR_RETRY_DELAY"])),
+        render=str(cfg["RENDER"]).lower() not in ("false", "0", "no"),
     )
     app.extensions["labinterp"] = services
     app.register_blueprint(bp)

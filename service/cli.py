@@ -102,6 +102,7 @@ def cli() -> None:
 @click.option("--lenient", is_flag=True, help="Leave broken resources out (listed in the report) instead of failing.")
 @click.option("--summary", is_flag=True, help="Print a readable summary per patient on standard error.")
 @click.option("--no-validate", is_flag=True, help="Skip validating the output with fhir.resources (faster).")
+@click.option("--no-render", is_flag=True, help="No HTML/PDF presentedForm (faster, smaller); the narrative stays plain.")
 def interpret_cmd(
     bundle_path: str | None,
     fhir_url: str | None,
@@ -114,6 +115,7 @@ def interpret_cmd(
     lenient: bool,
     summary: bool,
     no_validate: bool,
+    no_render: bool,
 ) -> None:
     """Interpret patients from a Bundle file (--bundle) or from a FHIR server (--fhir-url --patient)."""
     try:
@@ -143,7 +145,13 @@ def interpret_cmd(
         else:
             data = read_json(str(bundle_path))
             result = interpret_bundle(
-                data, k, now, strict=not lenient, equation=eq, validate=settings.validate_output and not no_validate
+                data,
+                k,
+                now,
+                strict=not lenient,
+                equation=eq,
+                validate=settings.validate_output and not no_validate,
+                render=settings.render and not no_render,
             )
             if summary:
                 _print_summary(result, err=True)

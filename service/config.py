@@ -23,6 +23,7 @@ class Settings:
     workdir: str = str(ROOT / ".labinterp")  # LABINTERP_WORKDIR: sandbox, queue database
     egfr_equation: str | None = None  # "ckd-epi-2021" | "mdrd" (LABINTERP_EGFR_EQUATION); None: mappings default
     validate_output: bool = True  # validate every written resource with fhir.resources R4B (LABINTERP_VALIDATE_OUTPUT)
+    render: bool = True  # HTML/PDF presentedForm and rendered narrative for each report (LABINTERP_RENDER)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -41,6 +42,7 @@ class Settings:
             workdir=env.get("LABINTERP_WORKDIR") or str(ROOT / ".labinterp"),
             egfr_equation=equation,
             validate_output=flag in ("true", "1", "yes"),
+            render=env.get("LABINTERP_RENDER", "true").lower() in ("true", "1", "yes"),
         )
 
     def client(self, base_url: str | None = None) -> FhirClient:

@@ -92,6 +92,7 @@ def interpret_patient(
     dry_run: bool = False,
     strict: bool = True,
     equation: str | None = None,
+    render: bool = True,
 ) -> LiveResult:
     """Read one patient (one batch request), interpret, and write the results (one transaction), or, in a
     dry run, return the transaction that would be sent. Replays write nothing; changed inputs amend.
@@ -100,7 +101,7 @@ def interpret_patient(
     in fact been applied) makes it read and plan once more: the second plan sees what is now stored."""
     before = client.stats.snapshot()
     for attempt in (1, 2):
-        findings, plan = _plan(client, patient_id, k, now, strict, equation)
+        findings, plan = _plan(client, patient_id, k, now, strict, equation, render)
         if not plan.writes or dry_run:
             response = None
             break
@@ -123,11 +124,13 @@ def interpret_patient(
 
 
 def _plan(
-    client: FhirClient, patient_id: str, k: Knowledge, now: datetime, strict: bool, equation: str | None
+    client: FhirClient, patient_id: str, k: Knowledge, now: datetime, strict: bool, equation: str | None, render: bool
 ) -> tuple[Findings, Plan]:
     data = client.fetch_patient(patient_id, k.output.systems["series_identifier"])
     # validated once, below: the plan is what is sent
-    run = interpret_bundle(data.bundle, k, now, strict=strict, equation=equation, validate=False, with_provenance=False)
+    run = interpret_bundle(
+        data.bundle, k, now, strict=strict, equation=equation, validate=False, with_provenance=False, render=render
+    )
     if not run.patients:
         raise FhirError("GET", client.url(f"Patient/{patient_id}"), None, "the server returned no Patient")
     result = run.patients[0]

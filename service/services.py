@@ -33,6 +33,7 @@ class Services:
     strict: bool = True
     equation: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    render: bool = True
     session: requests.Session = field(default_factory=requests.Session)
     _ready_cache: tuple[float, list[str]] = (0.0, [])
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,6 +57,7 @@ class Services:
                 dry_run=dry_run,
                 strict=self.strict,
                 equation=self.equation,
+                render=self.render,
             )
 
     def _patient_lock(self, patient_id: str) -> threading.Lock:

@@ -62,11 +62,20 @@ Below / within / above: {{ stats.categories.below }} / {{ stats.categories.withi
 <td>{% if a.odds_ratio is not none %}{{ a.odds_ratio }} ({{ a.ci95[0] }}-{{ a.ci95[1] }}){% else %}{{ a.error }}{% endif %}</td><td>{{ a.p if a.p is not none else "-" }}</td></tr>{% endfor %}</table>{% endif %}"""
 
 
+_TEMPLATES: dict[str, Any] = {}
+
+
+def _compiled(source: str) -> Any:
+    if source not in _TEMPLATES:
+        _TEMPLATES[source] = _env.from_string(source)
+    return _TEMPLATES[source]
+
+
 def page(title: str, template: str, **context: Any) -> str:
     from markupsafe import Markup
 
-    body = Markup(_env.from_string(template).render(**context))
-    return _env.from_string(LAYOUT).render(title=title, body=body)
+    body = Markup(_compiled(template).render(**context))
+    return _compiled(LAYOUT).render(title=title, body=body)
 
 
 def _flag_class(code: str) -> str:
