@@ -58,16 +58,16 @@ def main() -> None:
     bundle = synthetic(args.patients, args.seed)
     text = json.dumps(bundle)
     print(f"input: {args.patients} patients, {len(bundle['entry'])} resources, {len(text) / 1e6:.1f} MB of JSON")
-    for validate in (True, False):
+    for validate, render in ((True, True), (False, True), (True, False)):
         t0 = time.perf_counter()
         data = json.loads(text)
         t1 = time.perf_counter()
-        result = interpret_bundle(data, k, now, validate=validate)
+        result = interpret_bundle(data, k, now, validate=validate, render=render)
         t2 = time.perf_counter()
         out = json.dumps(result.bundle)
         t3 = time.perf_counter()
         print(
-            f"validate={'on ' if validate else 'off'}: {args.patients / (t3 - t0):6.0f} patients/s end to end "
+            f"validate={'on ' if validate else 'off'} render={'on ' if render else 'off'}: {args.patients / (t3 - t0):6.0f} patients/s end to end "
             f"(parse {t1 - t0:.2f} s; interpret+compose{'+validate' if validate else ''} {(t2 - t1) / args.patients * 1000:.2f} ms/patient; "
             f"serialize {t3 - t2:.2f} s); {len(result.bundle['entry'])} resources written ({len(out) / 1e6:.1f} MB)"
         )
