@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import tempfile
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -15,52 +13,15 @@ from typing import Any
 import click
 
 from service import __version__
+from service.cli_cohort import cohort_group
+from service.cli_common import UsageFailure, _fail, _knowledge, read_json, write_json_atomic
+from service.cli_sandbox import sandbox_group
 from service.config import EQUATIONS, Settings
-from service.errors import InputError, LabinterpError
+from service.errors import LabinterpError
 from service.extract.fhirtime import parse_now
-from service.knowledge import Knowledge, load_knowledge
+from service.knowledge import load_knowledge
 from service.pipeline import PatientResult, RunResult, interpret_bundle, interpret_patient
 from service.summary import summarize
-
-
-class UsageFailure(LabinterpError):
-    pass
-
-
-def _fail(message: str) -> None:
-    click.echo(f"labinterp: error: {message}", err=True)
-    sys.exit(2)
-
-
-def read_json(path: str) -> Any:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot be read: {exc}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
-
-
-def write_json_atomic(path: str, data: Any) -> None:
-    """Write to a temporary file beside the target, then rename: never a half-written output."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _knowledge(mappings: str | None) -> Knowledge:
-    return load_knowledge(mappings or Settings.from_env().mappings_dir)
 
 
 def _now(text: str | None) -> datetime:
@@ -286,15 +247,8 @@ def serve_cmd(host: str, port: int, threads: int, worker: bool, callback_url: st
         _fail(str(exc))
 
 
-def _register() -> None:
-    from service.cli_cohort import cohort_group
-    from service.cli_sandbox import sandbox_group
-
-    cli.add_command(cohort_group)
-    cli.add_command(sandbox_group)
-
-
-_register()
+cli.add_command(cohort_group)
+cli.add_command(sandbox_group)
 
 
 def main() -> None:

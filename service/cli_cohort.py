@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from service.cli import UsageFailure, _fail, _knowledge, write_json_atomic
+from service.cli_common import UsageFailure, _fail, _knowledge, write_json_atomic
 from service.config import Settings
 from service.errors import LabinterpError
 from service.knowledge import load_knowledge

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from service.cli import _fail
+from service.cli_common import _fail
 from service.config import Settings
 from service.errors import LabinterpError
 from service.sandbox import Sandbox, load_file
