@@ -96,10 +96,6 @@ class JobQueue:
                 raise
         return Job(row[0], row[1], row[2], row[3] + 1)
 
-    def heartbeat(self, job: Job) -> None:
-        with self._db() as db:
-            db.execute("UPDATE jobs SET updated = ? WHERE id = ? AND state = 'running'", (time.time(), job.id))
-
     def done(self, job: Job) -> None:
         with self._db() as db:
             db.execute("UPDATE jobs SET state = 'done', updated = ?, error = '' WHERE id = ?", (time.time(), job.id))

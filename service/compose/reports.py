@@ -6,7 +6,7 @@ from typing import Any
 
 from service.compose import narrative as nv
 from service.compose.common import Context, Written, concept, effective, instant, ref, status_of
-from service.extract.facts import Measurement, SourceRef
+from service.extract.facts import Measurement
 from service.rules import Findings
 from service.rules.linezolid import LinezolidFinding
 from service.rules.magnesium import MagnesiumFinding
@@ -227,7 +227,3 @@ def _ignored(f: Findings) -> str:
     items = [f"{i.source.reference}: {i.why}" for i in f.record.ignored]
     items += [f"{p.where}: {p.what} (not interpreted)" for p in f.record.problems]
     return nv.section("Not used", items)
-
-
-def sources_of(measurements: list[Measurement]) -> list[SourceRef]:
-    return [m.source for m in measurements]

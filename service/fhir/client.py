@@ -166,13 +166,13 @@ class FhirClient:
                 resources += page.resources
                 pages += 1
                 link = page.next_links[0] if page.next_links else ""
-        written = [
-            r
-            for r in resources
-            if r.get("resourceType") in ("DiagnosticReport", "RiskAssessment", "Observation")
-            and any(i.get("system") == series_system for i in r.get("identifier", []) or [])
-        ]
-        inputs = [r for r in resources if r not in written]
+        written: list[dict[str, Any]] = []
+        inputs: list[dict[str, Any]] = []
+        for r in resources:  # one pass: labinterp's own earlier output vs the patient's data
+            ours = r.get("resourceType") in ("DiagnosticReport", "RiskAssessment", "Observation") and any(
+                i.get("system") == series_system for i in r.get("identifier", []) or []
+            )
+            (written if ours else inputs).append(r)
         return PatientData(as_collection(inputs), written, pages)
 
 

@@ -45,6 +45,7 @@ def copy_base(tmp_path: Path) -> Path:
     [
         ("linezolid.toml", "upper = 8.0\nupper_closed = true", "upper = 9.0\nupper_closed = true", "bands", "gap or overlap"),
         ("linezolid.toml", "[trough]", "[trough]\nbogus = 1", "trough.bogus", "Extra inputs are not permitted"),
+        ("magnesium.toml", 'name = "normal"', 'name = "usual"', "bands", "missing ['normal']"),
         ("magnesium.toml", 'interpretation = "LL"', "interpretation = 3", "bands[0].interpretation", "valid string"),
         (
             "linezolid.toml",

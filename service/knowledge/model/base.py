@@ -42,10 +42,12 @@ class Band(Strict):
         return self
 
 
-def check_contiguous(bands: tuple[Band, ...], what: str) -> None:
+def check_contiguous(bands: tuple[Band, ...], what: str, required: tuple[str, ...] = ()) -> None:
     """Bands must cover the whole line in order: open below, open above, and each edge owned once."""
     if not bands:
         raise ValueError(f"{what}: no bands")
+    if missing := set(required) - {b.name for b in bands}:
+        raise ValueError(f"{what}: missing {sorted(missing)}")
     if bands[0].lower is not None:
         raise ValueError(f"{what}: first band {bands[0].name!r} must have no lower bound")
     if bands[-1].upper is not None:

@@ -150,11 +150,7 @@ class LinezolidFile(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> LinezolidFile:
-        check_contiguous(self.bands, "bands")
-        names = {b.name for b in self.bands}
-        missing = {"not_quantifiable", "below", "within", "above", "above_linearity"} - names
-        if missing:
-            raise ValueError(f"bands: missing {sorted(missing)}")
+        check_contiguous(self.bands, "bands", ("not_quantifiable", "below", "within", "above", "above_linearity"))
         by_name = {b.name: b for b in self.bands}
         if by_name["not_quantifiable"].upper != self.assay.loq_mg_per_l:
             raise ValueError("bands: not_quantifiable must end at assay.loq_mg_per_l")

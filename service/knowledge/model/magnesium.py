@@ -68,8 +68,5 @@ class MagnesiumFile(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> MagnesiumFile:
-        check_contiguous(self.bands, "bands")
-        names = {b.name for b in self.bands}
-        if not {"severe_hypomagnesemia", "hypomagnesemia", "normal", "hypermagnesemia"} <= names:
-            raise ValueError("bands: need severe_hypomagnesemia, hypomagnesemia, normal, hypermagnesemia")
+        check_contiguous(self.bands, "bands", ("severe_hypomagnesemia", "hypomagnesemia", "normal", "hypermagnesemia"))
         return self
