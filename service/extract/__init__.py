@@ -27,7 +27,30 @@ def patient_facts(pinput: PatientInput) -> PatientFacts:
     gender = res.get("gender", "unknown")
     if gender not in SEXES:
         raise ResourceError(f"{ref.reference} gender", f"{gender!r} is not one of {', '.join(sorted(SEXES))}")
-    return PatientFacts(source=ref, birth_date=birth, birth_precision=precision, sex=gender)
+    return PatientFacts(
+        source=ref, birth_date=birth, birth_precision=precision, sex=gender, name=_name(res), identifier=_identifier(res)
+    )
+
+
+def _name(res: dict[str, Any]) -> str:
+    """The patient's name as a report prints it ("Family, Given"); "" when absent or unreadable."""
+    names = [n for n in res.get("name", []) or [] if isinstance(n, dict)]
+    official = next((n for n in names if n.get("use") == "official"), names[0] if names else None)
+    if official is None:
+        return ""
+    if isinstance(official.get("text"), str) and official["text"].strip():
+        return official["text"].strip()
+    family = official.get("family") if isinstance(official.get("family"), str) else ""
+    given = " ".join(g for g in official.get("given", []) or [] if isinstance(g, str))
+    return ", ".join(p for p in (family, given) if p)
+
+
+def _identifier(res: dict[str, Any]) -> str:
+    """The first identifier with a value (a medical record number, usually); "" when none."""
+    for ident in res.get("identifier", []) or []:
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"].strip():
+            return ident["value"].strip()
+    return ""
 
 
 def written_by_labinterp(resource: dict[str, Any], k: Knowledge) -> bool:

@@ -43,6 +43,8 @@ class PatientFacts:
     birth_date: date | None
     birth_precision: str  # "day" | "month" | "year" | "" when absent
     sex: str  # "female" | "male" | "other" | "unknown"
+    name: str = ""  # for the rendered report only: never logged
+    identifier: str = ""  # the first Patient.identifier, "system|value" shown as value; never logged
 
     def age_at(self, when: date) -> int | None:
         """Completed years at `when`; None without a birth date."""
@@ -68,6 +70,7 @@ class Measurement:
     ref_low: float | None = None  # the laboratory's reference range, canonical unit
     ref_high: float | None = None
     code_key: str = ""  # "system|code" that was matched, when matched by code
+    performer: str = ""  # the performing laboratory or practitioner's display, when given
 
     @property
     def preliminary(self) -> bool:
@@ -97,6 +100,7 @@ class GenotypeCall:
     rsid: str | None = None
     bases: tuple[str, str] | None = None  # gene (c.) orientation
     time: FhirTime | None = None
+    assembly: str | None = None  # reference assembly of genomic (+ strand) alleles: "GRCh37" | "GRCh38"
 
     @property
     def preliminary(self) -> bool:
@@ -120,6 +124,7 @@ class MedicationExposure:
     start: FhirTime | None = None  # therapy start, when the resource says
     dose_mg: float | None = None
     interval_h: float | None = None
+    end: FhirTime | None = None  # when the therapy ended or will end (period end, bounds end), when the resource says
 
 
 @dataclass(frozen=True)

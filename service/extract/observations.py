@@ -123,6 +123,7 @@ def extract_measurement(
         )
     low, high = _reference_range(obs, analyte, k)
     specimen = obs.get("specimen")
+    performers = [p.get("display") for p in obs.get("performer", []) or [] if isinstance(p, dict)]
     return Measurement(
         analyte=analyte,
         value=float(value) * factor,
@@ -138,4 +139,5 @@ def extract_measurement(
         ref_low=low,
         ref_high=high,
         code_key=code_key,
+        performer=", ".join(p for p in performers if isinstance(p, str) and p.strip()),
     )
