@@ -8,8 +8,11 @@ from typing import Any
 
 from service.compose.common import Context, Written
 from service.compose.egfr import egfr_observation
+from service.compose.genotype import genotype_report
+from service.compose.linezolid import linezolid_report
+from service.compose.magnesium import magnesium_report
 from service.compose.provenance import device, provenance
-from service.compose.reports import genotype_report, linezolid_report, magnesium_report, renal_report
+from service.compose.renal import renal_report
 from service.compose.risk import arrhythmia_risk, exposure_risk
 from service.knowledge import Knowledge
 from service.rules import Findings

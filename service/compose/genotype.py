@@ -1,0 +1,61 @@
+"""The genotype interpretation DiagnosticReport (Genomics Reporting IG shapes; SPEC section 2)."""
+
+from __future__ import annotations
+
+from service.compose import narrative as nv
+from service.compose.common import Context, Written, concept, ref, status_of
+from service.compose.reports import not_used, report
+from service.rules import Findings
+from service.rules.pgx import PgxFinding
+
+
+def genotype_report(ctx: Context, f: Findings, pgx: PgxFinding, risk: Written | None) -> Written:
+    k = ctx.k
+    lines, rows, codes = [], [], []
+    no_effect = {line.split(":")[0]: line for line in (f.exposure.no_effect if f.exposure else [])}
+    calls = [c for g in pgx.genes.values() for c in g.calls]
+    for gene, g in pgx.genes.items():
+        groups = ", ".join(f"{factor}: {grp or 'not classifiable'}" for factor, grp in g.groups.items())
+        phenotype = g.phenotype.name if g.phenotype else ""
+        if g.haplotype:
+            phenotype = f"haplotype {g.haplotype}"
+        rows.append(
+            [
+                gene,
+                g.label().removeprefix(f"{gene} "),
+                phenotype or "-",
+                groups or "-",
+                ", ".join(sorted({c.shape for c in g.calls})),
+            ]
+        )
+        line = g.label() + (f": {phenotype}" if phenotype else "")
+        effects = [no_effect[key] for key in no_effect if key.startswith(tuple(g.groups))]
+        if effects:
+            line += "; " + "; ".join(e.split(": ", 1)[1] for e in effects)
+        lines.append(line + ".")
+        lines += [f"{gene}: {n}." for n in g.notes]
+        if g.phenotype and g.phenotype.code:
+            codes.append(concept(ctx.systems["loinc"], g.phenotype.code, g.phenotype.name, f"{gene} {g.phenotype.name}"))
+    if f.exposure:
+        u = f.exposure.under
+        lines.append(
+            f"Linezolid underexposure risk: {u.risk or 'not assessable'}"
+            + (f" ({', '.join(u.contributors)})" if u.contributors else "")
+            + "."
+        )
+    text = nv.div(
+        k.output.reports["genotype"].title,
+        lines,
+        nv.table(["Gene", "Genotype", "Phenotype", "Groups of seed 000", "Reported as"], rows),
+        not_used(f),
+    )
+    body = report(ctx, "genotype", status_of(calls), {}, [ref(c.source) for c in calls], " ".join(lines), codes, text)
+    if risk is not None:
+        body["extension"] = [
+            {
+                "url": "http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/genomic-risk-assessment",
+                "valueReference": {"reference": risk.full_url},
+            }
+        ]
+        body = {"resourceType": body.pop("resourceType"), "extension": body.pop("extension"), **body}
+    return ctx.new("genotype", body, [c.source for c in calls] + [ctx.patient])

@@ -1,0 +1,64 @@
+"""The linezolid TDM DiagnosticReport (SPEC section 2)."""
+
+from __future__ import annotations
+
+from service.compose import narrative as nv
+from service.compose.common import Context, Written, effective, ref, status_of
+from service.compose.renal import renal_line
+from service.compose.reports import not_used, report
+from service.extract.facts import Measurement
+from service.rules import Findings
+from service.rules.linezolid import LinezolidFinding
+
+
+def linezolid_report(ctx: Context, f: Findings, lz: LinezolidFinding, risk: Written | None) -> Written:
+    k = ctx.k
+    t = lz.trough
+    band = lz.band
+    headline = f"Linezolid trough {t.original}" + (
+        f" ({t.value:.2f} mg/L)" if t.unit == "mg/L" and not t.original.startswith(f"{t.value:g} mg/L") else ""
+    )
+    category = band.text if band else f"indeterminate: {lz.why_indeterminate}"
+    lines = [f"{headline}: {category}."]
+    timing = {"valid": "Valid trough", "invalid": "Not a valid trough", "unchecked": "Timing could not be checked"}[
+        lz.timing.status
+    ]
+    lines.append(f"{timing}: {'; '.join(lz.timing.reasons)}.")
+    if lz.previous:
+        series = ", ".join(m.original for m in [*lz.previous, t])
+        lines.append(f"Trend ({len(lz.previous) + 1} results, oldest first: {series}): {lz.trend}.")
+    if lz.mic is not None:
+        verdict = {
+            True: "the trough is BELOW the MIC",
+            False: "the trough is not below the MIC",
+            None: "comparison with the MIC is not possible",
+        }[lz.below_mic]
+        lines.append(f"Linezolid MIC of the isolate {lz.mic.original}: {verdict}.")
+    lines.append(lz.suggestion.text)
+    lines += [f"Note: {n}." for n in lz.notes]
+    conclusion = " ".join(lines)
+    codes = [ctx.interpretation(band.interpretation)] if band else []
+    inputs: list[Measurement] = [*lz.previous, t] + ([lz.mic] if lz.mic else [])
+    rows = [[m.time.text if m.time else "-", m.original, m.status] for m in [*lz.previous, t]]
+    assay = k.linezolid.assay
+    facts = [
+        f"Therapeutic range {k.linezolid.band('within').lower:g}-{k.linezolid.band('within').upper:g} mg/L; limit of quantification "
+        f"{assay.loq_mg_per_l:g} mg/L; assay linear to {assay.linearity_upper_mg_per_l:g} mg/L ({k.linezolid.band('within').source}).",
+        f"Regimen: {lz.regimen.label()}" + ("" if lz.regimen_known else " (standard regimen assumed: none recorded)") + ".",
+        renal_line(f.renal),
+    ]
+    if lz.suggestion.basis:
+        facts.append(f"Basis of the suggestion: {lz.suggestion.basis}")
+    if risk is not None:
+        facts.append("Risk of under- and overexposure: see the linked RiskAssessment.")
+    text = nv.div(
+        k.output.reports["linezolid"].title,
+        lines,
+        nv.table(["Sampled", "Result", "Status"], rows),
+        nv.section("Basis", facts),
+        not_used(f),
+    )
+    body = report(
+        ctx, "linezolid", status_of(inputs), effective(t.time), [ref(m.source) for m in inputs], conclusion, codes, text
+    )
+    return ctx.new("linezolid", body, [m.source for m in inputs] + [ctx.patient])
