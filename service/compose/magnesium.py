@@ -13,15 +13,24 @@ from service.rules.magnesium import MagnesiumFinding
 def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written:
     k = ctx.k
     band = mg.band
+    mgk = k.magnesium
     lines = [
         f"Serum magnesium {mg.mg.original}"
         + (f" ({mg.mg.value:.2f} mg/dL)" if not mg.mg.original.endswith("mg/dL") else "")
-        + f": {band.text if band else 'indeterminate: ' + mg.why_indeterminate}."
+        + f": {band.text if band else 'indeterminate: ' + mg.why_indeterminate}"
+        + (f"; {mg.compared_in}" if mg.compared_in else "")
+        + "."
     ]
+    if mg.child:
+        lines.append(f"Patient aged {mg.age} years: the children's dose of the source applies, not the adult doses.")
     if mg.causes:
         lines.append("Medications that can cause hypomagnesemia: " + "; ".join(mg.causes) + ".")
     if mg.digoxin and mg.hypo:
-        lines.append(k.magnesium.digoxin.text)
+        lines.append(mgk.digoxin.text)
+    if mg.hypo:
+        named = [w for w, on in (("hypokalemia", mg.hypokalemia), ("hypocalcemia", mg.hypocalcemia)) if on]
+        if named:
+            lines.append(f"Also present: {' and '.join(named)}.")
     if mg.femg:
         lines.append(mg.femg.text + ".")
     if mg.hypo and mg.arrhythmia_risk:
@@ -34,13 +43,24 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
         if band.snomed:
             codes.append(concept(ctx.systems["snomed"], band.snomed, None, band.text.split(":")[0].split(" (")[0]))
     guidance = mg.guidance + mg.electrolytes
+    at = mg.mg.time.start if mg.mg.time else None
+    basis = [
+        f"Bands: {', '.join(b.text for b in mgk.bands)} ({mgk.meta.source}).",
+        *[f"Edges in {u.unit}: {', '.join(f'{e:g}' for e in u.edges)} ({u.derivation}; {u.source})." for u in mgk.unit_edges],
+        renal_line(f.renal, at),
+    ]
+    if mg.renal_gate is not None:
+        basis.append(f"Renal gate (below {mgk.renal.threshold:g}): {mg.renal_gate.text}.")
+    if mg.judged:
+        basis.append("Electrolytes: " + "; ".join(j.words for j in mg.judged) + ".")
+        basis += [f"Default limits: {src}." for src in dict.fromkeys(j.default_source for j in mg.judged if j.default_source)]
+    if mg.child:
+        basis.append(f"Children's dose: {mgk.pediatric.source}.")
     text = nv.div(
         k.output.reports["magnesium"].title,
         lines,
-        nv.section("Guidance (seed 001, Treatment / Management; the clinician chooses by the patient's state)", guidance),
-        nv.section(
-            "Basis", [f"Bands: {', '.join(b.text for b in k.magnesium.bands)} ({k.magnesium.meta.source}).", renal_line(f.renal)]
-        ),
+        nv.section(f"Guidance ({mgk.guidance.source}; the clinician chooses by the patient's state)", guidance),
+        nv.section("Basis", basis),
         not_used(f),
     )
     conclusion = " ".join(lines + ([f"Guidance: {' '.join(guidance)}"] if guidance else []))

@@ -2,39 +2,69 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from service.compose import narrative as nv
 from service.compose.common import Context, Written, effective, ref, status_of
 from service.compose.reports import report
 from service.extract.facts import Measurement
 from service.rules import Findings
-from service.rules.renal import RenalFinding
-
-EQUATIONS = {
-    "ckd_epi_2021": "CKD-EPI 2021, race-free",
-    "mdrd_idms": "IDMS-traceable MDRD",
-    "reported": "reported by the laboratory",
-}
+from service.rules.renal import EQUATION_NAMES, RenalFinding, staleness
 
 
-def renal_line(renal: RenalFinding | None) -> str:
+def _both_sexes(renal: RenalFinding) -> str:
+    parts = []
+    for e in renal.by_sex:
+        figures = []
+        if e.egfr is not None and e.stage is not None:
+            figures.append(f"eGFR {e.egfr:.1f} mL/min/1.73 m2, KDIGO {e.stage.name}")
+        if e.crcl is not None:
+            figures.append(f"Cockcroft-Gault {e.crcl:.0f} mL/min")
+        if figures:
+            parts.append(f"if {e.sex}: " + ", ".join(figures))
+    return "; ".join(parts)
+
+
+def renal_line(renal: RenalFinding | None, at: datetime | None = None) -> str:
+    """One sentence on renal function; `at` (the interpreted sample's time) adds the staleness warning."""
     if renal is None:
         return "Renal function: no creatinine or eGFR result."
+    _, stale = staleness(renal, at)
+    tail = f" Creatinine {stale}." if stale.startswith("stale") else (f" Note: {stale}." if stale else "")
+    if renal.egfr is None and renal.by_sex:
+        eq = EQUATION_NAMES[renal.equation]
+        return (
+            f"Renal function: sex unknown, so no single eGFR is stated; both sexes computed ({eq}): "
+            f"{_both_sexes(renal)}. Rules take the lower value.{tail}"
+        )
     if renal.egfr is None:
-        return f"Renal function: no eGFR, because {renal.why_not}."
+        return f"Renal function: no eGFR, because {renal.why_not}.{tail}"
     assert renal.stage is not None
-    line = f"eGFR {renal.egfr:.1f} mL/min/1.73 m2 ({EQUATIONS[renal.equation]}), KDIGO {renal.stage.name} ({renal.stage.text})"
+    line = (
+        f"eGFR {renal.egfr:.1f} mL/min/1.73 m2 ({EQUATION_NAMES[renal.equation]}), KDIGO {renal.stage.name} ({renal.stage.text})"
+    )
     if renal.crcl is not None:
         line += f"; Cockcroft-Gault creatinine clearance {renal.crcl:.0f} mL/min (actual body weight)"
-    return line + "."
+    if renal.by_sex:  # a reported eGFR with unknown sex: Cockcroft-Gault for both sexes
+        line += f"; sex unknown: {_both_sexes(renal)}"
+    return line + "." + tail
 
 
 def renal_report(ctx: Context, f: Findings, renal: RenalFinding, egfr: Written) -> Written:
     assert renal.creatinine is not None
+    sex = f.record.patient.sex
     lines = [
         renal_line(renal),
-        f"From serum creatinine {renal.creatinine.original}, age {renal.age} years, sex {f.record.patient.sex}.",
+        f"From serum creatinine {renal.creatinine.original}, age {renal.age} years, sex {sex}"
+        + (" (both sexes computed)." if renal.by_sex else "."),
     ]
-    inputs: list[Measurement] = [renal.creatinine] + ([renal.weight] if renal.weight and renal.crcl is not None else [])
+    inputs: list[Measurement] = [renal.creatinine]
+    if renal.weight and (renal.crcl is not None or any(e.crcl is not None for e in renal.by_sex)):
+        inputs.append(renal.weight)
+        lines.append(
+            f"Weight for Cockcroft-Gault: {renal.weight.original}"
+            + (f" ({renal.weight.time.text})." if renal.weight.time else ".")
+        )
     results = [{"reference": egfr.full_url}] + [ref(m.source) for m in inputs]
     text = nv.div(
         ctx.k.output.reports["renal"].title,

@@ -1,10 +1,15 @@
 """Renal function: CKD-EPI 2021 (default), IDMS-traceable MDRD, Cockcroft-Gault, KDIGO stage.
 
-Inputs in canonical units (creatinine mg/dL, weight kg). Constants come from mappings/renal.toml."""
+Inputs in canonical units (creatinine mg/dL, weight kg). Constants come from mappings/renal.toml.
+
+With unknown sex (gender other, unknown or missing) both sexes are computed and neither is stated as the
+patient's eGFR; `renal_gate` is the one place a "renal function below X" rule is judged, on the safe side:
+met when any available measure (eGFR reported or computed, either sex, Cockcroft-Gault) is below X."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from service.extract.facts import Measurement, PatientRecord
 from service.knowledge import Knowledge
@@ -40,23 +45,75 @@ def kdigo_stage(egfr: float, r: RenalFile) -> Band:
     return band
 
 
+EQUATION_NAMES = {
+    "ckd_epi_2021": "CKD-EPI 2021, race-free",
+    "mdrd_idms": "IDMS-traceable MDRD",
+    "reported": "reported by the laboratory",
+}
+SEXES = ("female", "male")
+
+
+@dataclass(frozen=True)
+class SexEstimate:
+    """One sex's figures, given when the patient's sex is unknown (both sexes are computed)."""
+
+    sex: str  # "female" | "male"
+    egfr: float | None  # None when a reported eGFR is used (it does not depend on the sex labinterp assumes)
+    crcl: float | None
+    stage: Band | None
+
+
 @dataclass(frozen=True)
 class RenalFinding:
-    egfr: float | None  # mL/min/1.73 m2
+    egfr: float | None  # mL/min/1.73 m2; None with unknown sex (see by_sex) or when none can be given
     equation: str  # "ckd_epi_2021" | "mdrd_idms" | "reported"
     creatinine: Measurement | None
     reported: Measurement | None  # an eGFR Observation already on the server for the same specimen
     age: int | None
-    crcl: float | None  # Cockcroft-Gault mL/min, when a weight is known
+    crcl: float | None  # Cockcroft-Gault mL/min, when a weight is known (None with unknown sex: see by_sex)
     weight: Measurement | None
     stage: Band | None
-    why_not: str  # why no eGFR could be given ("" when one was)
-    computed: bool  # True when labinterp computed the eGFR (a derived Observation is written)
+    why_not: str  # why no single eGFR could be given ("" when one was)
+    computed: bool  # True when labinterp computed an eGFR (a derived Observation is written)
+    by_sex: tuple[SexEstimate, ...] = ()  # unknown sex: the female and the male figures
+    max_age_days: float | None = None  # older than this before the interpreted sample: stale (mappings/renal.toml)
 
     @property
     def function_value(self) -> float | None:
-        """The figure used for "renal function below X" rules: eGFR, else creatinine clearance."""
-        return self.egfr if self.egfr is not None else self.crcl
+        """The figure used for "renal function below X" rules: the lowest available measure (eGFR, either
+        sex's eGFR, Cockcroft-Gault), so a rule is met when any of them is below X (the safe side)."""
+        values = [m[1] for m in self.measures()]
+        return min(values) if values else None
+
+    @property
+    def time(self) -> datetime | None:
+        """When the renal result was sampled: the creatinine, else the reported eGFR."""
+        m = self.creatinine or self.reported
+        return m.time.start if m is not None and m.time is not None else None
+
+    def measures(self) -> list[tuple[str, float]]:
+        """Every figure a renal gate judges, each with the words that name it."""
+        out: list[tuple[str, float]] = []
+        unit_gfr, unit_cl = "mL/min/1.73 m2", "mL/min"
+        if self.egfr is not None:
+            out.append((f"eGFR {self.egfr:.1f} {unit_gfr} ({EQUATION_NAMES[self.equation]})", self.egfr))
+        weight = _weight_words(self.weight)
+        if self.crcl is not None:
+            out.append((f"Cockcroft-Gault creatinine clearance {self.crcl:.1f} {unit_cl} ({weight})", self.crcl))
+        for e in self.by_sex:
+            if e.egfr is not None:
+                out.append((f"eGFR {e.egfr:.1f} {unit_gfr} if {e.sex} ({EQUATION_NAMES[self.equation]})", e.egfr))
+        for e in self.by_sex:
+            if e.crcl is not None:
+                out.append((f"Cockcroft-Gault creatinine clearance {e.crcl:.1f} {unit_cl} if {e.sex} ({weight})", e.crcl))
+        return out
+
+
+def _weight_words(weight: Measurement | None) -> str:
+    if weight is None or weight.value is None:
+        return "no weight"
+    when = f", {weight.time.start.date().isoformat()}" if weight.time else ", undated"
+    return f"actual body weight {weight.value:g} kg{when}"
 
 
 def _same_specimen(a: Measurement, b: Measurement) -> bool:
@@ -65,44 +122,132 @@ def _same_specimen(a: Measurement, b: Measurement) -> bool:
     return a.time is not None and b.time is not None and a.time.start == b.time.start
 
 
+def nearest_weight(record: PatientRecord, at: datetime | None, *, not_after: bool) -> Measurement | None:
+    """The body weight nearest in time to `at`; with not_after only those measured at or before it.
+    Undated weights are used only when nothing dated qualifies and `at` is unknown."""
+    weights = [m for m in record.of("weight") if m.value is not None and not m.comparator]
+    dated = [w for w in weights if w.time is not None]
+    if at is None:
+        found = dated or weights
+        return found[-1] if found else None
+    if not_after:
+        before = [w for w in dated if w.time is not None and w.time.start <= at]
+        return before[-1] if before else None
+    if not dated:
+        return None
+    return min(dated, key=lambda w: (abs((w.time.start - at).total_seconds()), w.time.start > at))  # type: ignore[union-attr]
+
+
 def assess_renal(record: PatientRecord, k: Knowledge, equation: str | None = None) -> RenalFinding | None:
     """eGFR from the latest serum creatinine (or the eGFR reported for that specimen). None when there is no creatinine and no eGFR."""
     r = k.renal
+    max_age = r.settings.creatinine_max_age_days
     equation = equation or r.settings.default_equation
     creats = [m for m in record.of("creatinine") if m.value is not None and not m.comparator]
     egfrs = [m for m in record.of("egfr") if m.value is not None]
-    weights = [m for m in record.of("weight") if m.value is not None]
-    weight = weights[-1] if weights else None
     if not creats:
         if not egfrs:
             return None
         rep = egfrs[-1]
-        return RenalFinding(rep.value, "reported", None, rep, None, None, weight, kdigo_stage(rep.value or 0.0, r), "", False)
+        assert rep.value is not None
+        weight = nearest_weight(record, rep.time.start if rep.time else None, not_after=False)
+        return RenalFinding(
+            rep.value, "reported", None, rep, None, None, weight, kdigo_stage(rep.value, r), "", False, max_age_days=max_age
+        )
     scr = creats[-1]
     assert scr.value is not None
     when = scr.time.start.date() if scr.time else None
+    weight = nearest_weight(record, scr.time.start if scr.time else None, not_after=False)
     reported = next((e for e in reversed(egfrs) if _same_specimen(e, scr)), None)
     p = record.patient
     age = p.age_at(when) if when else None
-    why = ""
+    blocked = ""  # why no equation applies at all
     if when is None:
-        why = "the creatinine sample has no date"
+        blocked = "the creatinine sample has no date"
     elif p.birth_date is None:
-        why = "the patient has no birth date"
-    elif p.sex not in ("female", "male"):
-        why = f"the patient's sex is {p.sex!r}; the equations need female or male"
+        blocked = "the patient has no birth date"
     elif age is not None and age < r.settings.minimum_age_years:
-        why = f"the patient is {age} years old; the equations are validated from {r.settings.minimum_age_years} years"
-    crcl = None
-    if not why and weight is not None and weight.value and age is not None:
-        crcl = cockcroft_gault(scr.value, age, weight.value, p.sex, r)
-    if reported is not None and reported.value is not None:
-        return RenalFinding(
-            reported.value, "reported", scr, reported, age, crcl, weight, kdigo_stage(reported.value, r), "", False
-        )
-    if why:
-        return RenalFinding(None, equation, scr, None, age, None, weight, None, why, False)
-    assert age is not None
+        blocked = f"the patient is {age} years old; the equations are validated from {r.settings.minimum_age_years} years"
+    rep_value = reported.value if reported is not None else None
+    if blocked or age is None:
+        if reported is not None and rep_value is not None:
+            stage = kdigo_stage(rep_value, r)
+            return RenalFinding(rep_value, "reported", scr, reported, age, None, weight, stage, "", False, max_age_days=max_age)
+        return RenalFinding(None, equation, scr, None, age, None, weight, None, blocked, False, max_age_days=max_age)
+
+    def crcl_for(sex: str) -> float | None:
+        if weight is None or not weight.value or age is None or scr.value is None:
+            return None
+        return cockcroft_gault(scr.value, age, weight.value, sex, r)
+
     fn = ckd_epi_2021 if equation == "ckd_epi_2021" else mdrd_idms
+    if p.sex not in SEXES:
+        both = tuple(
+            SexEstimate(sex, None, crcl_for(sex), None)
+            if rep_value is not None
+            else SexEstimate(sex, (e := fn(scr.value, age, sex, r)), crcl_for(sex), kdigo_stage(e, r))
+            for sex in SEXES
+        )
+        if reported is not None and rep_value is not None:
+            stage = kdigo_stage(rep_value, r)
+            return RenalFinding(rep_value, "reported", scr, reported, age, None, weight, stage, "", False, both, max_age)
+        why = f"the patient's sex is {p.sex!r}; the equations need female or male, so both sexes are computed"
+        return RenalFinding(None, equation, scr, None, age, None, weight, None, why, True, both, max_age)
+    crcl = crcl_for(p.sex)
+    if reported is not None and rep_value is not None:
+        stage = kdigo_stage(rep_value, r)
+        return RenalFinding(rep_value, "reported", scr, reported, age, crcl, weight, stage, "", False, max_age_days=max_age)
     egfr = fn(scr.value, age, p.sex, r)
-    return RenalFinding(egfr, equation, scr, None, age, crcl, weight, kdigo_stage(egfr, r), "", True)
+    return RenalFinding(egfr, equation, scr, None, age, crcl, weight, kdigo_stage(egfr, r), "", True, max_age_days=max_age)
+
+
+@dataclass(frozen=True)
+class RenalGate:
+    """A "renal function below threshold" rule judged on the safe side (see renal_gate)."""
+
+    met: bool | None  # True: some measure below the threshold; False: every measure at or above; None: none known
+    text: str  # which measure(s) met or missed it, with values, and the staleness warning when stale
+    stale: bool  # the creatinine (or reported eGFR) is older than the configured age before `at`
+    measures: tuple[tuple[str, float], ...] = ()  # (words, value) of every figure judged
+
+
+def staleness(renal: RenalFinding | None, at: datetime | None) -> tuple[bool, str]:
+    """(stale, words): whether the renal result is older than the configured age before `at` (the
+    interpreted sample's time); words are "" when it is current or nothing can be said."""
+    if renal is None or at is None or renal.max_age_days is None:
+        return False, ""
+    sampled = renal.time
+    what = "creatinine" if renal.creatinine is not None else "eGFR"
+    if sampled is None:
+        return False, f"the {what} has no date, so how current it is cannot be checked"
+    days = (at - sampled).total_seconds() / 86400.0
+    if days > renal.max_age_days:
+        return True, (
+            f"stale: the {what} of {sampled.date().isoformat()} was taken {days:.0f} days before this sample "
+            f"(more than {renal.max_age_days:g} days); renal function may have changed: repeat creatinine"
+        )
+    return False, ""
+
+
+def renal_gate(renal: RenalFinding | None, threshold: float, at: datetime | None = None) -> RenalGate:
+    """Is renal function below `threshold` (mL/min/1.73 m2 or mL/min)? Met when any available measure is
+    below it: the eGFR (reported or computed), with unknown sex either sex's eGFR, and, where a weight is
+    known, the Cockcroft-Gault clearance (either sex's when the sex is unknown). `at` is the interpreted
+    sample's time: a renal result older than the configured age before it is flagged stale."""
+    stale, stale_words = staleness(renal, at)
+    tail = f" ({stale_words})" if stale_words else ""
+    if renal is None:
+        return RenalGate(None, "not assessable: no creatinine or eGFR result", False)
+    measures = tuple(renal.measures())
+    if not measures:
+        return RenalGate(None, f"not assessable: no eGFR, because {renal.why_not}{tail}", stale)
+    below = [words for words, value in measures if value < threshold]
+    rest = [words for words, value in measures if value >= threshold]
+    limit = f"{threshold:g}"
+    sex_note = "; the sex is unknown, so both sexes are computed and the lower decides" if renal.by_sex else ""
+    if below:
+        text = f"met, below {limit}: {'; '.join(below)}"
+        if rest:
+            text += f"; not below {limit}: {'; '.join(rest)}"
+        return RenalGate(True, text + sex_note + tail, stale, measures)
+    return RenalGate(False, f"not met, none below {limit}: {'; '.join(rest)}{sex_note}{tail}", stale, measures)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from service.knowledge.model.base import RISK_ORDER, Band, Meta, Risk, Strict, check_contiguous  # noqa: F401
 
@@ -15,6 +15,8 @@ class RenalSettings(Strict):
     default_equation: Literal["ckd_epi_2021", "mdrd_idms"]
     minimum_age_years: int
     cockcroft_gault_weight: Literal["actual"]
+    creatinine_max_age_days: float = Field(gt=0)
+    creatinine_max_age_source: str = Field(min_length=1)
 
 
 class CkdEpi2021(Strict):
