@@ -257,7 +257,7 @@ img{max-width:48%;margin-right:1%}</style></head><body>
 {{ s.excluded.egfr_below_30 }} with eGFR below {{ s.rules.egfr_exclude_below }} ({{ s.rules.egfr_equation }}).
 Below / within / above the 2-8 mg/L range: {{ s.categories.below }} / {{ s.categories.within }} / {{ s.categories.above }}
 ({{ s.categories.percent.below }} % / {{ s.categories.percent.within }} % / {{ s.categories.percent.above }} %).</p>
-<h2>By genotype group (as Table 2 of seed 000)</h2>
+<h2>By genotype group (as Table 2 of the Milan linezolid cohort: 190 adults on linezolid 600 mg every 12 h, Luigi Sacco University Hospital)</h2>
 <table><tr><th>factor</th><th>group</th><th>n</th><th>below %</th><th>within %</th><th>above %</th><th>p (chi-square)</th></tr>
 {% for g in s.groups %}<tr><td>{{ g.factor }}</td><td>{{ g.group }}</td><td>{{ g.n }}</td><td>{{ g.below }}</td><td>{{ g.within }}</td>
 <td>{{ g.above }}</td><td>{{ "%.3f"|format(g.p_chi2) if g.p_chi2 is not none else "-" }}</td></tr>{% endfor %}</table>

@@ -15,22 +15,22 @@ def linezolid_report(ctx: Context, f: Findings, lz: LinezolidFinding, risk: Writ
     k = ctx.k
     t = lz.trough
     band = lz.band
-    headline = f"Linezolid trough {t.original}" + (
-        f" ({t.value:.2f} mg/L)" if t.unit == "mg/L" and not t.original.startswith(f"{t.value:g} mg/L") else ""
-    )
-    category = band.text if band else f"indeterminate: {lz.why_indeterminate}"
+    what = "level (not a trough)" if lz.timing.is_trough is False else "trough"
+    converted = t.unit == "mg/L" and not t.comparator and not t.original.startswith(f"{t.value:g} mg/L")
+    headline = f"Linezolid {what} {t.original}" + (f" ({t.value:.2f} mg/L)" if converted else "")
+    category = band.text if band else lz.why_indeterminate
     lines = [f"{headline}: {category}."]
     timing = {"valid": "Valid trough", "invalid": "Not a valid trough", "unchecked": "Timing could not be checked"}[
         lz.timing.status
     ]
     lines.append(f"{timing}: {'; '.join(lz.timing.reasons)}.")
-    if lz.previous:
-        series = ", ".join(m.original for m in [*lz.previous, t])
-        lines.append(f"Trend ({len(lz.previous) + 1} results, oldest first: {series}): {lz.trend}.")
+    if lz.trend_text:
+        lines.append(f"{lz.trend_text}.")
     if lz.mic is not None:
+        level = "level" if lz.timing.is_trough is False else "trough"
         verdict = {
-            True: "the trough is BELOW the MIC",
-            False: "the trough is not below the MIC",
+            True: f"the {level} is BELOW the MIC",
+            False: f"the {level} is not below the MIC",
             None: "comparison with the MIC is not possible",
         }[lz.below_mic]
         lines.append(f"Linezolid MIC of the isolate {lz.mic.original}: {verdict}.")
@@ -45,7 +45,7 @@ def linezolid_report(ctx: Context, f: Findings, lz: LinezolidFinding, risk: Writ
         f"Therapeutic range {k.linezolid.band('within').lower:g}-{k.linezolid.band('within').upper:g} mg/L; limit of quantification "
         f"{assay.loq_mg_per_l:g} mg/L; assay linear to {assay.linearity_upper_mg_per_l:g} mg/L ({k.linezolid.band('within').source}).",
         f"Regimen: {lz.regimen.label()}" + ("" if lz.regimen_known else " (standard regimen assumed: none recorded)") + ".",
-        renal_line(f.renal),
+        renal_line(f.renal, t.time.start if t.time else None),
     ]
     if lz.suggestion.basis:
         facts.append(f"Basis of the suggestion: {lz.suggestion.basis}")
@@ -56,6 +56,10 @@ def linezolid_report(ctx: Context, f: Findings, lz: LinezolidFinding, risk: Writ
         lines,
         nv.table(["Sampled", "Result", "Status"], rows),
         nv.section("Basis", facts),
+        nv.section(
+            "Earlier linezolid levels not used in the trend",
+            [f"{m.source.reference} ({m.original}): {why}" for m, why in lz.not_used],
+        ),
         not_used(f),
     )
     body = report(

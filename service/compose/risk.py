@@ -14,13 +14,19 @@ from service.rules.magnesium import MagnesiumFinding
 
 
 def _prediction(
-    ctx: Context, outcome: str, risk: str | None, probability: float | None, relative: float | None, rationale: list[str]
+    ctx: Context,
+    outcome: str,
+    risk: str | None,
+    probability: float | None,
+    relative: float | None,
+    rationale: list[str],
+    label: str | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"outcome": {"text": outcome}}
     if probability is not None:
         out["probabilityDecimal"] = round(probability, 4)
     if risk:
-        out["qualitativeRisk"] = concept(ctx.systems["risk_probability"], risk, ctx.k.output.risk_probability[risk])
+        out["qualitativeRisk"] = concept(ctx.systems["risk_probability"], risk, ctx.k.output.risk_probability[risk], label)
     else:
         rationale = ["not assessable", *rationale]
     if relative is not None:
@@ -36,7 +42,11 @@ def exposure_risk(ctx: Context, f: Findings) -> Written:
     under, over = e.under, e.over
     under_rat = [
         *under.rationale,
-        *([f"relativeRisk is the cohort's odds ratio ({under.relative_risk:g})"] if under.relative_risk else []),
+        *(
+            [f"relativeRisk {under.relative_risk:.2f}: the share below the range in the group over that in its reference group"]
+            if under.relative_risk
+            else []
+        ),
     ]
     over_rat = list(over.rationale)
     inputs = []
@@ -56,8 +66,8 @@ def exposure_risk(ctx: Context, f: Findings) -> Written:
         "occurrenceDateTime": f.linezolid.trough.time.text if f.linezolid and f.linezolid.trough.time else instant(ctx.now),
         "basis": [ref(ctx.patient)] + [ref(s) for s in basis_sources],
         "prediction": [
-            _prediction(ctx, o.underexposure_text, under.risk, under.probability, under.relative_risk, under_rat),
-            _prediction(ctx, o.overexposure_text, over.risk, over.probability, over.relative_risk, over_rat),
+            _prediction(ctx, o.underexposure_text, under.risk, under.probability, under.relative_risk, under_rat, under.label),
+            _prediction(ctx, o.overexposure_text, over.risk, over.probability, over.relative_risk, over_rat, over.label),
         ],
     }
     if e.mitigation:
@@ -65,13 +75,13 @@ def exposure_risk(ctx: Context, f: Findings) -> Written:
     rows = [
         [
             o.underexposure_text,
-            under.risk or "not assessable",
+            under.label,
             f"{under.probability:.3f}" if under.probability is not None else "-",
             "; ".join(under_rat),
         ],
         [
             o.overexposure_text,
-            over.risk or "not assessable",
+            over.label,
             f"{over.probability:.3f}" if over.probability is not None else "-",
             "; ".join(over_rat),
         ],
@@ -86,17 +96,25 @@ def exposure_risk(ctx: Context, f: Findings) -> Written:
 def arrhythmia_risk(ctx: Context, mg: MagnesiumFinding) -> Written:
     risk = mg.arrhythmia_risk
     assert risk is not None
+    e = ctx.k.magnesium.electrolytes
+    basis = list(dict.fromkeys([mg.mg.source, *[j.m.source for j in mg.judged]]))
+    actions = [*mg.guidance[:1]]
+    if mg.hypokalemia:
+        actions.append(e.hypokalemia_text)
+    if mg.hypocalcemia:
+        actions.append(e.hypocalcemia_text)
+    actions.append("Correct magnesium; consider an ECG and telemetry when symptomatic.")
     body: dict[str, Any] = {
         "resourceType": "RiskAssessment",
-        "status": status_of([mg.mg]),
+        "status": status_of([mg.mg, *[j.m for j in mg.judged]]),
         "code": {"text": "Arrhythmia risk with hypomagnesemia"},
         "subject": ref(ctx.patient),
         "occurrenceDateTime": mg.mg.time.text if mg.mg.time else instant(ctx.now),
-        "basis": [ref(ctx.patient), ref(mg.mg.source)],
+        "basis": [ref(ctx.patient)] + [ref(s) for s in basis],
         "prediction": [_prediction(ctx, ctx.k.output.outcomes.arrhythmia_text, risk, None, None, mg.arrhythmia_rationale)],
-        "mitigation": " ".join([*mg.guidance[:1], "Correct magnesium; consider an ECG and telemetry when symptomatic."]),
+        "mitigation": " ".join(actions),
     }
     body["text"] = nv.div(
         "Arrhythmia risk with hypomagnesemia", [f"Risk: {risk}."], nv.section("Rationale", mg.arrhythmia_rationale)
     )
-    return ctx.new("arrhythmia-risk", body, [ctx.patient, mg.mg.source])
+    return ctx.new("arrhythmia-risk", body, [ctx.patient, *basis])

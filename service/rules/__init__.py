@@ -38,7 +38,7 @@ def _reference_time(record: PatientRecord, now: datetime) -> datetime:
 def interpret(record: PatientRecord, k: Knowledge, now: datetime, equation: str | None = None) -> Findings:
     age = record.patient.age_at(_reference_time(record, now).date())
     renal = assess_renal(record, k, equation)
-    lz = interpret_linezolid(record, k)
+    lz = interpret_linezolid(record, k, age)
     pgx = interpret_pgx(record, k)
     exposure = None
     if lz is not None or pgx is not None or linezolid_exposures(record):

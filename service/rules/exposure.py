@@ -1,27 +1,44 @@
-"""Prior risk of linezolid under- and overexposure from genotype, rifampicin, age and renal function
-(seed 000 cohort), and the contributors that explain a measured trough."""
+"""Risk of linezolid under- and overexposure: the prior from genotype, rifampicin, age and renal function
+(seed 000 cohort), and what a measured trough says, which outranks the prior (SPEC section 2; issue 7
+points 1 and 7).
+
+Probabilities are the cohort's frequencies, also written in words ("about 1 in 4"); relative risks come
+from Table 2's counts (the share below range in the group over the share in its reference group); odds
+ratios are quoted in the rationale only."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from service.extract.facts import MedicationExposure, PatientRecord
 from service.knowledge import Knowledge
-from service.knowledge.model import RISK_ORDER, Factor
+from service.knowledge.model import RISK_ORDER, Factor, LinezolidFile
 from service.rules.bands import classify
 from service.rules.linezolid import LinezolidFinding
 from service.rules.pgx import PgxFinding
-from service.rules.renal import RenalFinding
+from service.rules.renal import RenalFinding, renal_gate
 
 
 @dataclass
 class Prediction:
     outcome: str  # "underexposure" | "overexposure"
     risk: str | None  # risk-probability code; None: could not be assessed
-    probability: float | None
-    relative_risk: float | None  # the odds ratio of the deciding factor
+    probability: float | None  # a cohort frequency (only for a prior)
+    relative_risk: float | None  # from Table 2's counts (only for a prior)
     rationale: list[str] = field(default_factory=list)
     contributors: list[str] = field(default_factory=list)
+    frequency: str = ""  # the probability in words, beside the label: "about 1 in 4 (25.9 %)"
+    measured: bool = False  # the risk is what a measured trough shows, not the prior
+    prior_risk: str | None = None
+    prior_probability: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The risk level with its basis in words, as a reader sees it beside the code."""
+        if self.risk is None:
+            return "not assessable"
+        return f"{self.risk} ({self.frequency})" if self.frequency else self.risk
 
 
 @dataclass
@@ -31,6 +48,19 @@ class ExposureRisk:
     no_effect: list[str]  # genotype findings with no known effect on linezolid
     observed: str  # what a measured trough showed, "" without one
     mitigation: str
+
+
+def in_words(p: float) -> str:
+    """A frequency as people say it: "about 1 in 4" below one half, "about 7 in 10" from one half."""
+    if p <= 0:
+        return "none"
+    if p < 0.5:
+        return f"about 1 in {int(1 / p + 0.5)}"
+    return f"about {int(p * 10 + 0.5)} in 10"
+
+
+def frequency(p: float, of_whom: str) -> str:
+    return f"{in_words(p)}, {p:.1%} {of_whom}"
 
 
 def _max_risk(a: str | None, b: str | None) -> str | None:
@@ -51,12 +81,52 @@ def _ci(f: Factor, both: bool = True) -> str:
     return f"{adjusted}; unadjusted {plain}" if f.use_adjusted else f"{plain}; {adjusted}"
 
 
+def relative_risk(f: Factor, lz: LinezolidFile) -> float | None:
+    """Share below range in the factor's group over the share in its reference group, from Table 2's counts."""
+    group, ref = lz.cohort.row(f.factor, f.group), lz.cohort.row(f.factor, f.reference)
+    if group is None or ref is None or ref.counts.below == 0:
+        return None
+    return (group.counts.below / group.counts.n) / (ref.counts.below / ref.counts.n)
+
+
+def _factor_rationale(f: Factor, lz: LinezolidFile) -> str:
+    group, ref = lz.cohort.row(f.factor, f.group), lz.cohort.row(f.factor, f.reference)
+    cohort = lz.cohort.name
+    if group is None or ref is None or f.probability is None:
+        return f"{f.factor} {f.group}: {_ci(f)} ({cohort}; {f.source})"
+    g, r = group.counts, ref.counts
+    rr = relative_risk(f, lz)
+    text = (
+        f"{f.factor} {f.group} (prior): {frequency(f.probability, 'below the range')} in the cohort "
+        f"({g.below} of {g.n}) vs {r.below / r.n:.1%} ({r.below} of {r.n}) of {f.reference}"
+        + (f", relative risk {rr:.2f}" if rr is not None else "")
+        + f"; odds ratio {_ci(f)}"
+    )
+    if group.above + group.within > group.below:
+        # the same group was mostly within or above the range: a genotype alone never reads as a reason to raise the dose
+        text += (
+            f"; most of them were not below the range: {group.above:.1%} above ({g.above} of {g.n}) and {group.within:.1%} "
+            "within, so the genotype alone is no reason to raise the dose"
+        )
+    return f"{text} ({cohort}; {f.source})"
+
+
 def rifampicin_exposures(record: PatientRecord, k: Knowledge) -> list[MedicationExposure]:
     prefixes = k.linezolid.rifampicin.atc_prefixes
     return [m for m in record.medications if "rifampicin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes)]
 
 
-def underexposure(record: PatientRecord, pgx: PgxFinding | None, k: Knowledge) -> tuple[Prediction, list[str]]:
+def _adult_only(p: Prediction, age: int, lz: LinezolidFile) -> Prediction:
+    p.rationale.append(
+        f"not assessable for a {age}-year-old: the cohort and its frequencies are adult ({lz.cohort.age_min}-{lz.cohort.age_max} "
+        f"years; {lz.cohort.name}), so no adult probability or odds ratio is applied as the child's risk"
+    )
+    return p
+
+
+def underexposure(
+    record: PatientRecord, pgx: PgxFinding | None, k: Knowledge, child_age: int | None = None
+) -> tuple[Prediction, list[str]]:
     lz = k.linezolid
     cohort = lz.cohort.name
     p = Prediction("underexposure", None, None, None)
@@ -70,29 +140,34 @@ def underexposure(record: PatientRecord, pgx: PgxFinding | None, k: Knowledge) -
             p.rationale.append(f"{f.factor}: genotype reported but not classifiable, so not used")
             continue
         if f.effect == "none":
-            if group == f.group:
-                no_effect.append(f"{f.factor} {group}: no known effect on linezolid exposure ({_ci(f)}; {f.source})")
-            else:
-                no_effect.append(f"{f.factor} {group}: no known effect on linezolid exposure")
+            detail = f" ({_ci(f)}; {f.source})" if group == f.group else ""
+            no_effect.append(f"{f.factor} {group}: no known effect on linezolid exposure{detail}")
             continue
         if f.factor == lz.underexposure.requires_factor:
             assessed = True
-        if group == f.group:
+        if group == f.group and child_age is None:
+            assert f.probability is not None
             p.contributors.append(f"{f.factor} {f.group}")
-            p.rationale.append(
-                f"{f.factor} {f.group}: {f.probability:.1%} below range in the cohort vs the reference group "
-                f"{f.reference}; {_ci(f)} ({cohort}; {f.source})"
-            )
+            p.rationale.append(_factor_rationale(f, lz))
             if (
                 p.risk is None
                 or RISK_ORDER.index(f.risk or "low") > RISK_ORDER.index(p.risk)
-                or (f.risk == p.risk and (f.probability or 0) > (p.probability or 0))
+                or (f.risk == p.risk and f.probability > (p.probability or 0))
             ):
-                p.risk, p.probability, p.relative_risk = f.risk, f.probability, f.quoted_odds_ratio
+                p.risk, p.probability, p.relative_risk = f.risk, f.probability, relative_risk(f, lz)
+                p.frequency = frequency(f.probability, f"of {f.factor} {f.group} patients below the range")
+        elif group == f.group:
+            p.contributors.append(f"{f.factor} {f.group}")
+    if child_age is not None:
+        return _adult_only(p, child_age, lz), no_effect
     if p.risk is None and assessed:
         u = lz.underexposure
         p.risk, p.probability = u.baseline_risk, u.baseline_probability
-        p.rationale.append(f"no genotype associated with underexposure: {u.baseline_basis} ({cohort}; {u.source})")
+        p.frequency = frequency(u.baseline_probability, "of CYP3A5 non-expresser patients below the range")
+        p.rationale.append(
+            f"no genotype associated with underexposure (prior): {u.baseline_basis}, {in_words(u.baseline_probability)} "
+            f"({cohort}; {u.source})"
+        )
     elif p.risk is None:
         p.rationale.append(
             f"the underexposure risk could not be assessed from genotype: no {lz.underexposure.requires_factor} genotype is available"
@@ -104,34 +179,56 @@ def underexposure(record: PatientRecord, pgx: PgxFinding | None, k: Knowledge) -
         p.rationale.append(f"{r.text} ({r.source})")
         raised = _max_risk(p.risk, r.minimum_risk)
         if raised != p.risk:
-            p.risk, p.probability, p.relative_risk = raised, None, None
+            p.risk, p.probability, p.relative_risk, p.frequency = raised, None, None, "rifampicin, no cohort frequency"
     return p, no_effect
 
 
-def overexposure(age: int | None, renal: RenalFinding | None, k: Knowledge) -> Prediction:
-    o = k.linezolid.overexposure
+def overexposure(
+    age: int | None, renal: RenalFinding | None, k: Knowledge, child: bool = False, at: datetime | None = None
+) -> Prediction:
+    lz = k.linezolid
+    o = lz.overexposure
     p = Prediction("overexposure", None, None, None)
-    if age is not None:
+    if child and age is not None:
+        _adult_only(p, age, lz)
+    elif age is not None:
         band = classify(float(age), o.age_bands)
-        assert band is not None and band.risk is not None
+        assert band is not None and band.risk is not None and band.probability is not None
         p.risk, p.probability = band.risk, band.probability
+        p.frequency = frequency(band.probability, "of patients of this age with a supra-therapeutic first trough")
         p.rationale.append(
-            f"age {age} years: supra-therapeutic trough at the first TDM in about {band.probability:.0%} of patients "
-            f"of this age band ({o.age_source})"
+            f"age {age} years (prior): supra-therapeutic trough at the first TDM in {in_words(band.probability)} "
+            f"({band.probability:.0%}) of patients of this age band ({o.age_source})"
         )
         if band.risk != "low":
             p.contributors.append(f"age {age} years")
     else:
         p.rationale.append("age unknown (no birth date): the age-related risk could not be assessed")
-    function = renal.function_value if renal else None
-    if function is not None and function < o.renal_egfr_below:
-        p.contributors.append(f"eGFR {function:.1f} mL/min/1.73 m2")
-        p.rationale.append(f"{o.renal_text} ({o.renal_source})")
+    gate = renal_gate(renal, o.renal_egfr_below, at)
+    if gate.met:
+        # on the safe side: the eGFR, either sex's eGFR when the sex is unknown, or the Cockcroft-Gault clearance
+        p.contributors.append(f"renal function below {o.renal_egfr_below:g}")
+        p.rationale.append(f"renal function {gate.text}: {o.renal_text} ({o.renal_source})")
         if _max_risk(p.risk, o.renal_risk) != p.risk:
-            p.risk, p.probability = o.renal_risk, None
-    elif renal is None or function is None:
-        p.rationale.append("renal function unknown")
+            p.risk, p.probability, p.frequency = o.renal_risk, None, "renal function, no cohort frequency"
+    elif gate.met is None:
+        p.rationale.append(f"renal function unknown: {gate.text}")
+    elif gate.stale:
+        p.rationale.append(f"renal function {gate.text}")
     return p
+
+
+def _measured(p: Prediction, level: str, observed: str, caveat: str) -> None:
+    """The measured trough decides the risk; the prior stays in the rationale as a prior."""
+    prior = p.label
+    p.prior_risk, p.prior_probability = p.risk, p.probability
+    p.risk, p.probability, p.relative_risk, p.measured = level, None, None, True
+    on_side = level == "high"
+    why = f"likely contributors found: {', '.join(p.contributors) or 'none found'}" if on_side else ""
+    p.frequency = "measured" + (f": {observed}" if on_side else "")
+    lead = f"{observed}{caveat}: the measurement outranks the prior" + (f"; {why}" if why else "")
+    p.rationale.insert(0, lead)
+    p.rationale.insert(1, f"prior before the measurement: {prior}")
 
 
 def assess_exposure(
@@ -142,24 +239,32 @@ def assess_exposure(
     age: int | None,
     k: Knowledge,
 ) -> ExposureRisk:
-    under, no_effect = underexposure(record, pgx, k)
-    over = overexposure(age, renal, k)
+    lz = k.linezolid
+    child_age = age if age is not None and age < lz.cohort.age_min else None
+    under, no_effect = underexposure(record, pgx, k, child_age)
+    at = lzf.trough.time.start if lzf is not None and lzf.trough.time else None
+    over = overexposure(age, renal, k, child_age is not None, at)
     observed = ""
     mitigation = ""
     if lzf is not None:
         band = lzf.band
-        observed = f"measured trough {lzf.trough.original}: {band.text if band else lzf.why_indeterminate}"
-        # a measured trough outranks the prior risk: the side it shows names the likely contributors found
-        if band and band.name in ("below", "not_quantifiable"):
-            under.rationale.insert(0, f"{observed}; likely contributors: {', '.join(under.contributors) or 'none found'}")
-        elif band and band.name in ("above", "above_linearity"):
-            over.rationale.insert(0, f"{observed}; likely contributors: {', '.join(over.contributors) or 'none found'}")
+        if band is not None:
+            observed = f"measured trough {lzf.trough.original}: {band.text}"
+            caveat = " (if the sample was a trough: its timing could not be checked)" if lzf.timing.status == "unchecked" else ""
+            level = lz.measured_risk(band.name)
+            under_level = level.underexposure
+            if lzf.below_mic and lzf.mic is not None:
+                under_level = "high"
+                observed += f"; below the MIC of the isolate ({lzf.mic.original})"
+            _measured(under, under_level, observed, caveat)
+            _measured(over, level.overexposure, observed, caveat)
         else:
-            under.rationale.insert(0, observed)
-            over.rationale.insert(0, observed)
+            observed = f"latest linezolid level {lzf.trough.original}: {lzf.why_indeterminate}"
+            for p in (under, over):
+                p.rationale.insert(0, f"{observed}; the prior stands")
         mitigation = lzf.suggestion.text
     elif under.risk == "high":
-        mitigation = "Measure a steady-state linezolid trough early (12 h after a dose, after >= 72 h of therapy)."
+        mitigation = "Measure a steady-state linezolid trough early (one dosing interval after a dose, after >= 72 h of therapy)."
     elif over.risk in ("moderate", "high"):
         mitigation = "Monitor the linezolid trough and platelet count; consider an early trough."
     return ExposureRisk(under, over, no_effect, observed, mitigation)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from service.knowledge import Knowledge
-from service.rules.bands import classify
+from service.rules.linezolid import classify_trough
 from tests.builders import LZD, RXNORM, P, loinc, lzd_site
 from tests.conftest import findings_of
 
@@ -27,11 +27,20 @@ SAMPLE = "2026-01-15T08:00:00+01:00"
         (48.0, "", "above", "H"),  # top of the linear range
         (48.01, "", "above_linearity", ">"),
         (48.0, ">", "above_linearity", ">"),
-        (2.0, "<", "below", None),  # "<2" may still be below the LOQ: spans two categories
+        # comparators are values (issue 7 point 4): a censored result takes the band its side of the range allows
+        (2.0, "<", "below", "L"),  # "<2" is below the range (it may also be below the LOQ)
+        (8.0, ">", "above", "H"),  # ">8" is above the range (it may also exceed linearity)
+        (0.4, "<", "not_quantifiable", "<"),
+        (48.0, ">", "above_linearity", ">"),
+        (8.0, ">=", None, None),  # ">=8" may be within the range: indeterminate
+        (5.0, "<", None, None),  # "<5" spans below, within and the LOQ
+        (5.0, ">", None, None),
+        (2.0, "<=", None, None),  # "<=2" may be within (2 is in the range)
+        (1.0, "<", "below", "L"),
     ],
 )
-def test_trough_table(k: Knowledge, value: float, comparator: str, category: str, code: str | None) -> None:
-    band = classify(value, k.linezolid.bands, comparator)
+def test_trough_table(k: Knowledge, value: float, comparator: str, category: str | None, code: str | None) -> None:
+    band = classify_trough(value, comparator, k.linezolid)
     if code is None:
         assert band is None
     else:
@@ -144,35 +153,40 @@ def test_matched_by_name_is_said(k: Knowledge) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    ("value", "expected", "words"),
     [
-        (1.5, (600, 8)),  # 1200 x 5 / 1.5 = 4000 mg/day: capped at the largest regimen
-        (3.0, None),  # within: continue
-        (10.0, (300, 12)),  # 600 mg/day: 600 q24h and 300 q12h tie; the current 12 h interval wins
-        (12.4, (300, 12)),
-        (9.0, (300, 12)),  # 667 mg/day: |ln(600/667)| = 0.105 beats |ln(900/667)| = 0.300
+        # 1200 x 5 / 1.5 = 4000 mg/day: no listed regimen at every 12 h is higher; an interval change is not proportional
+        (1.5, None, ["not proportional", "every 8 h", "4000 mg/day", "600 mg every 12 h is already the largest listed regimen"]),
+        (3.0, (600, 12), ["Continue 600 mg every 12 h"]),  # within: continue
+        # 600 mg/day; 600 mg every 24 h is an interval change, so the same-interval 300 mg every 12 h
+        (10.0, (300, 12), ["withholding", "platelet", "300 mg every 12 h"]),
+        (12.4, (300, 12), ["smallest listed regimen at every 12 h", "484 mg/day"]),  # the cap is in the sentence
+        (9.0, (300, 12), ["platelet"]),  # 667 mg/day: |ln(600/667)| = 0.105 beats |ln(900/667)| = 0.300
     ],
 )
-def test_dose_suggestion(site_k: Knowledge, value: float, expected: tuple[int, int] | None) -> None:
+def test_dose_suggestion(site_k: Knowledge, value: float, expected: tuple[int, int] | None, words: list[str]) -> None:
     f = findings_of(patient_with_trough(value).bundle(), site_k)
     assert f.linezolid is not None
     s = f.linezolid.suggestion
     if expected is None:
-        assert s.text.startswith("Continue 600 mg every 12 h")
+        assert s.regimen is None
     else:
         assert s.regimen is not None and (s.regimen.dose_mg, s.regimen.interval_h) == expected
-        assert s.text.startswith("Suggestion for the clinician") and "proportional" in s.basis
+    for w in words:
+        assert w in s.text, (w, s.text)
+    if expected and expected != (600, 12):
+        assert "Suggestion for the clinician" in s.text and "proportional" in s.basis
 
 
 def test_no_suggestion_for_invalid_trough_or_unquantified(site_k: Knowledge) -> None:
     bad = findings_of(patient_with_trough(1.5, when="2026-01-15T04:00:00+01:00").bundle(), site_k)
     assert bad.linezolid is not None and bad.linezolid.suggestion.regimen is None
-    assert "not a valid steady-state trough" in bad.linezolid.suggestion.text
+    assert "not a trough" in bad.linezolid.suggestion.text and bad.linezolid.band is None
     nq = findings_of(patient_with_trough(0.4, comparator="<").bundle(), site_k)
     assert nq.linezolid is not None and nq.linezolid.category == "not_quantifiable"
     assert "adherence" in nq.linezolid.suggestion.text and nq.linezolid.trough.comparator == "<"
     hi = findings_of(patient_with_trough(60).bundle(), site_k)
-    assert hi.linezolid is not None and "linear range" in hi.linezolid.suggestion.text
+    assert hi.linezolid is not None and "dilution" in hi.linezolid.suggestion.text and "platelet" in hi.linezolid.suggestion.text
 
 
 def test_regimen_from_order_when_no_administrations(site_k: Knowledge) -> None:

@@ -29,6 +29,25 @@ class Trough(Strict):
     tolerance_min: float
     steady_state_h: float
     source: str
+    course_gap_h: float = Field(gt=0)
+    course_gap_source: str
+
+
+class Comparators(Strict):
+    low_side: tuple[str, ...]
+    high_side: tuple[str, ...]
+    source: str
+
+
+class Measured(Strict):
+    band: str
+    underexposure: Risk
+    overexposure: Risk
+
+
+class Trend(Strict):
+    rcv_factor: float = Field(gt=0)
+    source: str
 
 
 class Assay(Strict):
@@ -42,6 +61,25 @@ class DoseSuggestion(Strict):
     target_mg_per_l: float = Field(gt=0)
     source: str
     regimens: tuple[Regimen, ...] = Field(min_length=1)
+    same_interval_only: bool
+    far_below_mg_per_l: float = Field(gt=0)
+    far_below_source: str
+    check_first_text: str
+    hold_text: str
+    hold_linearity_text: str
+    platelet_text: str
+    safety_source: str
+    interval_text: str
+    mic_text: str
+    mic_source: str
+    child_text: str
+
+
+class Counts(Strict):
+    n: int = Field(gt=0)
+    above: int = Field(ge=0)
+    within: int = Field(ge=0)
+    below: int = Field(ge=0)
 
 
 class Table2Row(Strict):
@@ -51,23 +89,52 @@ class Table2Row(Strict):
     within: float
     below: float
     p: float | None = None
+    counts: Counts
 
     @model_validator(mode="after")
     def _sums(self) -> Table2Row:
         total = self.above + self.within + self.below
         if abs(total - 1.0) > 0.0051:  # the paper's rounding: rows sum to 99.9-100.1 %
             raise ValueError(f"{self.factor} {self.group}: shares sum to {total:.3f}, not 1")
+        c = self.counts
+        if c.above + c.within + c.below != c.n:
+            raise ValueError(f"{self.factor} {self.group}: counts do not add up to n = {c.n}")
+        for side in ("above", "within", "below"):
+            share = getattr(c, side) / c.n
+            if abs(share - getattr(self, side)) > 0.0011:  # printed to 0.1 %, rows rounded to add up to 100 %
+                raise ValueError(
+                    f"{self.factor} {self.group}: {side} {getattr(c, side)}/{c.n} does not give {getattr(self, side)}"
+                )
         return self
 
 
 class Cohort(Strict):
     n: int
+    age_min: int
+    age_max: int
     below: float
     within: float
     above: float
     name: str
     source: str
     table2: tuple[Table2Row, ...]
+
+    @model_validator(mode="after")
+    def _counts(self) -> Cohort:
+        by_factor: dict[str, list[Table2Row]] = {}
+        for row in self.table2:
+            by_factor.setdefault(row.factor, []).append(row)
+        for factor, rows in by_factor.items():
+            if sum(r.counts.n for r in rows) == self.n:  # a factor classifying every patient adds up to the cohort
+                for side in ("above", "within", "below"):
+                    total = sum(getattr(r.counts, side) for r in rows)
+                    expected = round(getattr(self, side) * self.n)
+                    if abs(total - expected) > 1:
+                        raise ValueError(f"table2 {factor}: {side} counts add up to {total}, the cohort has {expected}")
+        return self
+
+    def row(self, factor: str, group: str) -> Table2Row | None:
+        return next((r for r in self.table2 if r.factor == factor and r.group == group), None)
 
 
 class Factor(Strict):
@@ -141,6 +208,9 @@ class LinezolidFile(Strict):
     trough: Trough
     assay: Assay
     bands: tuple[Band, ...]
+    comparators: Comparators
+    measured: tuple[Measured, ...]
+    trend: Trend
     dose_suggestion: DoseSuggestion
     cohort: Cohort
     factors: tuple[Factor, ...]
@@ -156,7 +226,15 @@ class LinezolidFile(Strict):
             raise ValueError("bands: not_quantifiable must end at assay.loq_mg_per_l")
         if by_name["above_linearity"].lower != self.assay.linearity_upper_mg_per_l:
             raise ValueError("bands: above_linearity must start at assay.linearity_upper_mg_per_l")
+        sides = [*self.comparators.low_side, *self.comparators.high_side]
+        if unknown := [b for b in [*sides, *(m.band for m in self.measured)] if b not in by_name]:
+            raise ValueError(f"comparators / measured name unknown bands: {unknown}")
+        if sorted(m.band for m in self.measured) != sorted(by_name):
+            raise ValueError("measured: needs exactly one entry per band")
         return self
+
+    def measured_risk(self, band: str) -> Measured:
+        return next(m for m in self.measured if m.band == band)
 
     @property
     def standard_regimen(self) -> Regimen:

@@ -1,0 +1,260 @@
+"""Linezolid on everyday data (issue 7 points 2, 3, 4, 7 and 11): only a trough is read as a trough, on the
+patient's own dosing interval; suggestions carry their safety; censored values are values; children get no
+adult doses; the trend runs over the course with the reference change value."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from service.knowledge import Knowledge
+from service.rules.linezolid import LinezolidFinding
+from tests.builders import ATC, LZD, P, loinc, lzd_site
+from tests.conftest import findings_of
+
+SAMPLE = datetime.fromisoformat("2026-01-15T08:00:00+01:00")
+
+
+def lzd_patient(
+    value: float,
+    *,
+    every_h: int = 12,
+    count: int = 8,
+    hours_after_last: float | None = None,
+    comparator: str | None = None,
+    birth: str = "1960-01-01",
+    pid: str = "s1",
+) -> P:
+    """Doses every `every_h` hours, the last one `hours_after_last` (default: one interval) before the sample."""
+    p = P(pid, "female", birth, "")
+    after = every_h if hours_after_last is None else hours_after_last
+    last = SAMPLE - timedelta(hours=after)
+    p.doses((last - timedelta(hours=every_h * (count - 1))).isoformat(), count, every_h=every_h)
+    p.lab(lzd_site(), value, "mg/L", SAMPLE.isoformat(), comparator=comparator, kind="lzd")
+    return p
+
+
+def lz_of(p: P, k: Knowledge) -> LinezolidFinding:
+    f = findings_of(p.bundle(), k)
+    assert f.linezolid is not None
+    return f.linezolid
+
+
+# --- point 2: only a trough is read as a trough ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("every_h", "after", "is_trough"),
+    [
+        (12, 12, True),
+        (8, 8, True),  # every 8 h: the trough is 8 h after a dose
+        (8, 8 + 20 / 60, True),
+        (8, 8 + 21 / 60, False),
+        (8, 12, False),  # 12 h after the last of 8-hourly doses: a dose missing, not a trough
+        (24, 24, True),
+        (24, 12, False),  # 12 h into a 24 h interval: not a trough
+        (12, 2, False),  # two hours after a dose: near the peak
+    ],
+)
+def test_window_follows_the_patients_interval(site_k: Knowledge, every_h: int, after: float, is_trough: bool) -> None:
+    lz = lz_of(lzd_patient(5.0, every_h=every_h, count=12, hours_after_last=after), site_k)
+    assert lz.timing.interval_h == every_h and lz.regimen.interval_h == every_h
+    assert lz.timing.is_trough is is_trough
+    assert (lz.timing.status == "valid") is is_trough
+
+
+def test_level_two_hours_after_a_dose_is_not_a_trough(site_k: Knowledge) -> None:
+    for value in (1.5, 5.0, 12.0):
+        lz = lz_of(lzd_patient(value, hours_after_last=2), site_k)
+        assert lz.band is None and lz.timing.is_trough is False  # no range category as a trough
+        assert "not a trough" in lz.why_indeterminate
+        s = lz.suggestion
+        assert s.regimen is None and "Continue" not in s.text and "consider" not in s.text.lower().split("trough")[0]
+        assert "Draw a trough 12 h after a dose" in s.text and "at 2026-01-15 18:00 (UTC+01:00)" in s.text  # the next trough is due then
+
+
+def test_assay_limits_still_flagged_off_trough(site_k: Knowledge) -> None:
+    lz = lz_of(lzd_patient(55.0, hours_after_last=2), site_k)
+    assert lz.band is not None and lz.band.name == "above_linearity" and "dilution" in lz.suggestion.text
+
+
+def test_interval_from_the_order(site_k: Knowledge) -> None:
+    p = P("s2", "male", "1960-01-01", "")
+    p.med("MedicationRequest", LZD, when="2026-01-10T08:00:00+01:00", dose_mg=600, every_h=8)
+    p.med("MedicationAdministration", LZD, when=(SAMPLE - timedelta(hours=8)).isoformat(), dose_mg=600)
+    p.lab(lzd_site(), 5.0, "mg/L", SAMPLE.isoformat(), kind="lzd")
+    lz = lz_of(p, site_k)
+    assert lz.regimen.interval_h == 8 and lz.timing.is_trough is True
+    assert lz.timing.steady_state == "reached" and lz.timing.status == "valid"  # from the order's start, 5 days before
+
+
+def test_only_the_last_dose_recorded_leaves_steady_state_unknown(site_k: Knowledge) -> None:
+    lz = lz_of(lzd_patient(5.0, count=1), site_k)
+    assert lz.timing.steady_state == "unknown" and lz.timing.status == "unchecked"
+    assert not any("not yet at steady state" in r for r in lz.timing.reasons)
+    assert any("steady state unknown" in r for r in lz.timing.reasons)
+
+
+def test_a_course_stopped_years_ago_is_not_this_course(site_k: Knowledge) -> None:
+    p = lzd_patient(5.0, count=4)  # this course: 4 doses, the first 36 h before the sample
+    p.doses("2019-03-01T08:00:00+01:00", 20)  # a course in 2019
+    p.med("MedicationStatement", LZD, when="2019-03-01", status="completed")
+    p.lab(lzd_site(), 14.0, "mg/L", "2019-03-05T08:00:00+01:00", kind="lzd")
+    lz = lz_of(p, site_k)
+    assert lz.timing.steady_state == "not_reached"  # 2019 does not count towards steady state
+    assert lz.previous == [] and lz.trend == ""
+    assert [why for _, why in lz.not_used] == ["an earlier course of linezolid: not part of this course's trend"]
+
+
+# --- point 3: suggestions carry their safety ------------------------------------------------------------
+
+
+def test_above_range_holds_and_monitors_platelets(site_k: Knowledge) -> None:
+    s = lz_of(lzd_patient(14.0), site_k).suggestion
+    assert "withholding" in s.text and "platelet count" in s.text and "thrombocytopenia" in s.text
+
+
+def test_above_linearity_dilution_and_hold(site_k: Knowledge) -> None:
+    for value, comparator in ((48.1, None), (48.0, ">"), (120.0, None)):
+        lz = lz_of(lzd_patient(value, comparator=comparator), site_k)
+        assert lz.category == "above_linearity"
+        assert "Hold linezolid" in lz.suggestion.text and "dilution" in lz.suggestion.text and "platelet" in lz.suggestion.text
+
+
+@pytest.mark.parametrize(("value", "comparator"), [(0.4, "<"), (0.3, None), (0.8, None), (0.99, None), (2.0, "<")])
+def test_very_low_checks_adherence_before_any_increase(site_k: Knowledge, value: float, comparator: str | None) -> None:
+    text = lz_of(lzd_patient(value, comparator=comparator), site_k).suggestion.text
+    assert "adherence" in text and "sampling time" in text
+    assert text.index("adherence") < (text.index("consider") if "consider " in text else len(text))
+
+
+def test_just_below_is_not_far_below(site_k: Knowledge) -> None:
+    text = lz_of(lzd_patient(1.5), site_k).suggestion.text
+    assert "adherence" not in text
+
+
+@pytest.mark.parametrize(("trough", "mic"), [(3.0, 4.0), (1.5, 2.0), (6.0, 8.0)])
+def test_below_the_mic_is_never_continue(site_k: Knowledge, trough: float, mic: float) -> None:
+    p = lzd_patient(trough)
+    p.lab(loinc("29258-1", "Linezolid [Susceptibility]"), mic, "mg/L", "2026-01-13T10:00:00+01:00", kind="mic")
+    f = findings_of(p.bundle(), site_k)
+    assert f.linezolid is not None and f.linezolid.below_mic is True
+    text = f.linezolid.suggestion.text
+    assert "Continue" not in text and f"below the MIC ({mic:g} mg/L)" in text
+    assert f.exposure is not None and f.exposure.under.risk == "high"
+
+
+def test_mic_not_reached_but_above_says_continue(site_k: Knowledge) -> None:
+    p = lzd_patient(5.0)
+    p.lab(loinc("29258-1", "Linezolid [Susceptibility]"), 2.0, "mg/L", "2026-01-13T10:00:00+01:00", kind="mic")
+    text = lz_of(p, site_k).suggestion.text
+    assert text.startswith("Continue 600 mg every 12 h")
+
+
+def test_every_8_hours_below_range_is_not_scaled_by_the_daily_dose(site_k: Knowledge) -> None:
+    lz = lz_of(lzd_patient(1.5, every_h=8, count=12), site_k)
+    assert lz.suggestion.regimen is None  # no 12 h -> 8 h style proportional step
+    assert "not proportional" in lz.suggestion.text
+
+
+def test_interval_change_never_suggested_as_proportional(site_k: Knowledge) -> None:
+    for value in (1.2, 1.6, 1.9, 9.0, 20.0, 40.0):
+        s = lz_of(lzd_patient(value), site_k).suggestion
+        assert s.regimen is None or s.regimen.interval_h == 12, (value, s.text)
+
+
+def test_before_steady_state_no_change_yet(site_k: Knowledge) -> None:
+    lz = lz_of(lzd_patient(1.5, count=3), site_k)  # 24 h of recorded therapy
+    assert lz.timing.steady_state == "not_reached" and lz.suggestion.regimen is None
+    assert "steady state" in lz.suggestion.text
+    within = lz_of(lzd_patient(5.0, count=3), site_k)
+    assert "Continue" not in within.suggestion.text and "no change yet" in within.suggestion.text
+
+
+# --- point 4: comparators are values ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "comparator", "category"),
+    [(8.0, ">", "above"), (2.0, "<", "below"), (0.4, "<", "not_quantifiable"), (48.0, ">", "above_linearity")],
+)
+def test_comparators_are_values(site_k: Knowledge, value: float, comparator: str, category: str) -> None:
+    f = findings_of(lzd_patient(value, comparator=comparator).bundle(), site_k)
+    assert f.linezolid is not None and f.linezolid.category == category
+    assert f.exposure is not None
+    side = {"above": "over", "above_linearity": "over", "below": "under", "not_quantifiable": "under"}[category]
+    assert getattr(f.exposure, side).risk == "high"
+
+
+def test_greater_than_eight_holds_without_a_proportional_dose(site_k: Knowledge) -> None:
+    s = lz_of(lzd_patient(8.0, comparator=">"), site_k).suggestion
+    assert s.regimen is None and "withholding" in s.text and "not a quantified value" in s.text
+
+
+# --- point 7: children ------------------------------------------------------------------------------------
+
+
+def test_child_gets_no_adult_mg_dose(site_k: Knowledge) -> None:
+    for value in (1.5, 5.0, 14.0):
+        f = findings_of(lzd_patient(value, birth="2014-05-01").bundle(), site_k)
+        assert f.age == 11 and f.linezolid is not None and f.linezolid.child
+        s = f.linezolid.suggestion
+        assert s.regimen is None and "Continue" not in s.text and "consider 300" not in s.text and "mg/day" not in s.text
+        assert "dosed by body weight" in s.text
+        assert any("11 years old" in n for n in f.linezolid.notes)
+
+
+def test_adult_from_eighteen(site_k: Knowledge) -> None:
+    f = findings_of(lzd_patient(14.0, birth="2008-01-15").bundle(), site_k)
+    assert f.age == 18 and f.linezolid is not None and not f.linezolid.child and f.linezolid.suggestion.regimen is not None
+
+
+# --- point 11: trend over the course, reference change value ------------------------------------------------
+
+
+def course_with_troughs(values: list[float]) -> P:
+    """Daily troughs on consecutive mornings of one 12-hourly course; the last on SAMPLE."""
+    p = P("s3", "male", "1960-01-01", "")
+    days = len(values)
+    first_dose = SAMPLE - timedelta(hours=12 + 24 * days)
+    p.doses(first_dose.isoformat(), 2 * days + 1)
+    for i, v in enumerate(values):
+        p.lab(lzd_site(), v, "mg/L", (SAMPLE - timedelta(days=days - 1 - i)).isoformat(), kind="lzd")
+    return p
+
+
+@pytest.mark.parametrize(
+    ("values", "trend"),
+    [
+        ([5.0, 6.0], "stable"),  # +20 %: within 2.77 x 8.2 % = 22.7 %
+        ([5.0, 6.2], "rising"),  # +24 %
+        ([5.0, 3.8], "falling"),  # -24 %
+        ([5.0, 4.0], "stable"),  # -20 %
+        ([3.0, 4.5, 5.0], "stable"),  # the course rose, the latest step did not exceed the RCV
+    ],
+)
+def test_trend_uses_the_reference_change_value(site_k: Knowledge, values: list[float], trend: str) -> None:
+    lz = lz_of(course_with_troughs(values), site_k)
+    assert lz.trend == trend
+    assert len(lz.steps) == len(values) - 1 and len(lz.previous) == len(values) - 1
+    assert f"over the {len(values)} troughs of this course" in lz.trend_text and "reference change value 23%" in lz.trend_text
+
+
+def test_trend_names_every_step(site_k: Knowledge) -> None:
+    lz = lz_of(course_with_troughs([3.0, 4.5, 5.0]), site_k)
+    assert "4.5 mg/L (+50%, beyond" in lz.trend_text and "5 mg/L (+11%, within" in lz.trend_text
+
+
+def test_post_dose_levels_are_kept_out_of_the_trend(site_k: Knowledge) -> None:
+    p = course_with_troughs([5.0, 6.0])
+    p.lab(lzd_site(), 15.0, "mg/L", (SAMPLE - timedelta(hours=10)).isoformat(), kind="lzd")  # 2 h after the 20:00 dose
+    lz = lz_of(p, site_k)
+    assert [m.value for m in lz.previous] == [5.0] and any("not a trough" in why for _, why in lz.not_used)
+
+
+def test_rifampicin_combination_atc_is_rifampicin(site_k: Knowledge) -> None:
+    p = lzd_patient(5.0)
+    p.med("MedicationStatement", {"coding": [{"system": ATC, "code": "J04AB02"}]}, when="2026-01-01")
+    f = findings_of(p.bundle(), site_k)
+    assert f.exposure is not None and "rifampicin" in f.exposure.under.contributors
