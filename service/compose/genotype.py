@@ -25,7 +25,7 @@ def genotype_report(ctx: Context, f: Findings, pgx: PgxFinding, risk: Written | 
                 g.label().removeprefix(f"{gene} "),
                 phenotype or "-",
                 groups or "-",
-                ", ".join(sorted({c.shape for c in g.calls})),
+                ", ".join(sorted({c.shape + (f" ({c.assembly})" if c.assembly else "") for c in g.calls})),
             ]
         )
         line = g.label() + (f": {phenotype}" if phenotype else "")
@@ -46,7 +46,7 @@ def genotype_report(ctx: Context, f: Findings, pgx: PgxFinding, risk: Written | 
     text = nv.div(
         k.output.reports["genotype"].title,
         lines,
-        nv.table(["Gene", "Genotype", "Phenotype", "Groups of seed 000", "Reported as"], rows),
+        nv.table(["Gene", "Genotype", "Phenotype", "Groups (linezolid cohort)", "Reported as"], rows),
         not_used(f),
     )
     body = report(ctx, "genotype", status_of(calls), {}, [ref(c.source) for c in calls], " ".join(lines), codes, text)

@@ -1,9 +1,18 @@
 """MedicationRequest, MedicationStatement and MedicationAdministration → MedicationExposure.
 
-Drugs are recognized by ATC code, RxNorm code or name (drugs.csv, magnesium_causes.csv)."""
+Drugs are recognized by ATC code, RxNorm code or name (drugs.csv, magnesium_causes.csv).
+
+Extraction is faithful: the status is kept as sent, and the therapy's dates as the resource gives them.
+`start`: an administration's time; a statement's effective[x] (or its period start); an order's
+dosageInstruction timing boundsPeriod.start, else authoredOn. `end`: effectivePeriod.end (statement,
+administration), else the timing's boundsPeriod.end, else boundsDuration counted from the start. An
+order's dispenseRequest.validityPeriod is when it may be dispensed, not when the therapy ends: not used.
+Whether a medication is current at a sample is decided by service.rules.medications.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from service.extract.facts import FhirTime, MedicationExposure, SourceRef
@@ -76,12 +85,52 @@ def _dosage(d: Any) -> tuple[float | None, float | None]:
     return mg, interval
 
 
+def _repeat(d: Any) -> dict[str, Any]:
+    timing = d.get("timing") if isinstance(d, dict) else None
+    rep = timing.get("repeat") if isinstance(timing, dict) else None
+    return rep if isinstance(rep, dict) else {}
+
+
 def _bounds_start(dosages: list[Any], where: str) -> FhirTime | None:
     for d in dosages:
-        rep = ((d.get("timing") or {}).get("repeat") or {}) if isinstance(d, dict) else {}
-        start = (rep.get("boundsPeriod") or {}).get("start")
+        start = (_repeat(d).get("boundsPeriod") or {}).get("start")
         if start:
             return parse_fhir_time(start, f"{where} timing.repeat.boundsPeriod.start")
+    return None
+
+
+def _after(start: FhirTime, duration: Any) -> FhirTime | None:
+    """`start` plus a timing boundsDuration (UCUM s, min, h, d, wk); None for other units (mo, a are not fixed)."""
+    if not isinstance(duration, dict) or not isinstance(duration.get("value"), int | float):
+        return None
+    unit = duration.get("code") or duration.get("unit")
+    if unit not in _PERIOD_H:
+        return None
+    end = start.start + timedelta(hours=float(duration["value"]) * _PERIOD_H[unit])
+    shown = end.isoformat() if start.has_time else end.date().isoformat()
+    return FhirTime(end, start.precision, f"{shown} ({start.text} + {duration['value']:g} {unit})")
+
+
+def _bounds_end(dosages: list[Any], start: FhirTime | None, where: str) -> FhirTime | None:
+    """The latest end the dosages' timing bounds give (boundsPeriod.end, or boundsDuration after the start);
+    None when any dosage is open-ended (e.g. a bounded loading dose, then an unbounded maintenance dose)."""
+    ends: list[FhirTime] = []
+    for d in dosages:
+        rep = _repeat(d)
+        end = (rep.get("boundsPeriod") or {}).get("end") if isinstance(rep.get("boundsPeriod"), dict) else None
+        if end:
+            ends.append(parse_fhir_time(end, f"{where} timing.repeat.boundsPeriod.end"))
+        elif start is not None and (after := _after(start, rep.get("boundsDuration"))) is not None:
+            ends.append(after)
+        else:
+            return None
+    return max(ends, key=lambda t: t.start) if ends else None
+
+
+def _period_end(resource: dict[str, Any], where: str) -> FhirTime | None:
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict) and period.get("end"):
+        return parse_fhir_time(period["end"], f"{where} effectivePeriod.end")
     return None
 
 
@@ -97,7 +146,7 @@ def extract_medication(
         any(a.startswith(p) for p in c.atc_prefix for a in atc) or any(n in words for n in c.names) for c in k.mg_causes
     ):
         return None
-    administered = start = None
+    administered = start = end = None
     dose = interval = None
     if kind == "MedicationAdministration":
         if "effectiveDateTime" in resource:
@@ -106,12 +155,14 @@ def extract_medication(
             administered = parse_fhir_time(resource["effectivePeriod"]["start"], f"{where} effectivePeriod.start")
         dose, _ = _dosage(resource.get("dosage"))
         start = administered
+        end = _period_end(resource, where)
     elif kind == "MedicationRequest":
         dosages = resource.get("dosageInstruction", []) or []
         dose, interval = _dosage(dosages[0] if dosages else None)
         start = _bounds_start(dosages, where)
         if start is None and resource.get("authoredOn"):
             start = parse_fhir_time(resource["authoredOn"], f"{where} authoredOn")
+        end = _bounds_end(dosages, start, where)
     else:  # MedicationStatement
         dosages = resource.get("dosage", []) or []
         dose, interval = _dosage(dosages[0] if dosages else None)
@@ -120,6 +171,7 @@ def extract_medication(
         elif isinstance(resource.get("effectivePeriod"), dict) and resource["effectivePeriod"].get("start"):
             start = parse_fhir_time(resource["effectivePeriod"]["start"], f"{where} effectivePeriod.start")
         start = start or _bounds_start(dosages, where)
+        end = _period_end(resource, where) or _bounds_end(dosages, start, where)
     return MedicationExposure(
         drugs=drugs,
         atc=atc,
@@ -131,4 +183,5 @@ def extract_medication(
         start=start,
         dose_mg=dose,
         interval_h=interval,
+        end=end,
     )

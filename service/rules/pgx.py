@@ -1,4 +1,5 @@
-"""Pharmacogenetics: genotype calls → diplotypes, CPIC phenotypes and the genotype groups of seed 000.
+"""Pharmacogenetics: genotype calls → diplotypes, CPIC phenotypes and the genotype groups of the linezolid
+cohort (190 adults on linezolid 600 mg every 12 h, Luigi Sacco University Hospital, Milan).
 
 Pure functions over GenotypeCall and the gene definitions of mappings/pgx/."""
 
@@ -130,7 +131,7 @@ def interpret_gene(g: GeneFile, calls: list[GenotypeCall]) -> GeneResult:
     for factor, grp in result.groups.items():
         if grp is None and functions and not result.notes:
             result.notes.append(
-                f"{factor}: diplotype {result.stars[0]}/{result.stars[1]} fits none of the groups of seed 000"
+                f"{factor}: diplotype {result.stars[0]}/{result.stars[1]} fits none of the groups of the linezolid cohort"
                 if result.stars
                 else f"{factor}: not determined"
             )
@@ -160,7 +161,7 @@ def _haplotype(g: GeneFile, result: GeneResult) -> None:
         counts.append(bases.count(h.allele))
     if len(set(counts)) != 1:
         result.notes.append(
-            f"{h.factor}: allele counts {counts} at {', '.join(h.variants)} are not CGC/CGC, TTT carrier or TTT/TTT: unclassifiable diplotype (seed 000 excluded such patients)"
+            f"{h.factor}: allele counts {counts} at {', '.join(h.variants)} are not CGC/CGC, TTT carrier or TTT/TTT: unclassifiable diplotype (the linezolid cohort's haplotype groups exclude it)"
         )
         return
     result.haplotype = h.names[str(counts[0])]

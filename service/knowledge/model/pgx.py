@@ -16,6 +16,29 @@ class Gene(Strict):
     hgnc: str = Field(pattern=r"^HGNC:\d+$")
 
 
+_COMPLEMENT = str.maketrans("ACGT", "TGCA")
+Assembly = Literal["GRCh37", "GRCh38"]
+
+
+class GenomicAlleles(Strict):
+    """A SNP's alleles on one reference assembly's + strand (as IG Variant ref/alt alleles are written):
+    verified facts only, each with its source."""
+
+    accession: str = Field(default="", pattern=r"^(NC_\d+\.\d+)?$")  # RefSeq of the chromosome on this assembly
+    position: int | None = Field(default=None, ge=1)  # 1-based
+    reference: str = Field(pattern=r"^[ACGT]$")
+    alternates: tuple[str, ...] = Field(min_length=1)
+    strand: Literal["+", "-"]  # the strand the gene's c. orientation reads on
+    source: str = Field(min_length=1)
+
+    @property
+    def bases(self) -> tuple[str, ...]:
+        return (self.reference, *self.alternates)
+
+    def to_gene(self, base: str) -> str:
+        return base.translate(_COMPLEMENT) if self.strand == "-" else base
+
+
 class Variant(Strict):
     rsid: str = Field(pattern=r"^rs\d+$")
     label: str
@@ -24,12 +47,21 @@ class Variant(Strict):
     alternates: tuple[str, ...] = Field(min_length=1)
     star_reference: str = ""
     star_alternate: str = ""
-    genomic_reference: str = ""
-    genomic_alternates: tuple[str, ...] = ()
+    genomic: dict[Assembly, GenomicAlleles] = Field(default_factory=dict)
 
     @property
     def bases(self) -> frozenset[str]:
         return frozenset((self.reference, *self.alternates))
+
+    @model_validator(mode="after")
+    def _genomic_fits(self) -> Variant:
+        for assembly, g in self.genomic.items():
+            if {g.to_gene(b) for b in g.bases} != set(self.bases):
+                raise ValueError(
+                    f"genomic.{assembly}: alleles {'/'.join(g.bases)} on strand {g.strand} are not "
+                    f"{self.rsid}'s {'/'.join(sorted(self.bases))} in gene orientation"
+                )
+        return self
 
 
 class AlleleDef(Strict):
