@@ -4,7 +4,9 @@ Configuration: defaults, then the environment (LABINTERP_*), then `test_config`.
 FHIR_TOKEN, FHIR_BASIC ("user:password"), API_TOKEN (bearer token required on the service's own
 endpoints), MAPPINGS_DIR, WORKDIR, QUEUE_PATH, WORKER (start the queue worker and poller), WORKER_THREADS,
 POLL_SECONDS (0: no poll), CALLBACK_URL (this service's URL as HAPI reaches it: registers the
-Subscription), EGFR_EQUATION, LENIENT, FHIR_RETRIES (tries per request), FHIR_RETRY_DELAY (first backoff, s), QUEUE_LEASE (s before a running job of a dead process is retried), COHORT_STATS (a stats.json for the dashboard), RENDER (HTML/PDF per report; default true)."""
+Subscription), EGFR_EQUATION, STRICT (any resource that cannot be used fails the patient with a 422, for
+validating a feed; default false: it is left out and answered as a warning), LENIENT (deprecated: the default;
+an explicit false still means STRICT when STRICT is unset), FHIR_RETRIES (tries per request), FHIR_RETRY_DELAY (first backoff, s), QUEUE_LEASE (s before a running job of a dead process is retried), COHORT_STATS (a stats.json for the dashboard), RENDER (HTML/PDF per report; default true)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from flask import Flask
 
 from service.api.dashboard import dashboard
 from service.api.routes import bp, register_errors
-from service.config import EQUATIONS, ROOT
+from service.config import EQUATIONS, ROOT, strict_setting
 from service.errors import LabinterpError
 from service.fhir.retry import RetryPolicy
 from service.knowledge import load_knowledge
@@ -40,7 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "POLL_SECONDS": 30.0,
     "CALLBACK_URL": None,
     "EGFR_EQUATION": None,
-    "LENIENT": False,
+    "STRICT": None,
+    "LENIENT": None,
     "FHIR_RETRIES": 5,
     "FHIR_RETRY_DELAY": 0.5,
     "QUEUE_LEASE": 300.0,
@@ -67,7 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         api_token=cfg["API_TOKEN"] or None,
         fhir_token=cfg["FHIR_TOKEN"] or None,
         fhir_basic=basic if basic and len(basic) == 2 else None,
-        strict=not bool(cfg["LENIENT"]),
+        strict=strict_setting(cfg["STRICT"], cfg["LENIENT"]),
         equation=equation,
         retry=RetryPolicy(attempts=int(cfg["FHIR_RETRIES"]), base_delay=float(cfg["FHIR_RETRY_DELAY"])),
         render=str(cfg["RENDER"]).lower() not in ("false", "0", "no"),

@@ -1,5 +1,7 @@
-"""The `labinterp` command line. Exit 0 on success; exit 2 with one line on standard error for input that
-cannot be used (and then no output file is written)."""
+"""The `labinterp` command line. Exit 0 on success, also when some resources were left out: then one
+warning line per resource on standard error ("labinterp: warning: Observation/x valueQuantity.unit: ...").
+Exit 2 with one line on standard error, and no output file, for input that cannot be used: not JSON, not
+FHIR, not a Bundle, or (with --strict / LABINTERP_STRICT=true) any resource that would be left out."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from service.cli_common import UsageFailure, _fail, _knowledge, read_json, write
 from service.cli_sandbox import sandbox_group
 from service.config import EQUATIONS, Settings
 from service.errors import LabinterpError
+from service.extract.facts import Problem
 from service.extract.fhirtime import parse_now
 from service.knowledge import load_knowledge
 from service.pipeline import PatientResult, RunResult, interpret_bundle, interpret_patient
@@ -60,7 +63,15 @@ def cli() -> None:
 @click.option(
     "--equation", type=click.Choice(sorted(EQUATIONS)), help="eGFR equation (default from mappings/renal.toml: ckd-epi-2021)."
 )
-@click.option("--lenient", is_flag=True, help="Leave broken resources out (listed in the report) instead of failing.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit 2, nothing written) on any resource that cannot be used, for validating a data feed "
+    "(or LABINTERP_STRICT=true). Default: leave it out, list it in the report and warn on standard error.",
+)
+@click.option(
+    "--lenient", is_flag=True, help="Deprecated: leaving unusable resources out is the default. Overrides LABINTERP_STRICT."
+)
 @click.option("--summary", is_flag=True, help="Print a readable summary per patient on standard error.")
 @click.option("--no-validate", is_flag=True, help="Skip validating the output with fhir.resources (faster).")
 @click.option("--no-render", is_flag=True, help="No HTML/PDF presentedForm (faster, smaller); the narrative stays plain.")
@@ -73,6 +84,7 @@ def interpret_cmd(
     now_text: str | None,
     mappings: str | None,
     equation: str | None,
+    strict: bool,
     lenient: bool,
     summary: bool,
     no_validate: bool,
@@ -86,13 +98,17 @@ def interpret_cmd(
             raise UsageFailure("give either --bundle FILE or --fhir-url URL --patient ID")
         if fhir_url and not patient_id:
             raise UsageFailure("--fhir-url needs --patient ID")
+        if strict and lenient:
+            raise UsageFailure("give --strict or --lenient, not both")
+        strict = strict or (settings.strict and not lenient)
         k = _knowledge(mappings)
         now = _now(now_text)
         eq = EQUATIONS[equation] if equation else (EQUATIONS[settings.egfr_equation] if settings.egfr_equation else None)
         if fhir_url:
             live = interpret_patient(
-                settings.client(fhir_url), str(patient_id), k, now, dry_run=dry_run, strict=not lenient, equation=eq
+                settings.client(fhir_url), str(patient_id), k, now, dry_run=dry_run, strict=strict, equation=eq
             )
+            problems = live.problems
             if summary and live.findings is not None:
                 for line in summarize(PatientResult(live.findings, [])):
                     click.echo(line, err=True)
@@ -109,7 +125,7 @@ def interpret_cmd(
                 data,
                 k,
                 now,
-                strict=not lenient,
+                strict=strict,
                 equation=eq,
                 validate=settings.validate_output and not no_validate,
                 render=settings.render and not no_render,
@@ -117,13 +133,21 @@ def interpret_cmd(
             if summary:
                 _print_summary(result, err=True)
             output = result.bundle
+            problems = result.problems
     except LabinterpError as exc:
         _fail(str(exc))
         return
+    _warn(problems)
     if out_path:
         write_json_atomic(out_path, output)
     else:
         click.echo(json.dumps(output, indent=2, ensure_ascii=False))
+
+
+def _warn(problems: list[Problem]) -> None:
+    """One line per resource left out: its reference, element and reason (never a patient's name or identifier)."""
+    for p in problems:
+        click.echo(f"labinterp: warning: {p.line} (left out)", err=True)
 
 
 def _print_summary(result: RunResult, err: bool = False) -> None:
@@ -201,6 +225,7 @@ def demo_cmd(offline: bool, out_path: str, now_text: str, stop: bool, fhir_port:
         _fail(str(exc))
         return
     _print_summary(result)
+    _warn(result.problems)
     write_json_atomic(out_path, result.bundle)
     click.echo(f"wrote {out_path}")
 

@@ -12,6 +12,34 @@ from service.fhir.client import FhirClient
 ROOT = Path(__file__).resolve().parents[1]
 
 EQUATIONS = {"ckd-epi-2021": "ckd_epi_2021", "mdrd": "mdrd_idms"}
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def flag_value(name: str, value: object) -> bool | None:
+    """A boolean setting (str from the environment, or a bool/int from Flask's JSON parsing); None when unset."""
+    if value is None:
+        return None
+    if isinstance(value, bool | int):
+        return bool(value)
+    text = str(value).strip().lower()
+    if not text:
+        return None
+    if text in TRUE:
+        return True
+    if text in FALSE:
+        return False
+    raise InputError(name, f"{value!r} is not true or false")
+
+
+def strict_setting(strict: object, lenient: object = None) -> bool:
+    """LABINTERP_STRICT: true makes any unusable resource an error (default false: it is left out, with a
+    warning). LABINTERP_LENIENT, from when strict was the default, keeps its meaning when STRICT is unset:
+    `true` is the default now, an explicit `false` still asks for strict."""
+    chosen = flag_value("LABINTERP_STRICT", strict)
+    old = flag_value("LABINTERP_LENIENT", lenient)
+    if chosen is not None:
+        return chosen
+    return old is False
 
 
 @dataclass(frozen=True)
@@ -24,6 +52,7 @@ class Settings:
     egfr_equation: str | None = None  # "ckd-epi-2021" | "mdrd" (LABINTERP_EGFR_EQUATION); None: mappings default
     validate_output: bool = True  # validate every written resource with fhir.resources R4B (LABINTERP_VALIDATE_OUTPUT)
     render: bool = True  # HTML/PDF presentedForm and rendered narrative for each report (LABINTERP_RENDER)
+    strict: bool = False  # LABINTERP_STRICT: any resource that cannot be used is an error (validating a feed)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -34,6 +63,7 @@ class Settings:
         flag = env.get("LABINTERP_VALIDATE_OUTPUT", "true").lower()
         if flag not in ("true", "false", "1", "0", "yes", "no"):
             raise InputError("LABINTERP_VALIDATE_OUTPUT", f"{flag!r} is not true or false")
+        strict = strict_setting(env.get("LABINTERP_STRICT"), env.get("LABINTERP_LENIENT"))
         return cls(
             mappings_dir=env.get("LABINTERP_MAPPINGS_DIR") or None,
             fhir_base_url=env.get("LABINTERP_FHIR_BASE_URL") or None,
@@ -43,6 +73,7 @@ class Settings:
             egfr_equation=equation,
             validate_output=flag in ("true", "1", "yes"),
             render=env.get("LABINTERP_RENDER", "true").lower() in ("true", "1", "yes"),
+            strict=strict,
         )
 
     def client(self, base_url: str | None = None) -> FhirClient:

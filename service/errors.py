@@ -5,7 +5,9 @@ URL and status.
     ├── MappingsError          a mappings/ file is missing, malformed or inconsistent (file, key)
     ├── InputError             input that is not usable FHIR (where, what)
     │   ├── BundleError        not JSON, not a Bundle, a malformed entry
-    │   └── ResourceError      a resource, unit, genotype string, date or reference that is broken
+    │   └── ResourceError      a resource, unit, genotype string, date or reference that is broken: by
+    │                          default caught per resource (extract) and turned into a Problem, listed
+    │                          under "Not used" and warned about; raised as the error in strict mode
     └── FhirError              a FHIR server answered with an error or not at all (method, URL, status, outcome)
         ├── FhirTemporaryError 408, 429, 5xx, timeouts and connection errors: worth retrying
         ├── FhirAuthError      401, 403

@@ -1,18 +1,24 @@
 """fetch → extract → interpret → compose → (write): the only module that joins the layers.
 
 For files: `interpret_bundle` takes a parsed Bundle and returns the transaction Bundle to write.
-A patient's results are all or nothing: broken input raises before anything is returned."""
+
+Bad input (SPEC section 7): input that is not a Bundle raises. A resource that cannot be used is, by
+default, left out, listed in the report's "Not used" section and returned as a Problem (the CLI prints a
+warning line, the service an OperationOutcome of warnings); the patient's other reports are written.
+`strict=True` makes any such Problem an error, raised before anything is returned (validating a feed).
+A patient's results are all or nothing either way: composed whole, or not at all."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from service.compose import Context, Written, compose_patient, device, transaction
 from service.errors import FhirConflict, FhirError, ResourceError
 from service.extract import extract_patient, split_bundle
+from service.extract.facts import Problem
 from service.fhir.client import FhirClient
 from service.knowledge import Knowledge
 from service.render.report import render_reports
@@ -33,6 +39,15 @@ class PatientResult:
 class RunResult:
     bundle: dict[str, Any]
     patients: list[PatientResult]
+    problems: list[Problem] = field(default_factory=list)  # everything left out: the Bundle's, then each patient's
+
+
+def raise_first(problems: list[Problem]) -> None:
+    """Strict mode: the first problem as the error, with how many more there were."""
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ResourceError(first.where, first.what + more)
 
 
 def interpret_bundle(
@@ -40,24 +55,26 @@ def interpret_bundle(
     k: Knowledge,
     now: datetime,
     *,
-    strict: bool = True,
+    strict: bool = False,
     equation: str | None = None,
     validate: bool = True,
     with_provenance: bool = True,
     render: bool = True,
 ) -> RunResult:
-    """Interpret every patient of an input Bundle. In strict mode (the default) any broken resource is an
-    error naming it; otherwise it is left out and listed in the report's "Not used" section."""
+    """Interpret every patient of an input Bundle. A resource that cannot be used is left out, listed in the
+    report's "Not used" section and in `RunResult.problems`; in strict mode it is an error naming it."""
     parsed = split_bundle(data)
+    if strict:
+        raise_first(parsed.problems)
+    problems = list(parsed.problems)
     dev = device(k)
     results: list[PatientResult] = []
     written: list[Written] = [dev]
     for pinput in parsed.patients:
         record = extract_patient(pinput, parsed.medications, k)
-        if strict and record.problems:
-            first = record.problems[0]
-            more = f" (and {len(record.problems) - 1} more problems)" if len(record.problems) > 1 else ""
-            raise ResourceError(first.where, first.what + more)
+        if strict:
+            raise_first(record.problems)
+        problems += record.problems
         findings = interpret(record, k, now, equation)
         out = compose_patient(findings, k, now, dev, with_provenance)
         if render:  # readable HTML/PDF: the narrative and presentedForm of each report
@@ -70,7 +87,7 @@ def interpret_bundle(
     bundle = transaction(written)
     if validate:
         validate_bundle(bundle)
-    return RunResult(bundle, results)
+    return RunResult(bundle, results, problems)
 
 
 @dataclass
@@ -81,6 +98,7 @@ class LiveResult:
     findings: Findings | None
     requests: int  # HTTP requests this patient took
     seconds_waiting: float  # time spent waiting on the FHIR server
+    problems: list[Problem] = field(default_factory=list)  # resources left out (never in strict mode: that raises)
 
 
 def interpret_patient(
@@ -90,7 +108,7 @@ def interpret_patient(
     now: datetime,
     *,
     dry_run: bool = False,
-    strict: bool = True,
+    strict: bool = False,
     equation: str | None = None,
     render: bool = True,
 ) -> LiveResult:
@@ -101,7 +119,7 @@ def interpret_patient(
     in fact been applied) makes it read and plan once more: the second plan sees what is now stored."""
     before = client.stats.snapshot()
     for attempt in (1, 2):
-        findings, plan = _plan(client, patient_id, k, now, strict, equation, render)
+        findings, plan, problems = _plan(client, patient_id, k, now, strict, equation, render)
         if not plan.writes or dry_run:
             response = None
             break
@@ -114,18 +132,19 @@ def interpret_patient(
             log.info("version conflict on write: reading and planning again")
     after = client.stats.snapshot()
     log.info(
-        "patient done: %d created, %d amended, %d unchanged, %d requests",
+        "patient done: %d created, %d amended, %d unchanged, %d requests, %d resources left out",
         len(plan.created),
         len(plan.amended),
         len(plan.unchanged),
         after[0] - before[0],
+        len(problems),
     )
-    return LiveResult(patient_id, plan, response, findings, after[0] - before[0], after[2] - before[2])
+    return LiveResult(patient_id, plan, response, findings, after[0] - before[0], after[2] - before[2], problems)
 
 
 def _plan(
     client: FhirClient, patient_id: str, k: Knowledge, now: datetime, strict: bool, equation: str | None, render: bool
-) -> tuple[Findings, Plan]:
+) -> tuple[Findings, Plan, list[Problem]]:
     data = client.fetch_patient(patient_id, k.output.systems["series_identifier"])
     # validated once, below: the plan is what is sent
     run = interpret_bundle(
@@ -137,4 +156,4 @@ def _plan(
     ctx = Context(k, now, result.findings.record.patient.source)
     plan = plan_writeback(result.written, data.written, ctx, device(k))
     validate_bundle(plan.bundle)
-    return result.findings, plan
+    return result.findings, plan, run.problems

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     not_before REAL NOT NULL,
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    error TEXT NOT NULL DEFAULT ''
+    error TEXT NOT NULL DEFAULT '',
+    warnings TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_pending ON jobs (patient) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before);
@@ -51,6 +52,9 @@ class JobQueue:
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "warnings" not in columns:  # a queue file from before warnings were recorded
+                db.execute("ALTER TABLE jobs ADD COLUMN warnings TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -96,9 +100,13 @@ class JobQueue:
                 raise
         return Job(row[0], row[1], row[2], row[3] + 1)
 
-    def done(self, job: Job) -> None:
+    def done(self, job: Job, warnings: list[str] | None = None) -> None:
+        """Finished. `warnings`: one line per resource the job left out (the reports were written without it)."""
         with self._db() as db:
-            db.execute("UPDATE jobs SET state = 'done', updated = ?, error = '' WHERE id = ?", (time.time(), job.id))
+            db.execute(
+                "UPDATE jobs SET state = 'done', updated = ?, error = '', warnings = ? WHERE id = ?",
+                (time.time(), "\n".join(warnings or []), job.id),
+            )
 
     def retry(self, job: Job, error: str, delay: float) -> None:
         """Back to pending after `delay` seconds; merged into a pending job for the same patient if one came meanwhile."""
@@ -135,6 +143,16 @@ class JobQueue:
                 (limit,),
             ).fetchall()
         return [{"id": r[0], "patient": r[1], "attempts": r[2], "error": r[3], "updated": r[4]} for r in rows]
+
+    def warned(self, limit: int = 20) -> list[dict[str, object]]:
+        """Recent jobs that succeeded with resources left out, newest first, each with its warning lines."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT id, patient, warnings, updated FROM jobs WHERE state = 'done' AND warnings != '' "
+                "ORDER BY updated DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [{"id": r[0], "patient": r[1], "warnings": r[2].split("\n"), "updated": r[3]} for r in rows]
 
     def get_meta(self, key: str) -> str | None:
         with self._db() as db:

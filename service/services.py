@@ -30,7 +30,7 @@ class Services:
     api_token: str | None = None
     fhir_token: str | None = None
     fhir_basic: tuple[str, str] | None = None
-    strict: bool = True
+    strict: bool = False  # any resource that cannot be used fails the patient (LABINTERP_STRICT)
     equation: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     render: bool = True
@@ -44,10 +44,13 @@ class Services:
             self.fhir_base_url, token=self.fhir_token, basic=self.fhir_basic, session=self.session, retry=self.retry
         )
 
-    def interpret(self, patient_id: str, *, dry_run: bool = False, now: datetime | None = None) -> LiveResult:
+    def interpret(
+        self, patient_id: str, *, dry_run: bool = False, now: datetime | None = None, strict: bool | None = None
+    ) -> LiveResult:
         """One patient at a time per process (API calls and queue workers alike): the read-plan-write of
         two concurrent calls would otherwise both plan a create. Across processes, conditional creates
-        and If-Match on amendments keep the server consistent."""
+        and If-Match on amendments keep the server consistent. `strict` overrides the service's setting for
+        this call; the resources left out are in `LiveResult.problems`."""
         with self._patient_lock(patient_id):
             return interpret_patient(
                 self.client(),
@@ -55,7 +58,7 @@ class Services:
                 self.knowledge,
                 now or datetime.now(UTC).replace(microsecond=0),
                 dry_run=dry_run,
-                strict=self.strict,
+                strict=self.strict if strict is None else strict,
                 equation=self.equation,
                 render=self.render,
             )
@@ -64,9 +67,10 @@ class Services:
         with self._lock:
             return self._locks.setdefault(patient_id, threading.Lock())
 
-    def process(self, patient_id: str) -> None:
-        """What the worker does for one queued patient."""
-        self.interpret(patient_id)
+    def process(self, patient_id: str) -> list[str]:
+        """What the worker does for one queued patient; returns the warnings (one line per resource left out)
+        for the queue to record with the finished job."""
+        return [p.line for p in self.interpret(patient_id).problems]
 
     def group_members(self, group_id: str) -> list[str]:
         group = self.client().read("Group", group_id)

@@ -60,6 +60,9 @@ def summarize(result: PatientResult) -> list[str]:
             + (f", FEMg {mg.femg.percent:.1f} %" if mg.femg else "")
             + (", dose -50 % (renal)" if mg.renal_reduction else "")
         )
+    left_out = f.record.problems
+    if left_out:
+        lines.append(f"  left out: {len(left_out)} resource(s) that could not be used (listed under 'Not used')")
     kinds = [w.kind for w in result.written]
     lines.append(f"  writes: {', '.join(kinds) if kinds else 'nothing (no interpretable results)'}")
     return lines

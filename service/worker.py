@@ -26,7 +26,8 @@ POLL_KEY = "poll.last_updated"
 
 class Worker:
     """Threads that claim jobs and run `process(patient_id)`. Broken input fails the job at once (retrying
-    cannot mend it); anything else is retried with backoff, up to `attempts` tries."""
+    cannot mend it); anything else is retried with backoff, up to `attempts` tries. A job whose patient had
+    resources left out succeeds: `process` returns their warning lines, recorded with the finished job."""
 
     def __init__(
         self,
@@ -50,7 +51,7 @@ class Worker:
         if job is None:
             return False
         try:
-            self.process(job.patient)
+            result = self.process(job.patient)
         except InputError as exc:
             log.warning("job %d failed for good: %s", job.id, type(exc).__name__)
             self.queue.fail(job, str(exc))
@@ -60,7 +61,10 @@ class Worker:
             log.exception("job %d: unexpected error", job.id)
             self._retry_or_fail(job, exc)
         else:
-            self.queue.done(job)
+            warnings = [str(w) for w in result] if isinstance(result, list) else []
+            if warnings:
+                log.info("job %d done, %d resources left out (see GET /queue)", job.id, len(warnings))
+            self.queue.done(job, warnings)
         return True
 
     def _retry_or_fail(self, job: Job, exc: BaseException) -> None:

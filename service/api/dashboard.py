@@ -181,4 +181,6 @@ def cohort() -> str:
             for name, p in (stats.get("plots") or {}).items()
             if Path(p).exists()
         }
-    return page("Cohort: first trough by genotype (the method of the Milan linezolid cohort)", COHORT, stats=stats, figures=figures)
+    return page(
+        "Cohort: first trough by genotype (the method of the Milan linezolid cohort)", COHORT, stats=stats, figures=figures
+    )

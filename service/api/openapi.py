@@ -11,12 +11,19 @@ OUTCOME = {"description": "OperationOutcome naming what went wrong", "content": 
 
 
 def _op(
-    summary: str, params: list[dict[str, Any]] | None = None, body: bool = False, ok: str = "a FHIR Bundle"
+    summary: str,
+    params: list[dict[str, Any]] | None = None,
+    body: bool = False,
+    ok: str = "a FHIR Bundle",
+    headers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": ok, "content": FHIR}
+    if headers:
+        success["headers"] = headers
     op: dict[str, Any] = {
         "summary": summary,
         "parameters": params or [],
-        "responses": {"200": {"description": ok, "content": FHIR}, "4XX": OUTCOME, "5XX": OUTCOME},
+        "responses": {"200": success, "4XX": OUTCOME, "5XX": OUTCOME},
         "security": [{"bearer": []}, {}],
     }
     if body:
@@ -30,6 +37,23 @@ DRY = {
     "required": False,
     "schema": {"type": "boolean"},
     "description": "return the transaction without writing it",
+}
+STRICT = {
+    "name": "strict",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean"},
+    "description": "any resource that cannot be used (unknown unit, unreadable value, genotype or date, unresolvable "
+    "subject) fails the patient with a 422 OperationOutcome naming it, and nothing is written, for validating a "
+    "data feed. Default: the service's LABINTERP_STRICT (false): such a resource is left out, listed in the "
+    "report's 'Not used' section and answered as a warning",
+}
+WARNINGS = {
+    "X-Labinterp-Warnings": {"description": "how many resources were left out (0: none)", "schema": {"type": "integer"}},
+    "X-Labinterp-Created": {"description": "report kinds created", "schema": {"type": "string"}},
+    "X-Labinterp-Amended": {"description": "report kinds amended", "schema": {"type": "string"}},
+    "X-Labinterp-Unchanged": {"description": "report kinds already stored", "schema": {"type": "string"}},
+    "X-Labinterp-Requests": {"description": "HTTP requests to the FHIR server", "schema": {"type": "integer"}},
 }
 NOW = {
     "name": "now",
@@ -55,20 +79,30 @@ def openapi_document() -> dict[str, Any]:
             "/Patient/{id}/$interpret": {
                 "post": _op(
                     "Interpret one patient (one read, one write)",
-                    [pid, DRY, NOW],
-                    ok="the server's transaction-response, or the planned transaction with dry-run",
+                    [pid, DRY, NOW, STRICT],
+                    ok="the server's transaction-response Bundle, or the planned transaction Bundle with dry-run. When "
+                    "resources were left out (not in strict mode), a Parameters instead, as FHIR returns an operation's "
+                    "two outputs: parameter 'return' holds that Bundle, parameter 'outcome' an OperationOutcome with one "
+                    "issue per resource left out (severity warning, code processing, expression = the resource and "
+                    "element, diagnostics = why); the patient's other reports are written",
+                    headers=WARNINGS,
                 )
             },
             "/$interpret": {
                 "post": _op(
                     "Interpret the patients and/or Group members named in a Parameters resource",
-                    [DRY, NOW],
+                    [DRY, NOW, STRICT],
                     body=True,
-                    ok="batch-response Bundle, one entry per patient",
+                    ok="batch-response Bundle, one entry per patient; each entry's response.outcome says what was "
+                    "written (information) and lists each resource left out (warning)",
                 )
             },
             "/Group/{id}/$interpret": {
-                "post": _op("Interpret every member of a Group", [pid, DRY, NOW], ok="batch-response Bundle")
+                "post": _op(
+                    "Interpret every member of a Group",
+                    [pid, DRY, NOW, STRICT],
+                    ok="batch-response Bundle, as POST /$interpret",
+                )
             },
             "/hook": {
                 "post": _op(
@@ -79,7 +113,13 @@ def openapi_document() -> dict[str, Any]:
                 "put": _op("Subscription rest-hook endpoint with a resource payload", body=True, ok="OperationOutcome"),
                 "post": _op("Subscription rest-hook endpoint with a resource payload", body=True, ok="OperationOutcome"),
             },
-            "/queue": {"get": _op("Work queue: counts by state and recent failures", ok="JSON")},
+            "/queue": {
+                "get": _op(
+                    "Work queue: counts by state, recent failures, and recent jobs that succeeded with resources left "
+                    "out ('warned', each with its warning lines)",
+                    ok="JSON",
+                )
+            },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {
                 "get": {

@@ -16,6 +16,7 @@ from service.errors import (
     InputError,
     LabinterpError,
 )
+from service.extract.facts import Problem
 
 FHIR_JSON = "application/fhir+json"
 
@@ -25,6 +26,26 @@ def outcome(severity: str, code: str, diagnostics: str, expression: str | None =
     if expression:
         issue["expression"] = [expression]
     return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def warnings_outcome(problems: list[Problem], prefix: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An OperationOutcome of warnings: one issue per resource left out, `expression` naming the resource and
+    element (as the 422 errors do), `diagnostics` the reason. `prefix`: issues to put first."""
+    issues = list(prefix or [])
+    for p in problems:
+        issues.append({"severity": "warning", "code": "processing", "diagnostics": p.line, "expression": [p.where]})
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
+def with_warnings(body: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
+    """The operation's result as FHIR returns an operation's outputs: the Bundle itself when nothing was left out
+    (one `return` output), otherwise a Parameters with `return` (the Bundle) and `outcome` (the warnings)."""
+    if not problems:
+        return body
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "return", "resource": body}, {"name": "outcome", "resource": warnings_outcome(problems)}],
+    }
 
 
 def fhir_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, request
 from werkzeug.exceptions import BadRequest, Unauthorized
 
 from service.api.openapi import openapi_document
-from service.api.outcome import error_response, fhir_response, outcome, status_for
+from service.api.outcome import error_response, fhir_response, outcome, status_for, warnings_outcome, with_warnings
 from service.errors import LabinterpError
 from service.extract.fhirtime import parse_now
 from service.services import Services
@@ -47,6 +47,19 @@ def _flag(name: str) -> bool:
     return request.args.get(name, "").lower() in ("", "true", "1", "yes")
 
 
+def _strict() -> bool | None:
+    """`?strict` (or `?strict=true`): any resource that cannot be used fails the patient (422), as a feed
+    validator wants; `?strict=false` leaves it out. Absent: the service's setting (LABINTERP_STRICT)."""
+    if "strict" not in request.args:
+        return None
+    value = request.args.get("strict", "").lower()
+    if value in ("", "true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"strict={value!r}: expected true or false")
+
+
 def _now() -> Any:
     text = request.args.get("now")
     return parse_now(text) if text else None
@@ -54,18 +67,23 @@ def _now() -> Any:
 
 @bp.post("/Patient/<pid>/$interpret")
 def interpret_one(pid: str) -> Any:
-    """Interpret one patient; `?dry-run` returns the transaction Bundle without writing it."""
+    """Interpret one patient; `?dry-run` returns the transaction Bundle without writing it.
+
+    200 with the Bundle (the server's transaction-response, or the planned transaction in a dry run); when
+    resources were left out, a Parameters with `return` (that Bundle) and `outcome` (an OperationOutcome of
+    warnings, one issue per resource). X-Labinterp-Warnings counts them either way."""
     s = services()
     dry = _flag("dry-run") or _flag("dry_run")
-    result = s.interpret(_patient_id(pid), dry_run=dry, now=_now())
+    result = s.interpret(_patient_id(pid), dry_run=dry, now=_now(), strict=_strict())
     headers = {
         "X-Labinterp-Created": ",".join(result.plan.created),
         "X-Labinterp-Amended": ",".join(result.plan.amended),
         "X-Labinterp-Unchanged": ",".join(result.plan.unchanged),
         "X-Labinterp-Requests": str(result.requests),
+        "X-Labinterp-Warnings": str(len(result.problems)),
     }
     body = result.plan.bundle if dry or result.response is None else result.response
-    return fhir_response(body, 200, headers)
+    return fhir_response(with_warnings(body, result.problems), 200, headers)
 
 
 def _patients_from_parameters(body: Any) -> tuple[list[str], str | None]:
@@ -86,13 +104,14 @@ def _patients_from_parameters(body: Any) -> tuple[list[str], str | None]:
 
 
 def _many(patients: list[str], dry: bool) -> dict[str, Any]:
-    """One batch-response entry per patient: its result or its error, so one bad patient spoils nothing."""
+    """One batch-response entry per patient: its result or its error, so one bad patient spoils nothing. A
+    patient's outcome says what was written, then one warning issue per resource left out."""
     s = services()
     entries = []
-    now = _now()
+    now, strict = _now(), _strict()
     for pid in dict.fromkeys(patients):
         try:
-            r = s.interpret(pid, dry_run=dry, now=now)
+            r = s.interpret(pid, dry_run=dry, now=now, strict=strict)
         except LabinterpError as exc:
             status, code = status_for(exc)
             entries.append(
@@ -105,7 +124,9 @@ def _many(patients: list[str], dry: bool) -> dict[str, Any]:
                 "response": {
                     "status": "200",
                     "location": f"Patient/{pid}",
-                    "outcome": outcome("information", "informational", text),
+                    "outcome": warnings_outcome(
+                        r.problems, [{"severity": "information", "code": "informational", "diagnostics": text}]
+                    ),
                 }
             }
         )
@@ -141,7 +162,7 @@ def hook(rtype: str | None = None, rid: str | None = None) -> Any:
 @bp.get("/queue")
 def queue_state() -> Any:
     q = services().queue
-    return {"counts": q.counts(), "failed": q.failures()}
+    return {"counts": q.counts(), "failed": q.failures(), "warned": q.warned()}
 
 
 @bp.get("/healthz")

@@ -1,8 +1,9 @@
 """Splits an input Bundle into one group of resources per patient, resolving references.
 
-Accepts Bundle.type collection, searchset, transaction and batch. Everything that is not usable
-FHIR (not a Bundle, an entry without a resource, a reference that cannot be resolved) raises a
-BundleError or ResourceError that names the entry."""
+Accepts Bundle.type collection, searchset, transaction and batch. Input that is not FHIR at all (not a
+Bundle, an entry without a resource, a resource without a resourceType) raises a BundleError naming the
+entry. A problem of one resource (no id, a subject that cannot be resolved) is a Problem: on the patient's
+input when its subject says whose it is, otherwise on the Bundle's; the caller decides (strict mode fails)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import BundleError, ResourceError
-from service.extract.facts import SourceRef
+from service.extract.facts import Problem, SourceRef
 
 ACCEPTED_TYPES = ("collection", "searchset", "transaction", "batch")
 PATIENT_DATA = ("Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration")
@@ -45,12 +46,16 @@ class PatientInput:
     patient: dict[str, Any]
     patient_ref: SourceRef
     resources: list[tuple[dict[str, Any], SourceRef]] = field(default_factory=list)
+    # this patient's resources with neither id nor fullUrl, with where they are: nothing written could point at
+    # them; extraction lists those it recognises (a Problem), and skips the rest like any resource it does not read
+    unreferenceable: list[tuple[dict[str, Any], str]] = field(default_factory=list)
 
 
 @dataclass
 class InputBundle:
     patients: list[PatientInput]
     medications: dict[str, dict[str, Any]]  # Medication resources by every key they can be referenced as
+    problems: list[Problem] = field(default_factory=list)  # resources that belong to no patient of this Bundle
 
 
 def _keys(resource: dict[str, Any], full_url: str | None) -> list[str]:
@@ -91,7 +96,7 @@ def split_bundle(bundle: Any) -> InputBundle:
 
     index: dict[str, tuple[dict[str, Any], SourceRef]] = {}
     medications: dict[str, dict[str, Any]] = {}
-    ordered: list[tuple[dict[str, Any], SourceRef, str]] = []
+    ordered: list[tuple[dict[str, Any], SourceRef | None, str]] = []
     for i, entry in enumerate(entries):
         where = f"Bundle.entry[{i}]"
         if not isinstance(entry, dict):
@@ -106,36 +111,57 @@ def split_bundle(bundle: Any) -> InputBundle:
             raise BundleError(f"{where}.resource", "has no resourceType: not a FHIR resource")
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         try:
-            ref = source_ref(resource, full_url)
-        except ResourceError as exc:
-            raise BundleError(f"{where} ({res_type})", exc.what) from exc
-        for key in _keys(resource, full_url):
-            index[key] = (resource, ref)
-            if res_type == "Medication":
-                medications[key] = resource
+            ref: SourceRef | None = source_ref(resource, full_url)
+        except ResourceError:
+            ref = None  # cannot be referenced: a Problem below, for the resources labinterp reads
+        if ref is not None:
+            for key in _keys(resource, full_url):
+                index[key] = (resource, ref)
+                if res_type == "Medication":
+                    medications[key] = resource
         ordered.append((resource, ref, where))
 
+    problems: list[Problem] = []
     patients: dict[str, PatientInput] = {}
-    for resource, ref, _where in ordered:
-        if resource["resourceType"] == "Patient":
+    for resource, ref, where in ordered:
+        if resource["resourceType"] != "Patient":
+            continue
+        if ref is None:
+            problems.append(Problem(f"Patient ({where})", f"{NO_ID}: its results cannot be attributed to it"))
+        else:
             patients.setdefault(ref.reference, PatientInput(resource, ref))
     for resource, ref, where in ordered:
         if resource["resourceType"] not in PATIENT_DATA:
             continue
-        field_name = "subject"
-        subject = resource.get(field_name)
-        if subject is None and resource["resourceType"] == "MedicationStatement":
-            subject = resource.get("patient")
-        label = f"{ref.reference} ({where})"
-        if not isinstance(subject, dict) or not isinstance(subject.get("reference"), str):
-            raise ResourceError(label, "subject.reference is missing: cannot tell whose result this is")
-        target = _normalize_reference(subject["reference"])
-        if target not in index:
-            raise ResourceError(f"{label} subject.reference", f"{subject['reference']!r} is not a resource in this bundle")
-        patient_res, patient_ref = index[target]
-        if patient_res["resourceType"] != "Patient":
-            raise ResourceError(
-                f"{label} subject.reference", f"{subject['reference']!r} is a {patient_res['resourceType']}, not a Patient"
-            )
-        patients[patient_ref.reference].resources.append((resource, ref))
-    return InputBundle(list(patients.values()), medications)
+        label = f"{ref.reference} ({where})" if ref else f"{resource['resourceType']} ({where})"
+        try:
+            patient_ref = _subject(resource, label, index)
+        except ResourceError as exc:
+            problems.append(Problem(exc.where, exc.what))
+            continue
+        if ref is None:
+            patients[patient_ref.reference].unreferenceable.append((resource, label))
+        else:
+            patients[patient_ref.reference].resources.append((resource, ref))
+    return InputBundle(list(patients.values()), medications, problems)
+
+
+NO_ID = "has neither an id nor a fullUrl"
+
+
+def _subject(resource: dict[str, Any], label: str, index: dict[str, tuple[dict[str, Any], SourceRef]]) -> SourceRef:
+    """The Patient a resource is about; ResourceError when that cannot be told from this Bundle."""
+    subject = resource.get("subject")
+    if subject is None and resource["resourceType"] == "MedicationStatement":
+        subject = resource.get("patient")
+    if not isinstance(subject, dict) or not isinstance(subject.get("reference"), str):
+        raise ResourceError(label, "subject.reference is missing: cannot tell whose result this is")
+    target = _normalize_reference(subject["reference"])
+    if target not in index:
+        raise ResourceError(f"{label} subject.reference", f"{subject['reference']!r} is not a resource in this bundle")
+    patient_res, patient_ref = index[target]
+    if patient_res["resourceType"] != "Patient":
+        raise ResourceError(
+            f"{label} subject.reference", f"{subject['reference']!r} is a {patient_res['resourceType']}, not a Patient"
+        )
+    return patient_ref

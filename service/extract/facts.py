@@ -135,10 +135,20 @@ class Ignored:
 
 @dataclass(frozen=True)
 class Problem:
-    """Broken input found for one resource: an error in strict mode, a reported exclusion otherwise."""
+    """Broken input found for one resource: an error in strict mode, a reported exclusion (and a warning)
+    otherwise. `where` names the resource and element, `what` what was expected and found; neither ever
+    carries a patient's name, identifier or birth date (resource references are fine)."""
 
     where: str
     what: str
+    # what the resource was recognised as: an analyte of analytes.toml ("linezolid", "magnesium", ...),
+    # "genotype", "patient" (its gender or birth date), or "" (a resource whose subject or id is unusable)
+    about: str = ""
+
+    @property
+    def line(self) -> str:
+        """One line, as a warning prints it."""
+        return " ".join(f"{self.where}: {self.what}".split())
 
 
 @dataclass

@@ -57,6 +57,10 @@ class Knowledge:
         mass = self.units.mass_concentration_to_mg_per_l
         if a.mass_units and code in mass:
             return mass[code] / mass[a.canonical_unit]
+        molar = self.units.molar_concentration_to_mmol_per_l
+        if a.molar_mass_g_per_mol is not None and code in molar:
+            # mmol/L x g/mol = mg/L, then to the canonical mass unit
+            return molar[code] * a.molar_mass_g_per_mol / mass[a.canonical_unit]
         return None
 
     def is_mass_concentration(self, unit: str) -> bool:

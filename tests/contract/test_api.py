@@ -127,16 +127,80 @@ def test_errors_are_operation_outcomes(client: Any) -> None:
     assert r.status_code == 405 and r.json["resourceType"] == "OperationOutcome"
 
 
-@responses.activate
-def test_broken_input_is_422_naming_the_observation(client: Any) -> None:
+def serve_with_bad_unit() -> dict[str, Any]:
+    """p08 with its first Observation in furlongs; returns that Observation."""
     bundle = json.loads((EXAMPLES / "p08.json").read_text())
     obs = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
     obs["valueQuantity"]["code"] = obs["valueQuantity"]["unit"] = "furlongs"
     READ[:] = [batch_response_for(bundle)]
     responses.add_callback(responses.POST, BASE, callback=tx_response)
-    r = client.post("/Patient/p08/$interpret")
+    return obs
+
+
+@responses.activate
+@pytest.mark.parametrize("query", ["?strict", "?strict=true"])
+def test_strict_broken_input_is_422_naming_the_observation(client: Any, query: str) -> None:
+    obs = serve_with_bad_unit()
+    r = client.post(f"/Patient/p08/$interpret{query}")
     assert r.status_code == 422 and f"Observation/{obs['id']} valueQuantity.unit" in r.json["issue"][0]["expression"][0]
     assert len(responses.calls) == 1  # nothing written
+
+
+@responses.activate
+@pytest.mark.parametrize("query", ["", "?strict=false"])
+def test_broken_resource_is_left_out_with_warnings(client: Any, query: str) -> None:
+    """Before: 422 and nothing written. Now: the other reports written; a Parameters with the server's
+    transaction-response (`return`) and an OperationOutcome of warnings (`outcome`)."""
+    obs = serve_with_bad_unit()
+    r = client.post(f"/Patient/p08/$interpret{query}")
+    assert r.status_code == 200 and r.mimetype == "application/fhir+json" and r.headers["X-Labinterp-Warnings"] == "1"
+    assert len(responses.calls) == 2  # one read, one write
+    assert r.json["resourceType"] == "Parameters"
+    params = {p["name"]: p["resource"] for p in r.json["parameter"]}
+    assert params["return"]["type"] == "transaction-response"
+    (issue,) = params["outcome"]["issue"]
+    assert issue["severity"] == "warning" and issue["code"] == "processing"
+    assert issue["expression"] == [f"Observation/{obs['id']} valueQuantity.unit"] and "furlongs" in issue["diagnostics"]
+
+
+@responses.activate
+def test_no_warnings_keeps_the_bare_bundle(client: Any) -> None:
+    serve("p08.json")
+    r = client.post("/Patient/p08/$interpret?dry-run")
+    assert r.json["resourceType"] == "Bundle" and r.headers["X-Labinterp-Warnings"] == "0"
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("config", "status"),
+    [
+        ({}, 200),
+        ({"STRICT": True}, 422),
+        ({"STRICT": "true"}, 422),
+        ({"STRICT": False}, 200),
+        ({"LENIENT": True}, 200),  # deprecated, the default
+        ({"LENIENT": False}, 422),  # an explicit old setting keeps its meaning
+        ({"STRICT": False, "LENIENT": False}, 200),  # STRICT decides
+    ],
+)
+def test_service_strict_setting(tmp_path: Path, config: dict[str, Any], status: int) -> None:
+    app = create_app({"FHIR_BASE_URL": BASE, "MAPPINGS_DIR": str(SITE), "QUEUE_PATH": str(tmp_path / "q.db")} | config)
+    serve_with_bad_unit()
+    r = app.test_client().post("/Patient/p08/$interpret?dry-run")
+    assert r.status_code == status
+
+
+@responses.activate
+def test_batch_entries_carry_warnings(client: Any) -> None:
+    obs = serve_with_bad_unit()
+    params = {"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": "Patient/p08"}}]}
+    r = client.post("/$interpret?dry-run", json=params)
+    assert r.status_code == 200
+    issues = r.json["entry"][0]["response"]["outcome"]["issue"]
+    assert [i["severity"] for i in issues] == ["information", "warning"]
+    assert issues[1]["expression"] == [f"Observation/{obs['id']} valueQuantity.unit"]
+    r = client.post("/$interpret?dry-run&strict", json=params)
+    assert r.json["entry"][0]["response"]["status"] == "422"
 
 
 @responses.activate
@@ -211,6 +275,9 @@ def test_readiness_and_openapi(client: Any) -> None:
     assert client.get("/readyz").status_code == 200
     doc = client.get("/openapi.json").json
     assert doc["openapi"].startswith("3.") and "/Patient/{id}/$interpret" in doc["paths"]
+    op = doc["paths"]["/Patient/{id}/$interpret"]["post"]
+    assert "strict" in [p["name"] for p in op["parameters"]] and "X-Labinterp-Warnings" in op["responses"]["200"]["headers"]
+    assert "Parameters" in op["responses"]["200"]["description"]
 
 
 def test_not_ready_without_fhir_server(tmp_path: Path) -> None:
@@ -253,3 +320,18 @@ def test_version_conflict_reads_and_plans_again() -> None:
     responses.add_callback(responses.POST, BASE, callback=server)
     result = interpret_patient(FhirClient(BASE), "p10", k, NOW)
     assert state["calls"] == 3 and not result.plan.writes and result.plan.unchanged == ["magnesium"]
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("env", "status"),
+    [({"LABINTERP_STRICT": "true"}, 422), ({"LABINTERP_STRICT": "false"}, 200), ({"LABINTERP_LENIENT": "true"}, 200)],
+)
+def test_service_strict_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], status: int
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    app = create_app({"FHIR_BASE_URL": BASE, "MAPPINGS_DIR": str(SITE), "QUEUE_PATH": str(tmp_path / "q.db")})
+    serve_with_bad_unit()
+    assert app.test_client().post("/Patient/p08/$interpret?dry-run").status_code == status

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import responses
+from flask import Flask
 
 from service.fhir.client import FhirClient
 from service.knowledge import Knowledge
@@ -69,3 +71,73 @@ def test_registering_twice_is_one_put(site_k: Knowledge) -> None:
     register_subscription(c, site_k, "http://svc/hook")
     register_subscription(c, site_k, "http://svc/hook")
     assert [call.request.method for call in responses.calls] == ["PUT", "PUT"]
+
+
+def _app_serving_p08_with_a_bad_unit(tmp_path: Path, strict: bool) -> tuple[Flask, dict[str, Any]]:
+    import json
+
+    from service.app import create_app
+    from tests.conftest import SITE
+    from tests.contract.test_api import READ, batch_response_for, tx_response
+
+    bundle = json.loads((Path(__file__).resolve().parents[1] / "data" / "patients" / "p08.json").read_text())
+    obs = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
+    obs["valueQuantity"]["code"] = obs["valueQuantity"]["unit"] = "furlongs"
+    READ[:] = [batch_response_for(bundle)]
+    responses.add_callback(responses.POST, BASE, callback=tx_response)
+    app = create_app({"FHIR_BASE_URL": BASE, "MAPPINGS_DIR": str(SITE), "QUEUE_PATH": str(tmp_path / "q.db"), "STRICT": strict})
+    return app, obs
+
+
+@responses.activate
+def test_queued_job_with_a_bad_resource_succeeds_with_warnings(tmp_path: Path) -> None:
+    """Before: the job failed for good (InputError) and the patient got no report. Now: done, reports written,
+    the warning recorded with the job and shown by GET /queue."""
+    from service.worker import Worker
+
+    app, obs = _app_serving_p08_with_a_bad_unit(tmp_path, strict=False)
+    services = app.extensions["labinterp"]
+    services.queue.enqueue("p08", "notification")
+    assert Worker(services.queue, services.process).run_one()
+    assert services.queue.counts() == {"pending": 0, "running": 0, "done": 1, "failed": 0}
+    assert [json_call_type(c) for c in responses.calls] == ["batch", "transaction"]  # written
+    (warned,) = app.test_client().get("/queue").json["warned"]
+    assert len(warned["warnings"]) == 1 and warned["warnings"][0].startswith(f"Observation/{obs['id']} valueQuantity.unit")
+
+
+@responses.activate
+def test_strict_queued_job_fails_for_good(tmp_path: Path) -> None:
+    from service.worker import Worker
+
+    app, obs = _app_serving_p08_with_a_bad_unit(tmp_path, strict=True)
+    services = app.extensions["labinterp"]
+    services.queue.enqueue("p08", "notification")
+    Worker(services.queue, services.process).run_one()
+    (failed,) = services.queue.failures()
+    assert f"Observation/{obs['id']} valueQuantity.unit" in str(failed["error"]) and len(responses.calls) == 1
+    assert services.queue.warned() == []
+
+
+def test_queue_file_from_before_warnings_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, patient TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', "
+        "state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL, "
+        "created REAL NOT NULL, updated REAL NOT NULL, error TEXT NOT NULL DEFAULT '');"
+    )
+    db.close()
+    q = JobQueue(path)
+    q.enqueue("p1")
+    job = q.claim()
+    assert job is not None
+    q.done(job, ["Observation/x valueQuantity.unit: unknown unit"])
+    assert q.warned()[0]["warnings"] == ["Observation/x valueQuantity.unit: unknown unit"]
+
+
+def json_call_type(call: Any) -> str:
+    import json
+
+    return str(json.loads(call.request.body)["type"])

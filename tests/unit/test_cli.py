@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import responses
 from click.testing import CliRunner
 
 from service.cli import cli
@@ -61,22 +62,91 @@ def bad_genotype() -> dict:
     return p.bundle()
 
 
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ('{"resourceType": "Bundle", ', "not JSON: Expecting property name enclosed in double quotes at line 1 column 28"),
-        ({"resourceType": "Patient"}, "expected resourceType 'Bundle', found 'Patient'"),
-        ({"resourceType": "Bundle", "type": "message"}, "Bundle.type: 'message' is not one of"),
-        (bad_unit(), "Observation/c1-lab1 valueQuantity.unit: unknown unit 'mg/furlong' for magnesium"),
-        (bad_genotype(), "Observation/c2-pg1 value: cannot read genotype 'A/Q'"),
-    ],
-)
-def test_bad_input_exit_2_one_line_no_output(tmp_path: Path, data: object, message: str) -> None:
+UNREADABLE = [
+    ('{"resourceType": "Bundle", ', "not JSON: Expecting property name enclosed in double quotes at line 1 column 28"),
+    ({"resourceType": "Patient"}, "expected resourceType 'Bundle', found 'Patient'"),
+    ({"resourceType": "Bundle", "type": "message"}, "Bundle.type: 'message' is not one of"),
+    ({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"id": "a"}}]}, "has no resourceType"),
+]
+ONE_BAD_RESOURCE = [
+    (bad_unit(), "Observation/c1-lab1 valueQuantity.unit: unknown unit 'mg/furlong' for magnesium"),
+    (bad_genotype(), "Observation/c2-pg1 "),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), UNREADABLE)
+@pytest.mark.parametrize("mode", [[], ["--strict"], ["--lenient"]], ids=["default", "strict", "lenient"])
+def test_unreadable_input_exit_2_one_line_no_output(tmp_path: Path, data: object, message: str, mode: list[str]) -> None:
     out = tmp_path / "out.json"
-    r = invoke("interpret", "--bundle", str(write(tmp_path, data)), "--out", str(out))
+    r = invoke("interpret", "--bundle", str(write(tmp_path, data)), "--out", str(out), *mode)
     assert r.exit_code == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("labinterp: error: ") and message in r.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "in.json"]
+
+
+@pytest.mark.parametrize(("data", "message"), ONE_BAD_RESOURCE)
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--strict"], {}),
+        ([], {"LABINTERP_STRICT": "true"}),
+        ([], {"LABINTERP_LENIENT": "false"}),  # an explicit old setting keeps its meaning
+    ],
+    ids=["--strict", "LABINTERP_STRICT", "LABINTERP_LENIENT=false"],
+)
+def test_strict_one_bad_resource_exit_2_no_output(
+    tmp_path: Path, data: object, message: str, args: list[str], env: dict[str, str]
+) -> None:
+    out = tmp_path / "out.json"
+    r = invoke("interpret", "--bundle", str(write(tmp_path, data)), "--out", str(out), *args, env=env)
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("labinterp: error: ") and message in r.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "in.json"]
+
+
+@pytest.mark.parametrize(("data", "message"), ONE_BAD_RESOURCE)
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [([], {}), (["--lenient"], {}), (["--lenient"], {"LABINTERP_STRICT": "true"}), ([], {"LABINTERP_STRICT": "false"})],
+    ids=["default", "--lenient", "--lenient-over-env", "LABINTERP_STRICT=false"],
+)
+def test_one_bad_resource_is_a_warning_exit_0(
+    tmp_path: Path, data: object, message: str, args: list[str], env: dict[str, str]
+) -> None:
+    """Before: exit 2 and nothing written (strict was the default). Now: exit 0, one warning line per resource."""
+    out = tmp_path / "out.json"
+    r = invoke("interpret", "--bundle", str(write(tmp_path, data)), "--out", str(out), *args, env=env)
+    assert r.exit_code == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("labinterp: warning: ") and message in lines[0]
+    assert lines[0].endswith("(left out)") and json.loads(out.read_text())["type"] == "transaction"
+
+
+def test_one_warning_line_per_problem_and_no_patient_identity(tmp_path: Path) -> None:
+    p = P("c3", "male", "1957-02-30", "")
+    p.resources[0]["name"] = [{"family": "Rossi", "given": ["Maria"]}]
+    p.resources[0]["identifier"] = [{"system": "urn:mrn", "value": "MRN-445566"}]
+    p.lab(MG, 1.0, "mg/furlong", "2026-01-15T08:00:00+01:00")
+    p.lab(MG, 1.3, "mg/dL", "2026-01-15T09:00:00+01:00")
+    bundle = p.bundle()
+    bundle["entry"].append({"resource": {"resourceType": "Observation", "id": "orphan", "status": "final", "code": MG}})
+    out = tmp_path / "out.json"
+    r = invoke("interpret", "--bundle", str(write(tmp_path, bundle)), "--out", str(out), "--now", "2026-01-20T12:00:00Z")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert [line.split(": ")[2].split(" ")[0] for line in lines] == ["Observation/orphan", "Patient/c3", "Observation/c3-lab1"]
+    assert all(line.startswith("labinterp: warning: ") for line in lines)
+    for secret in ("Rossi", "Maria", "MRN-445566", "1957-02-30"):
+        assert secret not in r.stderr
+    kinds = [e["resource"]["resourceType"] for e in json.loads(out.read_text())["entry"]]
+    assert "DiagnosticReport" in kinds  # the good magnesium was interpreted
+
+
+def test_strict_and_lenient_together_is_a_usage_error(tmp_path: Path) -> None:
+    r = invoke("interpret", "--bundle", str(EXAMPLE), "--strict", "--lenient")
+    assert r.exit_code == 2 and "give --strict or --lenient, not both" in r.stderr
+    r = invoke("interpret", "--bundle", str(EXAMPLE), env={"LABINTERP_STRICT": "maybe"})
+    assert r.exit_code == 2 and "LABINTERP_STRICT: 'maybe' is not true or false" in r.stderr
 
 
 def test_bad_now_and_missing_file(tmp_path: Path) -> None:
@@ -122,3 +192,33 @@ def test_equation_option(tmp_path: Path) -> None:
         if e["resource"]["resourceType"] == "Observation"
     ]
     assert codes == ["77147-7"]
+
+
+@responses.activate
+@pytest.mark.parametrize(("args", "code"), [([], 0), (["--strict"], 2)])
+def test_live_patient_warnings(args: list[str], code: int) -> None:
+    from tests.contract.test_api import BASE, READ, batch_response_for, tx_response
+
+    bundle = json.loads((EXAMPLE.parent / "p08.json").read_text())
+    obs = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
+    obs["valueQuantity"]["code"] = obs["valueQuantity"]["unit"] = "furlongs"
+    READ[:] = [batch_response_for(bundle)]
+    responses.add_callback(responses.POST, BASE, callback=tx_response)
+    r = invoke(
+        "interpret",
+        "--fhir-url",
+        BASE,
+        "--patient",
+        "p08",
+        "--dry-run",
+        "--summary",
+        *args,
+        env={"LABINTERP_MAPPINGS_DIR": str(SITE)},
+    )
+    assert r.exit_code == code, r.stderr
+    if code == 0:
+        warnings = [line for line in r.stderr.splitlines() if line.startswith("labinterp: warning: ")]
+        assert len(warnings) == 1 and f"Observation/{obs['id']} valueQuantity.unit" in warnings[0]
+        assert "left out: 1 resource(s)" in r.stderr and json.loads(r.stdout)["type"] == "transaction"
+    else:
+        assert r.stderr.count("\n") == 1 and "furlongs" in r.stderr

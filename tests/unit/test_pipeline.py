@@ -108,15 +108,94 @@ def test_conditional_creates_and_provenance(site_k: Knowledge) -> None:
     assert {f"Observation/{genotype}/_history/1", "Patient/x1/_history/1"} <= {e["what"]["reference"] for e in prov["entity"]}
 
 
-def test_strict_raises_lenient_reports(site_k: Knowledge) -> None:
+def test_default_leaves_out_and_reports_strict_raises(site_k: Knowledge) -> None:
+    """One odd lab value never blocks the patient's other reports (the default); strict keeps all-or-nothing."""
     p = example()
     bad = p.lab(MG, 1.0, "furlongs", WHEN)
     with pytest.raises(ResourceError) as exc:
-        interpret_bundle(p.bundle(), site_k, NOW)
+        interpret_bundle(p.bundle(), site_k, NOW, strict=True)
     assert exc.value.where == f"Observation/{bad['id']} valueQuantity.unit" and "furlongs" in exc.value.what
-    result = interpret_bundle(p.bundle(), site_k, NOW, strict=False)
-    report = by_kind(result.bundle)["linezolid"]["resource"]
+    result = interpret_bundle(p.bundle(), site_k, NOW)
+    assert [x.where for x in result.problems] == [f"Observation/{bad['id']} valueQuantity.unit"]
+    kinds = by_kind(result.bundle)
+    report = kinds["linezolid"]["resource"]
     assert "not interpreted" in report["text"]["div"] and "furlongs" in report["text"]["div"]
+    assert {"linezolid", "genotype", "magnesium", "Provenance"} <= set(kinds)  # the good magnesium is still read
+    assert result.bundle == interpret_bundle(p.bundle(), site_k, NOW, strict=False).bundle
+
+
+def two_patients(bad: Any) -> dict[str, Any]:
+    """Patient x1 (the full example) and patient y1 with one magnesium, then `bad` applied to the Bundle."""
+    a = example()
+    b = P("y1", "male", "1950-05-05", "")
+    b.lab(MG, 1.1, "mg/dL", WHEN)
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": a.bundle()["entry"] + b.bundle()["entry"]}
+    bad(bundle)
+    return bundle
+
+
+def _resource(bundle: dict[str, Any], rid: str) -> dict[str, Any]:
+    return next(e["resource"] for e in bundle["entry"] if e["resource"].get("id") == rid)
+
+
+def _orphan(bundle: dict[str, Any]) -> None:
+    _resource(bundle, "y1-lab1")["subject"] = {"reference": "Patient/nobody"}
+
+
+def _no_subject(bundle: dict[str, Any]) -> None:
+    del _resource(bundle, "x1-lab9")["subject"]  # x1's creatinine
+
+
+def _no_id(bundle: dict[str, Any]) -> None:
+    entry = next(e for e in bundle["entry"] if e["resource"].get("id") == "y1-lab1")
+    del entry["resource"]["id"], entry["fullUrl"]
+
+
+def _bad_gender(bundle: dict[str, Any]) -> None:
+    _resource(bundle, "y1")["gender"] = "M"
+
+
+def _bad_birth(bundle: dict[str, Any]) -> None:
+    _resource(bundle, "y1")["birthDate"] = "05/05/1950"
+
+
+@pytest.mark.parametrize(
+    ("bad", "where", "what", "y1_writes"),
+    [
+        (
+            _orphan,
+            "Observation/y1-lab1 (Bundle.entry[13]) subject.reference",
+            "'Patient/nobody' is not a resource in this bundle",
+            False,
+        ),
+        (_no_subject, "Observation/x1-lab9 (Bundle.entry[9])", "subject.reference is missing", True),
+        (_no_id, "Observation (Bundle.entry[13])", "has neither an id nor a fullUrl", False),
+        (_bad_gender, "Patient/y1 gender", "'M' is not one of", True),
+        (_bad_birth, "Patient/y1 birthDate", "not a valid FHIR date", True),
+    ],
+)
+def test_a_resource_level_failure_spoils_only_its_resource(
+    site_k: Knowledge, bad: Any, where: str, what: str, y1_writes: bool
+) -> None:
+    """Before: each of these aborted the whole Bundle (ResourceError, exit 2), every patient unwritten."""
+    bundle = two_patients(bad)
+    with pytest.raises(ResourceError, match=what):
+        interpret_bundle(bundle, site_k, NOW, strict=True)
+    result = interpret_bundle(bundle, site_k, NOW)
+    assert [x.where for x in result.problems] == [where] and what in result.problems[0].what
+    x1, y1 = result.patients
+    assert {"linezolid", "genotype", "magnesium"} <= {w.kind for w in x1.written}  # the other patient is untouched
+    assert ("magnesium" in {w.kind for w in y1.written}) is y1_writes
+    assert "05/05/1950" not in result.problems[0].line
+
+
+def test_patient_facts_unknown_are_said(site_k: Knowledge) -> None:
+    bundle = two_patients(_bad_gender)
+    result = interpret_bundle(bundle, site_k, NOW)
+    y1 = result.patients[1].findings.record
+    assert y1.patient.sex == "unknown" and [x.where for x in y1.problems] == ["Patient/y1 gender"]
+    mg = next(w for w in result.patients[1].written if w.kind == "magnesium").resource
+    assert "Patient/y1 gender" in mg["text"]["div"]
 
 
 def test_nothing_interpretable_writes_nothing(site_k: Knowledge) -> None:
