@@ -13,6 +13,7 @@ from service.compose.linezolid import linezolid_report
 from service.compose.magnesium import magnesium_report
 from service.compose.provenance import device, provenance
 from service.compose.renal import renal_report
+from service.compose.reports import unusable_report
 from service.compose.risk import arrhythmia_risk, exposure_risk
 from service.knowledge import Knowledge
 from service.rules import Findings
@@ -39,6 +40,10 @@ def compose_patient(f: Findings, k: Knowledge, now: datetime, dev: Written, with
         out.append(magnesium_report(ctx, f, f.magnesium))
         if f.magnesium.hypo and f.magnesium.arrhythmia_risk:
             out.append(arrhythmia_risk(ctx, f.magnesium))
+    for kind, finding in (("linezolid", f.linezolid), ("magnesium", f.magnesium)):
+        unusable = [p for p in f.record.problems if p.about == kind and p.source is not None]
+        if finding is None and unusable:  # received, recognised, not usable: answered with a report that says so
+            out.append(unusable_report(ctx, f, kind, unusable))
     if out and with_provenance:
         out.append(provenance(ctx, out, dev))
     return out

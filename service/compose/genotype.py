@@ -38,11 +38,16 @@ def genotype_report(ctx: Context, f: Findings, pgx: PgxFinding, risk: Written | 
             codes.append(concept(ctx.systems["loinc"], g.phenotype.code, g.phenotype.name, f"{gene} {g.phenotype.name}"))
     if f.exposure:
         u = f.exposure.under
-        lines.append(
-            f"Linezolid underexposure risk: {u.risk or 'not assessable'}"
-            + (f" ({', '.join(u.contributors)})" if u.contributors else "")
-            + "."
-        )
+        factors = f" ({', '.join(u.contributors)})" if u.contributors else ""
+        if u.measured:  # the genotype is a prior: the measured trough decides, and the report says both
+            prior = u.prior_risk or "not assessable"
+            lines.append(
+                f"Linezolid underexposure risk: {u.risk}, as the measured trough shows; from genotype alone (prior): {prior}{factors}."
+            )
+        else:
+            lines.append(
+                f"Linezolid underexposure risk (prior, before any trough): {u.label}{factors if u.risk is None else ''}."
+            )
     text = nv.div(
         k.output.reports["genotype"].title,
         lines,

@@ -97,13 +97,15 @@ def _observation(record: PatientRecord, obs: dict[str, Any], ref: Any, k: Knowle
                 record.ignored.append(Ignored(ref, f"no value (dataAbsentReason: {absent})"))
             else:
                 record.problems.append(
-                    Problem(f"{ref.reference} value[x]", f"names {gene} but has no value and no dataAbsentReason", "genotype")
+                    Problem(
+                        f"{ref.reference} value[x]", f"names {gene} but has no value and no dataAbsentReason", "genotype", ref
+                    )
                 )
         return
     try:
         _recognised(record, obs, ref, k, found)
     except ResourceError as exc:
-        record.problems.append(Problem(exc.where, exc.what, found[0] if found else "genotype"))
+        record.problems.append(Problem(exc.where, exc.what, found[0] if found else "genotype", ref))
 
 
 def _valueless_genotype(obs: dict[str, Any], k: Knowledge) -> str | None:

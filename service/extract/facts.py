@@ -144,6 +144,7 @@ class Problem:
     # what the resource was recognised as: an analyte of analytes.toml ("linezolid", "magnesium", ...),
     # "genotype", "patient" (its gender or birth date), or "" (a resource whose subject or id is unusable)
     about: str = ""
+    source: SourceRef | None = None  # the resource left out, when it can be referenced (a report can then name it)
 
     @property
     def line(self) -> str:
