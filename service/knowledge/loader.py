@@ -3,6 +3,11 @@
 Overlay rules: a TOML file of the same name is merged key by key over the package's (tables merge,
 other values are replaced); a CSV file of the same name adds its rows; any other file is an error.
 Every problem is raised as MappingsError naming the file and the key.
+
+Readers' words (SPEC 7a): the files cite their sources by short keys ("seed 000 section 2.2"). Every
+string read from every file (package and overlay) has each key replaced by the reader's citation from
+sources.toml before it is validated, so rules and reports only ever see readable words; a key that
+sources.toml does not define is an error naming the file, the key path and the source key.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from service.knowledge.knowledge import Knowledge
 T = TypeVar("T", bound=BaseModel)
 
 TOML_FILES = (
+    "sources.toml",
     "ruleset.toml",
     "units.toml",
     "analytes.toml",
@@ -101,8 +107,53 @@ def _model(cls: type[T], data: Any, label: str, key_prefix: str = "") -> T:
         raise MappingsError(label, key, msg + more) from exc
 
 
+# "seed 000", "seeds 000 and 001", "seed 000, 001": a source key or a list of them (a listed key after the
+# first starts with 0, so "seed 000, 190 adults" stays a key and a count), and whether a locator follows it
+_KEYS = re.compile(
+    r"\b(?P<word>seeds?)\s+(?P<nums>\d{3}(?:(?:\s*,\s*|\s+and\s+|\s*&\s*)0\d\d)*)\b"
+    r"(?P<locator>(?=\s+(?:[A-Z0-9§]|sections?\b|tables?\b|fig)))?",
+    re.IGNORECASE,
+)
+_NUM = re.compile(r"\d{3}")
+
+
+class _Citations:
+    """Replaces source keys by the reader's citations of sources.toml, in every string of a loaded file."""
+
+    def __init__(self, sources: m.SourcesFile) -> None:
+        self.citations = {key: s.citation for key, s in sources.sources.items()}
+
+    def text(self, value: str, label: str, key: str) -> str:
+        def one(num: re.Match[str]) -> str:
+            source = f"seed {num.group(0)}"
+            if source not in self.citations:
+                raise MappingsError(
+                    label, key, f"unknown source key {source!r} (sources.toml defines {', '.join(map(repr, self.citations))})"
+                )
+            return self.citations[source]
+
+        def keys(found: re.Match[str]) -> str:
+            # "seed 000 section 2.2" -> "<citation>, section 2.2": the locator stays, after a comma
+            return _NUM.sub(one, found.group("nums")) + ("," if found.group("locator") is not None else "")
+
+        return _KEYS.sub(keys, value) if "seed" in value.lower() else value
+
+    def expand(self, data: Any, label: str, key: str = "") -> Any:
+        """`data` with every source key in every string (not in table keys) replaced; errors name label and key."""
+        if isinstance(data, str):
+            return self.text(data, label, key)
+        if isinstance(data, Mapping):
+            return {k: self.expand(v, label, f"{key}.{k}" if key else str(k)) for k, v in data.items()}
+        if isinstance(data, list | tuple):
+            return [self.expand(v, label, f"{key}[{i}]") for i, v in enumerate(data)]
+        return data
+
+
 class _Sources:
-    """Finds each file in the package directory and the overlay, and reads it merged."""
+    """Finds each file in the package directory and the overlay, and reads it merged, source keys expanded
+    (once `citations` is set: sources.toml itself is read without)."""
+
+    citations: _Citations | None = None
 
     def __init__(self, base: Path, overlay: Path | None) -> None:
         self.base, self.overlay = base, overlay
@@ -118,10 +169,16 @@ class _Sources:
     def label(self, name: str) -> str:
         return f"mappings/{name}"
 
+    def _expand(self, data: dict[str, Any], label: str, key: str = "") -> Any:
+        return self.citations.expand(data, label, key) if self.citations is not None else data
+
     def toml(self, name: str) -> dict[str, Any]:
-        data = _read_toml(self.base / name, self.label(name)) if (self.base / name).exists() else {}
+        data = (
+            self._expand(_read_toml(self.base / name, self.label(name)), self.label(name)) if (self.base / name).exists() else {}
+        )
         if self.overlay is not None and (self.overlay / name).exists():
-            data = _merge(data, _read_toml(self.overlay / name, str(self.overlay / name)))
+            over = str(self.overlay / name)
+            data = _merge(data, self._expand(_read_toml(self.overlay / name, over), over))
         if not data:
             raise MappingsError(self.label(name), "", "file is missing")
         return data
@@ -142,16 +199,17 @@ class _Sources:
                 expected = header
             elif header != expected:
                 raise MappingsError(label, "header", f"columns {header} differ from the package's {expected}")
-            out.extend((label, i, row) for i, row in enumerate(rows, start=2))
+            out.extend((label, i, self._expand(row, label, f"line {i}")) for i, row in enumerate(rows, start=2))
         return out
 
     def gene_files(self) -> dict[str, tuple[str, dict[str, Any]]]:
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         for path in sorted((self.base / "pgx").glob("*.toml")):
-            found[path.name] = (f"mappings/pgx/{path.name}", _read_toml(path, f"mappings/pgx/{path.name}"))
+            label = f"mappings/pgx/{path.name}"
+            found[path.name] = (label, self._expand(_read_toml(path, label), label))
         if self.overlay is not None and (self.overlay / "pgx").is_dir():
             for path in sorted((self.overlay / "pgx").glob("*.toml")):
-                over = _read_toml(path, str(path))
+                over = self._expand(_read_toml(path, str(path)), str(path))
                 label, data = found.get(path.name, (str(path), {}))
                 found[path.name] = (label, _merge(data, over))
         return found
@@ -164,6 +222,8 @@ def _split(value: str) -> tuple[str, ...]:
 def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = None) -> Knowledge:
     """Load and validate every mappings file; raise MappingsError naming file and key on any problem."""
     src = _Sources(Path(base) if base else package_mappings_dir(), Path(overlay) if overlay else None)
+    sources = _model(m.SourcesFile, src.toml("sources.toml"), src.label("sources.toml"))
+    src.citations = _Citations(sources)  # from here on every string read has its source keys replaced
     ruleset = _model(m.RulesetFile, src.toml("ruleset.toml"), src.label("ruleset.toml"))
     units = _model(m.UnitsFile, src.toml("units.toml"), src.label("units.toml"))
     analytes = _model(m.AnalytesFile, src.toml("analytes.toml"), src.label("analytes.toml"))
@@ -210,6 +270,7 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
     ]
 
     for name, fmodel in (
+        ("sources.toml", sources),
         ("units.toml", units),
         ("analytes.toml", analytes),
         ("linezolid.toml", linezolid),

@@ -75,6 +75,16 @@ def copy_base(tmp_path: Path) -> Path:
             "unknown analyte 'magnesum'",
         ),
         ("drugs.csv", "digoxin,Digoxin", "digoxin", "line 4", "wrong number of columns"),
+        (
+            "magnesium.toml",
+            'source = "seed 001 Introduction"',
+            'source = "seed 010 Introduction"',
+            "bands[",
+            "source key 'seed 010'",
+        ),
+        ("magnesium_causes.csv", ",seed 001 Etiology;", ",seed 01 Etiology; seed 099;", "line 2.source", "'seed 099'"),
+        ("pgx/por.toml", 'source = "seed 000', 'source = "seeds 000 and 011', "meta.source", "'seed 011'"),
+        ("sources.toml", '[sources."seed 001"]', '[sources."seed 001"]\nurl = 1', "sources.seed 001.url", "Extra inputs"),
     ],
 )
 def test_broken_file_names_file_and_key(tmp_path: Path, file: str, old: str, new: str, key: str, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -57,3 +58,34 @@ def check_contiguous(bands: tuple[Band, ...], what: str, required: tuple[str, ..
             raise ValueError(f"{what}: gap or overlap between {a.name!r} (upper {a.upper}) and {b.name!r} (lower {b.lower})")
         if a.upper_closed == b.lower_closed:
             raise ValueError(f"{what}: the edge {a.upper} between {a.name!r} and {b.name!r} must belong to exactly one band")
+
+
+# --- sources.toml ------------------------------------------------------------------------------
+
+SOURCE_KEY = r"seed \d{3}"  # how the other mappings files name a source ("seed 000 section 2.2")
+
+
+class Source(Strict):
+    """One source document: the words a reader sees in place of its key, and notes for maintainers."""
+
+    citation: str = Field(min_length=1)  # replaces the key in every loaded string
+    details: str = ""  # where to find it (never shown in reports)
+    file: str = ""  # the source document's file, for maintainers (never shown)
+
+    @model_validator(mode="after")
+    def _readable(self) -> Source:
+        if re.search(rf"(?i)\b{SOURCE_KEY}\b", self.citation):
+            raise ValueError(f"citation: {self.citation!r} names a source key; write what a reader can find")
+        return self
+
+
+class SourcesFile(Strict):
+    meta: Meta
+    sources: dict[str, Source]
+
+    @model_validator(mode="after")
+    def _keys(self) -> SourcesFile:
+        for key in self.sources:
+            if not re.fullmatch(SOURCE_KEY, key):
+                raise ValueError(f"sources.{key}: a source key is written 'seed NNN' (three digits)")
+        return self
