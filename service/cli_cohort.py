@@ -27,7 +27,7 @@ from service.knowledge import load_knowledge
 def cohort_group(
     ctx: click.Context, input_path: str | None, fhir_url: str | None, out_path: str, html_path: str | None, mappings: str | None
 ) -> None:
-    """Cohort analytics as seed 000 did them (labinterp cohort --input FILE --out stats.json [--html report.html]),
+    """Cohort analytics as the linezolid cohort study did them (labinterp cohort --input FILE --out stats.json [--html report.html]),
     or `labinterp cohort synth` to make a synthetic cohort."""
     if ctx.invoked_subcommand is not None:
         return

@@ -108,6 +108,7 @@ class P:
         hgvs: str | None = None,
         present: bool = True,
         when: str = "2025-11-03",
+        assembly: str | None = None,
     ) -> None:
         comps = [
             {
@@ -138,6 +139,16 @@ class P:
                 {
                     "code": {"coding": [{"system": LOINC, "code": "69551-0", "display": "Genomic alt allele [ID]"}]},
                     "valueString": alt,
+                }
+            )
+        if assembly:
+            answer = {"GRCh38": "LA26806-2", "GRCh37": "LA14029-5"}[assembly]
+            comps.append(
+                {
+                    "code": {
+                        "coding": [{"system": LOINC, "code": "62374-4", "display": "Human reference sequence assembly version"}]
+                    },
+                    "valueCodeableConcept": {"coding": [{"system": LOINC, "code": answer, "display": assembly}]},
                 }
             )
         if hgvs:

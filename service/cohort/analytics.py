@@ -1,4 +1,4 @@
-"""Cohort analytics as seed 000 did them: each patient's first trough; troughs below the LOQ and eGFR
+"""Cohort analytics as the linezolid cohort study did them: each patient's first trough; troughs below the LOQ and eGFR
 < 30 excluded and counted; below/within/above overall and by genotype group with chi-square p-values;
 multinomial logistic regression (below vs within, above vs within), unadjusted and adjusted for age, with
 95 % CI; trough vs age and vs eGFR correlations; Fig. 1 and Fig. 2 style plots.

@@ -1,4 +1,4 @@
-"""Synthetic cohorts with the distributions of seed 000, deterministic from a seed.
+"""Synthetic cohorts with the distributions of the linezolid cohort study (190 adults, Milan), deterministic from a seed.
 
 Two modes:
 - `table2`: 190 analysable patients whose below/within/above counts reproduce Table 2 for every

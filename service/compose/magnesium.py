@@ -25,6 +25,8 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
         lines.append(f"Patient aged {mg.age} years: the children's dose of the source applies, not the adult doses.")
     if mg.causes:
         lines.append("Medications that can cause hypomagnesemia: " + "; ".join(mg.causes) + ".")
+    if mg.not_current:
+        lines.append("On record but not current at the sample, so not named as a cause: " + "; ".join(mg.not_current) + ".")
     if mg.digoxin and mg.hypo:
         lines.append(mgk.digoxin.text)
     if mg.hypo:

@@ -19,6 +19,7 @@ class Knowledge:
     genomics: m.GenomicsFile
     output: m.OutputFile
     cohort: m.CohortFile
+    medications: m.MedicationsFile
     analyte_codes: tuple[m.AnalyteCode, ...]
     drugs: tuple[m.Drug, ...]
     mg_causes: tuple[m.MgCause, ...]

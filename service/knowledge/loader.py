@@ -39,6 +39,7 @@ TOML_FILES = (
     "genomics.toml",
     "output.toml",
     "cohort.toml",
+    "medications.toml",
 )
 CSV_FILES = ("analyte_codes.csv", "drugs.csv", "magnesium_causes.csv", "genotype_codes.csv")
 
@@ -233,6 +234,7 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
     genomics = _model(m.GenomicsFile, src.toml("genomics.toml"), src.label("genomics.toml"))
     output = _model(m.OutputFile, src.toml("output.toml"), src.label("output.toml"))
     cohort = _model(m.CohortFile, src.toml("cohort.toml"), src.label("cohort.toml"))
+    medications = _model(m.MedicationsFile, src.toml("medications.toml"), src.label("medications.toml"))
 
     genes: dict[str, m.GeneFile] = {}
     versions = {"ruleset.toml": ruleset.meta.version}
@@ -279,6 +281,7 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
         ("genomics.toml", genomics),
         ("output.toml", output),
         ("cohort.toml", cohort),
+        ("medications.toml", medications),
     ):
         versions[name] = fmodel.meta.version
 
@@ -293,6 +296,7 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
         genomics=genomics,
         output=output,
         cohort=cohort,
+        medications=medications,
         analyte_codes=tuple(c for c, _, _ in analyte_codes),
         drugs=tuple(drugs),
         mg_causes=tuple(causes),
@@ -309,6 +313,14 @@ def _cross_check(
     genotype_codes: list[tuple[m.GenotypeCode, str, int]],
     src: _Sources,
 ) -> None:
+    known_drugs = {d.drug for d in k.drugs} | {c.cls for c in k.mg_causes}
+    for drug in k.medications.washout.drugs:
+        if drug not in known_drugs:
+            raise MappingsError(
+                src.label("medications.toml"),
+                f"washout.drugs.{drug}",
+                "not a drug of drugs.csv nor a class of magnesium_causes.csv",
+            )
     seen: dict[tuple[str, str], str] = {}
     for code, label, line in analyte_codes:
         if code.analyte not in k.analytes:

@@ -1,5 +1,5 @@
 """Risk of linezolid under- and overexposure: the prior from genotype, rifampicin, age and renal function
-(seed 000 cohort), and what a measured trough says, which outranks the prior (SPEC section 2; issue 7
+(the Milan linezolid cohort), and what a measured trough says, which outranks the prior (SPEC section 2; issue 7
 points 1 and 7).
 
 Probabilities are the cohort's frequencies, also written in words ("about 1 in 4"); relative risks come
@@ -16,6 +16,7 @@ from service.knowledge import Knowledge
 from service.knowledge.model import RISK_ORDER, Factor, LinezolidFile
 from service.rules.bands import classify
 from service.rules.linezolid import LinezolidFinding
+from service.rules.medications import current_medications
 from service.rules.pgx import PgxFinding
 from service.rules.renal import RenalFinding, renal_gate
 
@@ -111,9 +112,17 @@ def _factor_rationale(f: Factor, lz: LinezolidFile) -> str:
     return f"{text} ({cohort}; {f.source})"
 
 
-def rifampicin_exposures(record: PatientRecord, k: Knowledge) -> list[MedicationExposure]:
+def is_rifampicin(m: MedicationExposure, k: Knowledge) -> bool:
     prefixes = k.linezolid.rifampicin.atc_prefixes
-    return [m for m in record.medications if "rifampicin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes)]
+    return "rifampicin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes)
+
+
+def rifampicin_exposures(
+    record: PatientRecord, k: Knowledge, at: datetime | None = None
+) -> tuple[list[MedicationExposure], list[str]]:
+    """Rifampicin current at `at` (the trough's time), and why any other rifampicin on record is not current."""
+    current, not_current = current_medications(record, at, k)
+    return [m for m in current if is_rifampicin(m, k)], [why for m, why in not_current if is_rifampicin(m, k)]
 
 
 def _adult_only(p: Prediction, age: int, lz: LinezolidFile) -> Prediction:
@@ -125,7 +134,7 @@ def _adult_only(p: Prediction, age: int, lz: LinezolidFile) -> Prediction:
 
 
 def underexposure(
-    record: PatientRecord, pgx: PgxFinding | None, k: Knowledge, child_age: int | None = None
+    record: PatientRecord, pgx: PgxFinding | None, k: Knowledge, child_age: int | None = None, at: datetime | None = None
 ) -> tuple[Prediction, list[str]]:
     lz = k.linezolid
     cohort = lz.cohort.name
@@ -172,7 +181,8 @@ def underexposure(
         p.rationale.append(
             f"the underexposure risk could not be assessed from genotype: no {lz.underexposure.requires_factor} genotype is available"
         )
-    rif = rifampicin_exposures(record, k)
+    rif, stopped = rifampicin_exposures(record, k, at)
+    p.rationale += stopped
     if rif:
         r = lz.rifampicin
         p.contributors.append("rifampicin")
@@ -241,8 +251,8 @@ def assess_exposure(
 ) -> ExposureRisk:
     lz = k.linezolid
     child_age = age if age is not None and age < lz.cohort.age_min else None
-    under, no_effect = underexposure(record, pgx, k, child_age)
     at = lzf.trough.time.start if lzf is not None and lzf.trough.time else None
+    under, no_effect = underexposure(record, pgx, k, child_age, at)
     over = overexposure(age, renal, k, child_age is not None, at)
     observed = ""
     mitigation = ""

@@ -1,5 +1,5 @@
 """Linezolid TDM: trough category, trough timing on the patient's own dosing interval, the course's trend,
-MIC and a dose suggestion that carries its safety (seed 000; SPEC section 2; issue 7 points 2-4 and 11).
+MIC and a dose suggestion that carries its safety (the Milan linezolid cohort study; SPEC section 2; issue 7 points 2-4 and 11).
 
 Pure functions over Measurement / MedicationExposure and mappings/linezolid.toml."""
 

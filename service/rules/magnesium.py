@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from service.extract.facts import Measurement, PatientRecord
+from service.extract.facts import Measurement, MedicationExposure, PatientRecord
 from service.knowledge import Knowledge
 from service.knowledge.model import Band
 from service.knowledge.model.magnesium import ElectrolyteDefault, MagnesiumFile
 from service.rules.bands import classify
+from service.rules.medications import current_medications
 from service.rules.renal import RenalFinding, RenalGate, nearest_weight, renal_gate
 
 HYPO = ("severe_hypomagnesemia", "hypomagnesemia")
@@ -60,6 +61,7 @@ class MagnesiumFinding:
     guidance: list[str] = field(default_factory=list)
     renal_reduction: bool = False
     causes: list[str] = field(default_factory=list)
+    not_current: list[str] = field(default_factory=list)  # causative drugs on record but not current at the sample
     digoxin: bool = False
     femg: Femg | None = None
     arrhythmia_risk: str | None = None
@@ -80,9 +82,10 @@ class MagnesiumFinding:
         return self.band is not None and self.band.name in HYPO
 
 
-def named_causes(record: PatientRecord, k: Knowledge) -> list[str]:
+def named_causes(record: PatientRecord, k: Knowledge, meds: list[MedicationExposure] | None = None) -> list[str]:
+    """The causative drugs among the medications (the current ones at the sample, when the caller says)."""
     found = []
-    for med in record.medications:
+    for med in record.medications if meds is None else meds:
         words = med.name.lower()
         for cause in k.mg_causes:
             by_atc = any(a.startswith(p) for a in med.atc for p in cause.atc_prefix)
@@ -286,7 +289,9 @@ def child_dose(finding: MagnesiumFinding, record: PatientRecord, at: datetime | 
 def _magnesium_therapy(record: PatientRecord, k: Knowledge) -> list[str]:
     h = k.magnesium.hypermagnesemia
     out = []
-    for med in record.medications:
+    at = record.of("magnesium")[-1].time if record.of("magnesium") else None
+    current, _ = current_medications(record, at.start if at else None, k)
+    for med in current:
         words = med.name.lower()
         if med.drugs & set(h.drug_keys) or any(n in words for n in h.names):
             label = f"{med.name} ({med.kind} {med.source.reference}, status {med.status})"
@@ -329,7 +334,9 @@ def interpret_magnesium(
     band, how = classify_magnesium(mg, k)
     finding = MagnesiumFinding(mg, band, "" if band else f"{mg.original} spans more than one category", inputs=[mg])
     finding.compared_in, finding.age = how, age
-    finding.causes = named_causes(record, k)
+    current, not_current = current_medications(record, at, k)
+    finding.causes = named_causes(record, k, current)
+    finding.not_current = [why for med, why in not_current if named_causes(record, k, [med])]
     finding.renal_gate = gate = renal_gate(renal, mgk.renal.threshold, at)
     if renal is not None and gate.measures and band is not None and band.name in (*HYPO, "hypermagnesemia"):
         # the guidance depends on renal function: its inputs are the report's inputs (a new creatinine, a new report)
@@ -368,9 +375,7 @@ def interpret_magnesium(
     if finding.femg:
         finding.inputs += [finding.femg.urine_mg, finding.femg.urine_creatinine, finding.femg.plasma_creatinine]
     prefixes = mgk.digoxin.atc_prefixes
-    finding.digoxin = any(
-        "digoxin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes) for m in record.medications
-    )
+    finding.digoxin = any("digoxin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes) for m in current)
     _arrhythmia(finding, band, k)
     return finding
 

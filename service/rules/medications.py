@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from service.errors import MappingsError
 from service.extract.facts import FhirTime, MedicationExposure, PatientRecord
 from service.knowledge import Knowledge
 from service.knowledge.model.medications import MedicationsFile
@@ -32,10 +31,7 @@ ADMINISTRATION = "MedicationAdministration"
 
 def medication_policy(k: Knowledge) -> MedicationsFile:
     """mappings/medications.toml as loaded into the knowledge."""
-    policy = getattr(k, "medications", None)
-    if not isinstance(policy, MedicationsFile):
-        raise MappingsError("mappings/medications.toml", "", "not loaded (service/knowledge/loader.py must load it)")
-    return policy
+    return k.medications
 
 
 def end_of(t: FhirTime) -> datetime:

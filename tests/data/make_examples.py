@@ -191,7 +191,7 @@ def patients() -> list[P]:
         ucum="mL/min/{1.73_m2}",
         specimen="Specimen/p13-s1",
     )
-    p.variant("CYP3A5", "rs776746", None, present=False)
+    p.variant("CYP3A5", "rs776746", None, present=False, assembly="GRCh38")
     out.append(p)
 
     p = P(

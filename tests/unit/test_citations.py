@@ -267,9 +267,6 @@ def test_render_has_no_source_key_literal() -> None:
     assert user_facing_literals(ROOT / "service" / "render" / "report.py") == []
 
 
-# The one literal left is in a file owned by another engineer: the --help text of `labinterp cohort`
-# (service/cli_cohort.py:30, "Cohort analytics as seed 000 did them"). Remove the xfail once it is reworded.
-@pytest.mark.xfail(strict=False, reason="'seed 000' in the --help text of service/cli_cohort.py:30 (not this engineer's file)")
 def test_no_source_key_literal_in_service() -> None:
     found = [
         f"{p.relative_to(ROOT)}:{line}: {text.strip()[:80]}"

@@ -71,7 +71,9 @@ def test_level_two_hours_after_a_dose_is_not_a_trough(site_k: Knowledge) -> None
         assert "not a trough" in lz.why_indeterminate
         s = lz.suggestion
         assert s.regimen is None and "Continue" not in s.text and "consider" not in s.text.lower().split("trough")[0]
-        assert "Draw a trough 12 h after a dose" in s.text and "at 2026-01-15 18:00 (UTC+01:00)" in s.text  # the next trough is due then
+        assert (
+            "Draw a trough 12 h after a dose" in s.text and "at 2026-01-15 18:00 (UTC+01:00)" in s.text
+        )  # the next trough is due then
 
 
 def test_assay_limits_still_flagged_off_trough(site_k: Knowledge) -> None:

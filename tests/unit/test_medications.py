@@ -4,7 +4,6 @@ extracted; rifampicin recognised in fixed-dose combinations (ATC J04AM...) and b
 
 from __future__ import annotations
 
-import copy
 import tomllib
 from datetime import UTC, datetime
 from typing import Any
@@ -31,12 +30,9 @@ def _policy() -> MedicationsFile:
 
 @pytest.fixture(scope="module")
 def mk(k: Knowledge) -> Knowledge:
-    """The package's knowledge with medications.toml (attached here until the loader reads it)."""
-    if isinstance(getattr(k, "medications", None), MedicationsFile):
-        return k
-    km = copy.copy(k)
-    object.__setattr__(km, "medications", _policy())
-    return km
+    """The package's knowledge: the loader reads medications.toml."""
+    assert isinstance(k.medications, MedicationsFile)
+    return k
 
 
 def _one(kind: str, concept: dict[str, Any], status: str | None, **fields: Any) -> P:
@@ -360,3 +356,43 @@ def test_policy_file_is_checked(change: Any, message: str) -> None:
     change(data)
     with pytest.raises(ValidationError, match=message):
         MedicationsFile.model_validate(data)
+
+
+# --- the rules use only current medications ------------------------------------------------------------
+
+
+def test_rifampicin_stopped_years_ago_does_not_raise_the_risk_and_is_said(site_k: Knowledge) -> None:
+    p = P("rs", "female", "1960-01-01", "")
+    p.doses("2026-01-11T20:00:00+01:00", 7)
+    p.lab({"text": "Linezolid plasma concentration"}, 5.0, "mg/L", "2026-01-15T08:00:00+01:00", kind="lzd")
+    p.plain_genotype("CYP3A5 rs776746", "GG")
+    p.med("MedicationStatement", RIF, status="completed", when="2019-01-01")
+    p.resources[-1]["effectivePeriod"] = {"start": "2019-01-01", "end": "2019-03-02"}
+    f = findings_of(p.bundle(), site_k)
+    assert f.exposure is not None and "rifampicin" not in f.exposure.under.contributors
+    assert f.exposure.under.prior_risk == "low"
+    assert any("ended 2019-03-02" in r and "not current" in r for r in f.exposure.under.rationale)
+
+
+def test_magnesium_causes_are_the_current_ones(k: Knowledge) -> None:
+    p = P("mc", "female", "1960-01-01", "")
+    p.lab({"coding": [{"system": "http://loinc.org", "code": "19123-9"}]}, 1.3, "mg/dL", "2026-01-15T08:00:00+01:00")
+    p.med("MedicationStatement", FUROSEMIDE, status="completed", when="2019-01-01")
+    p.resources[-1]["effectivePeriod"] = {"start": "2019-01-01", "end": "2019-06-30"}
+    f = findings_of(p.bundle(), k)
+    assert f.magnesium is not None and f.magnesium.causes == []
+    assert len(f.magnesium.not_current) == 1 and "ended 2019-06-30" in f.magnesium.not_current[0]
+    q = P("mc2", "female", "1960-01-01", "")
+    q.lab({"coding": [{"system": "http://loinc.org", "code": "19123-9"}]}, 1.3, "mg/dL", "2026-01-15T08:00:00+01:00")
+    q.med("MedicationStatement", FUROSEMIDE, when="2025-12-01")
+    g = findings_of(q.bundle(), k)
+    assert g.magnesium is not None and len(g.magnesium.causes) == 1 and "Loop diuretic" in g.magnesium.causes[0]
+
+
+def test_a_washout_for_an_unknown_drug_is_a_load_error(tmp_path: Any) -> None:
+    from service.errors import MappingsError
+    from service.knowledge import load_knowledge
+
+    (tmp_path / "medications.toml").write_text('[washout.drugs.unobtainium]\ndays = 3\nreason = "test"\n')
+    with pytest.raises(MappingsError, match=r"washout.drugs.unobtainium"):
+        load_knowledge(tmp_path)

@@ -53,7 +53,7 @@ FACTS = {
         "25.9%",
         "600 mg every 12 h",
         "eGFR 70.1",
-        "rule set 2026.11.0",
+        "rule set 2026.11.1",
     ],
     ("p01", "Pharmacogenetic"): ["CYP3A5", "*1/*3", "Intermediate metabolizer", "POR"],
     ("p02", "Linezolid"): ["12.4 ug/mL", "above the therapeutic range", "300 mg every 12 h", "65.0%"],

@@ -6,6 +6,7 @@ from service.knowledge.model.cohort import *  # noqa: F403
 from service.knowledge.model.files import *  # noqa: F403
 from service.knowledge.model.linezolid import *  # noqa: F403
 from service.knowledge.model.magnesium import *  # noqa: F403
+from service.knowledge.model.medications import *  # noqa: F403
 from service.knowledge.model.output import *  # noqa: F403
 from service.knowledge.model.pgx import *  # noqa: F403
 from service.knowledge.model.renal import *  # noqa: F403
