@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed  ## the whole loop: local HAPI up, examples loaded, service started, reports written and summarized
 	$(BIN)/labinterp demo $(DEMO_ARGS)
 
-test: $(VENV)/.installed  ## everything CI runs: lint, format check, type check, all tests
+test: $(VENV)/.installed  ## everything CI runs: lint, format check, type check, all tests (installs chromium if missing)
+	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

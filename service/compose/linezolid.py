@@ -20,9 +20,7 @@ def linezolid_report(ctx: Context, f: Findings, lz: LinezolidFinding, risk: Writ
     headline = f"Linezolid {what} {t.original}" + (f" ({t.value:.2f} mg/L)" if converted else "")
     category = band.text if band else lz.why_indeterminate
     lines = [f"{headline}: {category}."]
-    timing = {"valid": "Valid trough", "invalid": "Not a valid trough", "unchecked": "Timing could not be checked"}[
-        lz.timing.status
-    ]
+    timing = timing_label(lz)
     lines.append(f"{timing}: {'; '.join(lz.timing.reasons)}.")
     if lz.trend_text:
         lines.append(f"{lz.trend_text}.")
@@ -66,3 +64,17 @@ def linezolid_report(ctx: Context, f: Findings, lz: LinezolidFinding, risk: Writ
         ctx, "linezolid", status_of(inputs), effective(t.time), [ref(m.source) for m in inputs], conclusion, codes, text
     )
     return ctx.new("linezolid", body, [m.source for m in inputs] + [ctx.patient])
+
+
+def timing_label(lz: LinezolidFinding) -> str:
+    """What the timing check concluded, in the words of a TDM report."""
+    t = lz.timing
+    if t.status == "valid":
+        return "Valid trough"
+    if t.is_trough and t.steady_state == "not_reached":
+        return "Trough taken before steady state"
+    if t.is_trough:
+        return "Trough by its timing; steady state could not be confirmed"
+    if t.is_trough is False:
+        return "Not a valid trough"
+    return "Not a valid trough" if t.status == "invalid" else "Timing could not be checked"

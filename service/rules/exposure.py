@@ -235,7 +235,7 @@ def _measured(p: Prediction, level: str, observed: str, caveat: str) -> None:
     p.risk, p.probability, p.relative_risk, p.measured = level, None, None, True
     on_side = level == "high"
     why = f"likely contributors found: {', '.join(p.contributors) or 'none found'}" if on_side else ""
-    p.frequency = "measured" + (f": {observed}" if on_side else "")
+    p.frequency = observed if on_side else "by the measured trough"
     lead = f"{observed}{caveat}: the measurement outranks the prior" + (f"; {why}" if why else "")
     p.rationale.insert(0, lead)
     p.rationale.insert(1, f"prior before the measurement: {prior}")

@@ -388,7 +388,13 @@ def suggest_dose(c: DoseContext, lz: LinezolidFile) -> Suggestion:
                 "within the range before steady state, where it may still rise: no change yet; recheck the trough at steady state"
             )
         return Suggestion(_sentence([*safety, mic, wait]), None, lz.trough.source)
-    unchecked = "" if timing.status == "valid" else "timing of the sample could not be confirmed: check it first"
+    unchecked = ""
+    if timing.status != "valid":
+        unchecked = (
+            "steady state could not be confirmed (start of therapy unknown): check it first"
+            if timing.is_trough
+            else "timing of the sample could not be confirmed: check it first"
+        )
     if band.name == "within":
         if mic:
             return Suggestion(_sentence([mic, unchecked]), None, ds.mic_source)

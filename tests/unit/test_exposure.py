@@ -200,7 +200,9 @@ def test_written_measured_risk_has_no_prior_probability(site_k: Knowledge) -> No
     f = findings_of(risk_patient(("CYP3A5 rs776746", "GG"), trough=48.1).bundle(), site_k)
     over = _risk_resource(f, site_k)["prediction"][1]
     assert over["qualitativeRisk"]["coding"][0]["code"] == "high" and "probabilityDecimal" not in over
-    assert over["qualitativeRisk"]["text"].startswith("high (measured")
+    assert over["qualitativeRisk"]["text"].startswith("high (measured trough 48.1 mg/L: above the measurable range")
+    under = _risk_resource(f, site_k)["prediction"][0]
+    assert under["qualitativeRisk"]["text"] == "low (by the measured trough)"
     assert Context(site_k, NOW, f.record.patient.source).k is site_k
 
 

@@ -260,3 +260,19 @@ def test_rifampicin_combination_atc_is_rifampicin(site_k: Knowledge) -> None:
     p.med("MedicationStatement", {"coding": [{"system": ATC, "code": "J04AB02"}]}, when="2026-01-01")
     f = findings_of(p.bundle(), site_k)
     assert f.exposure is not None and "rifampicin" in f.exposure.under.contributors
+
+
+@pytest.mark.parametrize(
+    ("count", "after", "label"),
+    [
+        (8, 12, "Valid trough"),
+        (1, 12, "Trough by its timing; steady state could not be confirmed"),
+        (3, 12, "Trough taken before steady state"),
+        (8, 2, "Not a valid trough"),
+    ],
+)
+def test_the_report_says_what_the_timing_check_concluded(site_k: Knowledge, count: int, after: float, label: str) -> None:
+    from service.compose.linezolid import timing_label
+
+    lz = lz_of(lzd_patient(5.0, count=count, hours_after_last=after), site_k)
+    assert timing_label(lz) == label
