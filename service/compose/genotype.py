@@ -48,6 +48,8 @@ def genotype_report(ctx: Context, f: Findings, pgx: PgxFinding, risk: Written | 
             lines.append(
                 f"Linezolid underexposure risk (prior, before any trough): {u.label}{factors if u.risk is None else ''}."
             )
+        if u.caution:
+            lines.append(u.caution[:1].upper() + u.caution[1:] + ".")
     text = nv.div(
         k.output.reports["genotype"].title,
         lines,

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from service.extract.facts import MedicationExposure, PatientRecord
+from service.extract.facts import PatientRecord
 from service.knowledge import Knowledge
 from service.knowledge.model import RISK_ORDER, Factor, LinezolidFile
 from service.rules.bands import classify
 from service.rules.linezolid import LinezolidFinding
-from service.rules.medications import current_medications
+from service.rules.medications import rifampicin_exposures
 from service.rules.pgx import PgxFinding
 from service.rules.renal import RenalFinding, renal_gate
 
@@ -33,6 +33,7 @@ class Prediction:
     measured: bool = False  # the risk is what a measured trough shows, not the prior
     prior_risk: str | None = None
     prior_probability: float | None = None
+    caution: str = ""  # what a reader must not conclude from the prior (a genotype alone is no reason to raise the dose)
 
     @property
     def label(self) -> str:
@@ -52,12 +53,17 @@ class ExposureRisk:
 
 
 def in_words(p: float) -> str:
-    """A frequency as people say it: "about 1 in 4" below one half, "about 7 in 10" from one half."""
+    """A frequency as people say it: "about 1 in 15" for rare ones, else the simplest of k in 2, 3, 4, 5 or 10
+    within a tenth of it ("about 1 in 4" for 0.259, "about 2 in 3" for 0.65, "about 3 in 10" for 0.30)."""
     if p <= 0:
         return "none"
-    if p < 0.5:
+    if p < 0.15:
         return f"about 1 in {int(1 / p + 0.5)}"
-    return f"about {int(p * 10 + 0.5)} in 10"
+    for n in (2, 3, 4, 5, 10):
+        k = int(p * n + 0.5)
+        if 0 < k < n and abs(k / n - p) <= 0.1 * p:
+            return f"about {k} in {n}"
+    return f"about {int(p * 100 + 0.5)} in 100"
 
 
 def frequency(p: float, of_whom: str) -> str:
@@ -97,9 +103,10 @@ def _factor_rationale(f: Factor, lz: LinezolidFile) -> str:
         return f"{f.factor} {f.group}: {_ci(f)} ({cohort}; {f.source})"
     g, r = group.counts, ref.counts
     rr = relative_risk(f, lz)
+    # percentages as the source's Table 2 prints them; counts (labinterp's derivation) beside them
     text = (
         f"{f.factor} {f.group} (prior): {frequency(f.probability, 'below the range')} in the cohort "
-        f"({g.below} of {g.n}) vs {r.below / r.n:.1%} ({r.below} of {r.n}) of {f.reference}"
+        f"({g.below} of {g.n}) vs {ref.below:.1%} ({r.below} of {r.n}) of {f.reference}"
         + (f", relative risk {rr:.2f}" if rr is not None else "")
         + f"; odds ratio {_ci(f)}"
     )
@@ -109,20 +116,7 @@ def _factor_rationale(f: Factor, lz: LinezolidFile) -> str:
             f"; most of them were not below the range: {group.above:.1%} above ({g.above} of {g.n}) and {group.within:.1%} "
             "within, so the genotype alone is no reason to raise the dose"
         )
-    return f"{text} ({cohort}; {f.source})"
-
-
-def is_rifampicin(m: MedicationExposure, k: Knowledge) -> bool:
-    prefixes = k.linezolid.rifampicin.atc_prefixes
-    return "rifampicin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes)
-
-
-def rifampicin_exposures(
-    record: PatientRecord, k: Knowledge, at: datetime | None = None
-) -> tuple[list[MedicationExposure], list[str]]:
-    """Rifampicin current at `at` (the trough's time), and why any other rifampicin on record is not current."""
-    current, not_current = current_medications(record, at, k)
-    return [m for m in current if is_rifampicin(m, k)], [why for m, why in not_current if is_rifampicin(m, k)]
+    return f"{text} ({f.source})"
 
 
 def _adult_only(p: Prediction, age: int, lz: LinezolidFile) -> Prediction:
@@ -163,8 +157,16 @@ def underexposure(
                 or RISK_ORDER.index(f.risk or "low") > RISK_ORDER.index(p.risk)
                 or (f.risk == p.risk and f.probability > (p.probability or 0))
             ):
-                p.risk, p.probability, p.relative_risk = f.risk, f.probability, relative_risk(f, lz)
-                p.frequency = frequency(f.probability, f"of {f.factor} {f.group} patients below the range")
+                rr = relative_risk(f, lz)
+                p.risk, p.probability, p.relative_risk = f.risk, f.probability, rr
+                times = f", {rr:.1f} times the share of {f.reference} patients" if rr else ""
+                p.frequency = frequency(f.probability, f"of {f.factor} {f.group} patients below the range{times}")
+                row = lz.cohort.row(f.factor, f.group)
+                if row is not None and row.above + row.within > row.below:
+                    p.caution = (
+                        f"most {f.factor} {f.group} patients of the cohort were not below the range ({row.above:.1%} above, "
+                        f"{row.within:.1%} within): the genotype alone is no reason to raise the dose"
+                    )
         elif group == f.group:
             p.contributors.append(f"{f.factor} {f.group}")
     if child_age is not None:
@@ -205,7 +207,11 @@ def overexposure(
         band = classify(float(age), o.age_bands)
         assert band is not None and band.risk is not None and band.probability is not None
         p.risk, p.probability = band.risk, band.probability
-        p.frequency = frequency(band.probability, "of patients of this age with a supra-therapeutic first trough")
+        order = ("the lowest", "the middle", "the highest")
+        rank = order[min(o.age_bands.index(band), len(order) - 1)] if len(o.age_bands) == len(order) else "one"
+        p.frequency = frequency(
+            band.probability, f"of patients of this age with a supra-therapeutic first trough, {rank} of the age bands"
+        )
         p.rationale.append(
             f"age {age} years (prior): supra-therapeutic trough at the first TDM in {in_words(band.probability)} "
             f"({band.probability:.0%}) of patients of this age band ({o.age_source})"
@@ -241,6 +247,16 @@ def _measured(p: Prediction, level: str, observed: str, caveat: str) -> None:
     p.rationale.insert(1, f"prior before the measurement: {prior}")
 
 
+def _censored(under: Prediction, over: Prediction, lzf: LinezolidFinding, observed: str, lz: LinezolidFile) -> None:
+    """A censored trough that spans bands ("<=2", ">=8") still rules a side out: "<=2" cannot be above the range."""
+    c = lz.comparators
+    for p, side, words in ((under, c.low_side, "below the range"), (over, c.high_side, "above the range")):
+        if lzf.possible and not set(lzf.possible) & set(side):
+            _measured(p, "low", f"{observed}; it cannot be {words}", "")
+        else:
+            p.rationale.insert(0, f"{observed}; the prior stands")
+
+
 def assess_exposure(
     record: PatientRecord,
     lzf: LinezolidFinding | None,
@@ -260,18 +276,23 @@ def assess_exposure(
         band = lzf.band
         if band is not None:
             observed = f"measured trough {lzf.trough.original}: {band.text}"
-            caveat = " (if the sample was a trough: its timing could not be checked)" if lzf.timing.status == "unchecked" else ""
+            caveat = ""
+            if lzf.timing.is_trough is None:
+                caveat = " (if the sample was a trough: the time since the last dose is not recorded)"
+            elif lzf.timing.status != "valid":
+                caveat = f" (steady state {lzf.timing.steady_state.replace('_', ' ')})"
             level = lz.measured_risk(band.name)
-            under_level = level.underexposure
-            if lzf.below_mic and lzf.mic is not None:
-                under_level = "high"
-                observed += f"; below the MIC of the isolate ({lzf.mic.original})"
-            _measured(under, under_level, observed, caveat)
+            _measured(under, level.underexposure, observed, caveat)
             _measured(over, level.overexposure, observed, caveat)
+            if lzf.below_mic and lzf.mic is not None:
+                # the outcome is "trough below the range"; below the isolate's MIC is said beside it, not merged into it
+                under.rationale.insert(
+                    1,
+                    f"the trough is below the MIC of the patient's isolate ({lzf.mic.original}): exposure is likely insufficient for it",
+                )
         else:
             observed = f"latest linezolid level {lzf.trough.original}: {lzf.why_indeterminate}"
-            for p in (under, over):
-                p.rationale.insert(0, f"{observed}; the prior stands")
+            _censored(under, over, lzf, observed, lz)
         mitigation = lzf.suggestion.text
     elif under.risk == "high":
         mitigation = "Measure a steady-state linezolid trough early (one dosing interval after a dose, after >= 72 h of therapy)."

@@ -116,3 +116,16 @@ def current_note(m: MedicationExposure, at: datetime | None, k: Knowledge) -> st
         return ""
     verb = "given" if m.kind == ADMINISTRATION and m.end is None else "ended"
     return f"{verb} {last.text}, within the {days:g}-day wash-out window before the sample"
+
+
+def is_rifampicin(m: MedicationExposure, k: Knowledge) -> bool:
+    prefixes = k.linezolid.rifampicin.atc_prefixes
+    return "rifampicin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes)
+
+
+def rifampicin_exposures(
+    record: PatientRecord, k: Knowledge, at: datetime | None = None
+) -> tuple[list[MedicationExposure], list[str]]:
+    """Rifampicin current at `at` (the trough's time), and why any other rifampicin on record is not current."""
+    current, not_current = current_medications(record, at, k)
+    return [m for m in current if is_rifampicin(m, k)], [why for m, why in not_current if is_rifampicin(m, k)]

@@ -52,7 +52,10 @@ def test_expresser_prior_high_with_relative_risk_from_counts(site_k: Knowledge) 
     assert "2.32-32.25" in text and "5.88" in text and "1.47-23.08" in text  # odds ratios stay in the rationale
     assert "7 of 27" in text and "11 of 163" in text and "relative risk 3.84" in text
     assert "55.6% above" in text and "no reason to raise the dose" in text  # most expressers were above the range
-    assert u.label == "high (about 1 in 4, 25.9% of CYP3A5 expresser patients below the range)"
+    assert u.label == (
+        "high (about 1 in 4, 25.9% of CYP3A5 expresser patients below the range, 3.8 times the share of non-expresser patients)"
+    )
+    assert u.caution.startswith("most CYP3A5 expresser patients of the cohort were not below the range (55.6% above")
 
 
 def test_por28_tt_prior(site_k: Knowledge) -> None:
@@ -92,10 +95,10 @@ def test_no_effect_genotypes_reported(site_k: Knowledge) -> None:
 @pytest.mark.parametrize(
     ("birth", "age", "risk", "probability", "words"),
     [
-        ("1961-01-15", 65, "moderate", 0.50, "about 5 in 10"),
-        ("1961-01-16", 64, "low", 0.30, "about 1 in 3"),
-        ("1945-01-15", 81, "high", 0.65, "about 7 in 10"),
-        ("1945-01-16", 80, "moderate", 0.50, "about 5 in 10"),
+        ("1961-01-15", 65, "moderate", 0.50, "about 1 in 2"),
+        ("1961-01-16", 64, "low", 0.30, "about 3 in 10"),
+        ("1945-01-15", 81, "high", 0.65, "about 2 in 3"),
+        ("1945-01-16", 80, "moderate", 0.50, "about 1 in 2"),
     ],
 )
 def test_age_bands(site_k: Knowledge, birth: str, age: int, risk: str, probability: float, words: str) -> None:
@@ -114,8 +117,12 @@ def test_age_bands(site_k: Knowledge, birth: str, age: int, risk: str, probabili
         (0.259, "about 1 in 4"),
         (0.068, "about 1 in 15"),
         (0.094, "about 1 in 11"),
-        (0.5, "about 5 in 10"),
-        (0.556, "about 6 in 10"),
+        (0.5, "about 1 in 2"),
+        (0.524, "about 1 in 2"),
+        (0.556, "about 3 in 5"),
+        (0.30, "about 3 in 10"),
+        (0.273, "about 1 in 4"),
+        (0.65, "about 2 in 3"),
     ],
 )
 def test_frequencies_in_words(p: float, words: str) -> None:

@@ -156,7 +156,15 @@ def test_matched_by_name_is_said(k: Knowledge) -> None:
     ("value", "expected", "words"),
     [
         # 1200 x 5 / 1.5 = 4000 mg/day: no listed regimen at every 12 h is higher; an interval change is not proportional
-        (1.5, None, ["not proportional", "every 8 h", "4000 mg/day", "600 mg every 12 h is already the largest listed regimen"]),
+        (
+            1.5,
+            None,
+            [
+                "more than in proportion",
+                "the proportional estimate is above it",
+                "600 mg every 12 h is already the largest listed regimen",
+            ],
+        ),
         (3.0, (600, 12), ["Continue 600 mg every 12 h"]),  # within: continue
         # 600 mg/day; 600 mg every 24 h is an interval change, so the same-interval 300 mg every 12 h
         (10.0, (300, 12), ["withholding", "platelet", "300 mg every 12 h"]),
@@ -208,4 +216,6 @@ def test_standard_regimen_assumed_and_said(site_k: Knowledge) -> None:
     p.med("MedicationStatement", LZD, when="2026-01-10")
     f = findings_of(p.bundle(), site_k)
     assert f.linezolid is not None and not f.linezolid.regimen_known
-    assert "standard regimen assumed" in f.linezolid.suggestion.basis
+    # with neither doses nor a regimen recorded, no regimen is invented: no "continue" and no mg change
+    s = f.linezolid.suggestion
+    assert s.regimen is None and "neither the doses nor the regimen are recorded" in s.text and "withholding" in s.text

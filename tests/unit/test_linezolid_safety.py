@@ -144,7 +144,9 @@ def test_below_the_mic_is_never_continue(site_k: Knowledge, trough: float, mic: 
     assert f.linezolid is not None and f.linezolid.below_mic is True
     text = f.linezolid.suggestion.text
     assert "Continue" not in text and f"below the MIC ({mic:g} mg/L)" in text
-    assert f.exposure is not None and f.exposure.under.risk == "high"
+    # the outcome is "trough below the range": the MIC is said beside it in the rationale, not merged into its level
+    assert f.exposure is not None and f.exposure.under.risk == ("high" if trough < 2 else "low")
+    assert any(f"below the MIC of the patient's isolate ({mic:g} mg/L)" in r for r in f.exposure.under.rationale)
 
 
 def test_mic_not_reached_but_above_says_continue(site_k: Knowledge) -> None:
@@ -157,7 +159,7 @@ def test_mic_not_reached_but_above_says_continue(site_k: Knowledge) -> None:
 def test_every_8_hours_below_range_is_not_scaled_by_the_daily_dose(site_k: Knowledge) -> None:
     lz = lz_of(lzd_patient(1.5, every_h=8, count=12), site_k)
     assert lz.suggestion.regimen is None  # no 12 h -> 8 h style proportional step
-    assert "not proportional" in lz.suggestion.text
+    assert "more than in proportion" in lz.suggestion.text
 
 
 def test_interval_change_never_suggested_as_proportional(site_k: Knowledge) -> None:
@@ -276,3 +278,116 @@ def test_the_report_says_what_the_timing_check_concluded(site_k: Knowledge, coun
 
     lz = lz_of(lzd_patient(5.0, count=count, hours_after_last=after), site_k)
     assert timing_label(lz) == label
+
+
+# --- a second round, from a clinical pharmacologist's review -------------------------------------------------
+
+
+def test_no_dose_figure_above_the_largest_regimen_is_printed(site_k: Knowledge) -> None:
+    for value in (0.4, 0.99, 1.2):
+        text = lz_of(lzd_patient(value), site_k).suggestion.text
+        assert "the proportional estimate is above it" in text and "mg/day" not in text.split("above it")[0].split("(")[-1]
+        assert "15000" not in text and "6061" not in text and "5000" not in text
+
+
+def test_no_regimen_is_invented_for_a_level_of_unknown_timing(site_k: Knowledge) -> None:
+    for value in (5.0, 14.0, 1.5):
+        lz = lz_of(lzd_patient(value, count=0), site_k)  # no doses, no order: neither timing nor regimen recorded
+        s = lz.suggestion
+        assert s.regimen is None and "Continue" not in s.text and "consider 300" not in s.text
+        assert "neither the doses nor the regimen are recorded" in s.text
+        assert any("no dose or order start recorded" in r for r in lz.timing.reasons)
+
+
+def test_an_order_without_administrations_gives_a_conditional_suggestion(site_k: Knowledge) -> None:
+    p = P("q1", "male", "1960-01-01", "")
+    p.med("MedicationRequest", LZD, when="2026-01-10T08:00:00+01:00", dose_mg=600, every_h=12)
+    p.lab(lzd_site(), 14.0, "mg/L", SAMPLE.isoformat(), kind="lzd")
+    s = lz_of(p, site_k).suggestion
+    assert "if this was a trough (the time since the last dose is not recorded): consider 300 mg every 12 h" in s.text
+
+
+def test_administrations_without_times_are_said_as_such(site_k: Knowledge) -> None:
+    p = P("q2", "male", "1960-01-01", "")
+    for day in range(10, 15):
+        p.med("MedicationAdministration", LZD, when=f"2026-01-{day}", dose_mg=600)
+    p.lab(lzd_site(), 5.0, "mg/L", SAMPLE.isoformat(), kind="lzd")
+    lz = lz_of(p, site_k)
+    assert lz.timing.reasons[0].startswith("linezolid administrations are recorded without times")
+
+
+def test_a_missed_dose_within_the_last_72_hours_interrupts_steady_state(site_k: Knowledge) -> None:
+    p = P("q3", "female", "1960-01-01", "")
+    first = SAMPLE - timedelta(hours=12 * 12)
+    for i in range(12):
+        if i == 9:  # the dose 36 h before the sample is missing
+            continue
+        p.med("MedicationAdministration", LZD, when=(first + timedelta(hours=12 * i)).isoformat(), dose_mg=600)
+    p.lab(lzd_site(), 1.2, "mg/L", SAMPLE.isoformat(), kind="lzd")
+    lz = lz_of(p, site_k)
+    assert lz.timing.steady_state == "interrupted" and lz.timing.status == "invalid" and lz.regimen.interval_h == 12
+    assert "a dose appears to be missing" in " ".join(lz.timing.reasons)
+    assert lz.suggestion.regimen is None and "adherence" in lz.suggestion.text
+
+
+def test_steady_state_counts_from_a_change_of_regimen(site_k: Knowledge) -> None:
+    p = P("q4", "female", "1960-01-01", "")
+    p.doses((SAMPLE - timedelta(hours=8 * 6 + 12 * 8)).isoformat(), 8, every_h=12)  # 4 days every 12 h ...
+    p.doses((SAMPLE - timedelta(hours=8 * 6)).isoformat(), 6, every_h=8)  # ... then every 8 h for 48 h
+    p.lab(lzd_site(), 10.0, "mg/L", SAMPLE.isoformat(), kind="lzd")
+    lz = lz_of(p, site_k)
+    assert lz.regimen.interval_h == 8 and lz.timing.is_trough is True
+    assert lz.timing.steady_state == "not_reached" and "since the change to 600 mg every 8 h" in " ".join(lz.timing.reasons)
+
+
+def test_twice_daily_at_uneven_times_is_every_12_hours(site_k: Knowledge) -> None:
+    p = P("q5", "female", "1960-01-01", "")
+    t = SAMPLE - timedelta(hours=12 + 24 * 4)
+    for _ in range(4):  # 08:00 and 18:00: gaps of 10 h and 14 h
+        p.med("MedicationAdministration", LZD, when=t.isoformat(), dose_mg=600)
+        p.med("MedicationAdministration", LZD, when=(t + timedelta(hours=10)).isoformat(), dose_mg=600)
+        t += timedelta(hours=24)
+    p.med("MedicationAdministration", LZD, when=t.isoformat(), dose_mg=600)
+    p.lab(lzd_site(), 5.0, "mg/L", SAMPLE.isoformat(), kind="lzd")
+    lz = lz_of(p, site_k)
+    assert lz.regimen.interval_h == 12 and lz.timing.is_trough is True and lz.timing.steady_state == "reached"
+
+
+def test_a_falling_trend_with_an_inducer_is_not_a_plain_continue(site_k: Knowledge) -> None:
+    p = course_with_troughs([7.5, 7.0, 2.1])
+    p.med("MedicationStatement", {"coding": [{"system": ATC, "code": "J04AM02"}], "text": "Rifinah"}, when="2026-01-10")
+    text = lz_of(p, site_k).suggestion.text
+    assert "for now" in text and "repeat it early" in text and "co-prescribed rifampicin (CYP3A inducer)" in text
+
+
+def test_an_mic_that_may_exceed_the_trough_is_no_continue(site_k: Knowledge) -> None:
+    p = lzd_patient(3.0)
+    p.lab(loinc("29258-1", "Linezolid [Susceptibility]"), 2, "mg/L", "2026-01-13T10:00:00+01:00", comparator=">=", kind="mic")
+    text = lz_of(p, site_k).suggestion.text
+    assert "Continue" not in text and "ask the laboratory for a quantified MIC" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "comparator", "under", "over"),
+    [(2.0, "<=", None, "low"), (8.0, "<", None, "low"), (8.0, ">=", "low", None), (2.0, ">", "low", None)],
+)
+def test_a_censored_trough_rules_out_a_side(
+    site_k: Knowledge, value: float, comparator: str, under: str | None, over: str | None
+) -> None:
+    f = findings_of(lzd_patient(value, comparator=comparator).bundle(), site_k)
+    assert f.linezolid is not None and f.linezolid.band is None and f.exposure is not None
+    if under:
+        assert f.exposure.under.risk == under and f.exposure.under.measured
+    if over:
+        assert f.exposure.over.risk == over and f.exposure.over.measured
+
+
+def test_at_or_above_the_linear_limit_is_above_linearity(site_k: Knowledge) -> None:
+    lz = lz_of(lzd_patient(48.0, comparator=">="), site_k)
+    assert lz.category == "above_linearity" and "dilution" in lz.suggestion.text
+
+
+def test_caveat_names_what_was_not_confirmed(site_k: Knowledge) -> None:
+    f = findings_of(lzd_patient(9.0, count=1).bundle(), site_k)  # timing checked, steady state unknown
+    assert f.exposure is not None and "(steady state unknown)" in f.exposure.over.rationale[0]
+    assert "timing could not be checked" not in " ".join(f.exposure.over.rationale)

@@ -31,6 +31,8 @@ class Trough(Strict):
     source: str
     course_gap_h: float = Field(gt=0)
     course_gap_source: str
+    regimen_gap_tolerance_h: float = Field(gt=0)
+    missed_dose_factor: float = Field(gt=1)
 
 
 class Comparators(Strict):
