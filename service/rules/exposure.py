@@ -98,9 +98,8 @@ def relative_risk(f: Factor, lz: LinezolidFile) -> float | None:
 
 def _factor_rationale(f: Factor, lz: LinezolidFile) -> str:
     group, ref = lz.cohort.row(f.factor, f.group), lz.cohort.row(f.factor, f.reference)
-    cohort = lz.cohort.name
     if group is None or ref is None or f.probability is None:
-        return f"{f.factor} {f.group}: {_ci(f)} ({cohort}; {f.source})"
+        return f"{f.factor} {f.group}: {_ci(f)} ({f.source})"
     g, r = group.counts, ref.counts
     rr = relative_risk(f, lz)
     # percentages as the source's Table 2 prints them; counts (labinterp's derivation) beside them
@@ -131,7 +130,6 @@ def underexposure(
     record: PatientRecord, pgx: PgxFinding | None, k: Knowledge, child_age: int | None = None, at: datetime | None = None
 ) -> tuple[Prediction, list[str]]:
     lz = k.linezolid
-    cohort = lz.cohort.name
     p = Prediction("underexposure", None, None, None)
     no_effect: list[str] = []
     assessed = False
@@ -177,7 +175,7 @@ def underexposure(
         p.frequency = frequency(u.baseline_probability, "of CYP3A5 non-expresser patients below the range")
         p.rationale.append(
             f"no genotype associated with underexposure (prior): {u.baseline_basis}, {in_words(u.baseline_probability)} "
-            f"({cohort}; {u.source})"
+            f"({u.source})"
         )
     elif p.risk is None:
         p.rationale.append(
