@@ -14,13 +14,17 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
     k = ctx.k
     band = mg.band
     mgk = k.magnesium
+    # a converted value is shown to 3 decimals, so it never looks as if it sat on a band edge it does not
     lines = [
         f"Serum magnesium {mg.mg.original}"
-        + (f" ({mg.mg.value:.2f} mg/dL)" if not mg.mg.original.endswith("mg/dL") else "")
+        + (f" ({mg.mg.value:.3f} mg/dL)" if not mg.mg.original.endswith("mg/dL") else "")
         + f": {band.text if band else 'indeterminate: ' + mg.why_indeterminate}"
         + (f"; {mg.compared_in}" if mg.compared_in else "")
+        + (f"; {mg.conversion_note}" if mg.conversion_note else "")
         + "."
     ]
+    if mg.lab_note:
+        lines.append(mg.lab_note)
     if mg.child:
         lines.append(f"Patient aged {mg.age} years: the children's dose of the source applies, not the adult doses.")
     if mg.causes:
@@ -34,7 +38,7 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
         if named:
             lines.append(f"Also present: {' and '.join(named)}.")
     if mg.femg:
-        lines.append(mg.femg.text + ".")
+        lines.append(mg.femg.text.rstrip(".") + ".")
     if mg.hypo and mg.arrhythmia_risk:
         lines.append(f"Arrhythmia risk: {mg.arrhythmia_risk} (see the linked RiskAssessment).")
     if mg.mg.preliminary:
@@ -53,6 +57,12 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
     ]
     if mg.renal_gate is not None:
         basis.append(f"Renal gate (below {mgk.renal.threshold:g}): {mg.renal_gate.text}.")
+    if mg.hypo:
+        e = mgk.electrolytes
+        basis.append(
+            f"Potassium and calcium: the result nearest at or before this sample, at most {e.max_age_hours:g} h before "
+            f"({e.max_age_source})."
+        )
     if mg.judged:
         basis.append("Electrolytes: " + "; ".join(j.words for j in mg.judged) + ".")
         basis += [f"Default limits: {src}." for src in dict.fromkeys(j.default_source for j in mg.judged if j.default_source)]

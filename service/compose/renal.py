@@ -26,11 +26,15 @@ def _both_sexes(renal: RenalFinding) -> str:
 
 
 def renal_line(renal: RenalFinding | None, at: datetime | None = None) -> str:
-    """One sentence on renal function; `at` (the interpreted sample's time) adds the staleness warning."""
+    """One sentence on renal function; `at` (the interpreted sample's time) adds the staleness warning. An
+    older renal result on record that was not used is named."""
     if renal is None:
         return "Renal function: no creatinine or eGFR result."
     _, stale = staleness(renal, at)
-    tail = f" Creatinine {stale}." if stale.startswith("stale") else (f" Note: {stale}." if stale else "")
+    what = "eGFR" if renal.basis is not None and renal.basis is renal.reported else "Creatinine"
+    tail = f" {what} {stale}." if stale.startswith("stale") else (f" Note: {stale}." if stale else "")
+    if renal.superseded:
+        tail += f" Note: {renal.superseded}."
     if renal.egfr is None and renal.by_sex:
         eq = EQUATION_NAMES[renal.equation]
         return (
@@ -38,11 +42,21 @@ def renal_line(renal: RenalFinding | None, at: datetime | None = None) -> str:
             f"{_both_sexes(renal)}. Rules take the lower value.{tail}"
         )
     if renal.egfr is None:
-        return f"Renal function: no eGFR, because {renal.why_not}.{tail}"
-    assert renal.stage is not None
-    line = (
-        f"eGFR {renal.egfr:.1f} mL/min/1.73 m2 ({EQUATION_NAMES[renal.equation]}), KDIGO {renal.stage.name} ({renal.stage.text})"
+        scr, on_record = renal.creatinine, ""
+        if scr is not None:
+            on_record = (
+                f"creatinine {scr.original} ({scr.time.start.date().isoformat() if scr.time else 'undated'}) on record, but "
+            )
+        return f"Renal function: {on_record}no eGFR, because {renal.why_not}.{tail}"
+    when = ""
+    if renal.equation == "reported" and renal.reported is not None and renal.reported.time is not None:
+        when = f", {renal.reported.time.start.date().isoformat()}"
+    stage = (
+        f"KDIGO {renal.stage.name} ({renal.stage.text})"
+        if renal.stage is not None
+        else "KDIGO stage not determinable (the value is a bound spanning more than one stage)"
     )
+    line = f"eGFR {renal.egfr_words} mL/min/1.73 m2 ({EQUATION_NAMES[renal.equation]}{when}), {stage}"
     if renal.crcl is not None:
         line += f"; Cockcroft-Gault creatinine clearance {renal.crcl:.0f} mL/min (actual body weight)"
     if renal.by_sex:  # a reported eGFR with unknown sex: Cockcroft-Gault for both sexes

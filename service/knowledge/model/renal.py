@@ -14,6 +14,7 @@ from service.knowledge.model.base import RISK_ORDER, Band, Meta, Risk, Strict, c
 class RenalSettings(Strict):
     default_equation: Literal["ckd_epi_2021", "mdrd_idms"]
     minimum_age_years: int
+    below_minimum_age: str = Field(min_length=1)  # why no estimate is given below minimum_age_years
     cockcroft_gault_weight: Literal["actual"]
     creatinine_max_age_days: float = Field(gt=0)
     creatinine_max_age_source: str = Field(min_length=1)
