@@ -27,13 +27,14 @@ from jinja2 import Environment
 
 from service import __version__
 from service.compose.common import Written
+from service.compose.renal import renal_line
 from service.extract.facts import FhirTime, GenotypeCall, Measurement
 from service.knowledge import Knowledge
 from service.rules import Findings
+from service.rules.renal import RenalFinding
 
 XHTML = "http://www.w3.org/1999/xhtml"
 NOT_RECORDED = "not recorded"
-EQUATIONS = {"ckd_epi_2021": "CKD-EPI 2021", "mdrd_idms": "IDMS-traceable MDRD", "reported": "reported by the laboratory"}
 PDF_MARGIN = 18 * 72 / 25.4  # 18 mm in points
 FOOTER_Y = 8 * 72 / 25.4
 PRELIMINARY_NOTE = "based on preliminary results: values and interpretation may change; a final report will follow."
@@ -277,13 +278,8 @@ def build_view(w: Written, f: Findings, k: Knowledge) -> View:
     )
     view.not_used = [f"{i.source.reference}: {i.why}" for i in f.record.ignored]
     view.not_used += [f"{pr.where}: {pr.what} (not interpreted)" for pr in f.record.problems]
-    renal = f.renal
-    egfr, stage = _get(renal, "egfr"), _get(renal, "stage")
-    if renal and egfr is not None and stage is not None:
-        equation = _get(renal, "equation", "")
-        view.egfr = f"eGFR {egfr:.1f} mL/min/1.73 m2 ({EQUATIONS.get(equation, equation)}), KDIGO {stage.name}"
-    elif renal:
-        view.egfr = f"no eGFR: {_get(renal, 'why_not') or 'not computed'}"
+    if isinstance(f.renal, RenalFinding):  # the sentence the report's conclusion carries: bounds, both sexes, staleness
+        view.egfr = renal_line(f.renal, _sampled_at(w, f)).removeprefix("Renal function: ")
     if w.kind == "linezolid" and f.linezolid:
         lz, band = f.linezolid, _get(f.linezolid, "band")
         within = k.linezolid.band("within")
@@ -299,10 +295,8 @@ def build_view(w: Written, f: Findings, k: Knowledge) -> View:
                 k.linezolid.assay.linearity_upper_mg_per_l * 1.25,
             )
         view.interpretation = [band.text if band else _get(lz, "why_indeterminate", ""), *(_get(lz, "timing.reasons") or ())]
-        previous = _get(lz, "previous") or []
-        if previous:
-            trend = ", ".join(m.original for m in [*previous, lz.trough])
-            view.interpretation.append(f"Trend: {trend} ({_get(lz, 'trend', '')})")
+        if _get(lz, "trend_text"):
+            view.interpretation.append(lz.trend_text)
         mic = _get(lz, "mic")
         if mic is not None:
             view.interpretation.append(
@@ -312,6 +306,7 @@ def build_view(w: Written, f: Findings, k: Knowledge) -> View:
             )
         view.suggestion = (_get(lz, "suggestion.text") or "").removeprefix("Suggestion for the clinician: ")
         view.basis = [b for b in (_get(lz, "suggestion.basis"), within.source) if b]
+        view.not_used += [f"{m.source.reference} ({m.original}): {why}" for m, why in _get(lz, "not_used") or ()]
         view.risks = _risk_rows(f, "linezolid")
     elif w.kind == "magnesium" and f.magnesium:
         mg = f.magnesium
@@ -322,7 +317,10 @@ def build_view(w: Written, f: Findings, k: Knowledge) -> View:
         band = _get(mg, "band")
         view.interpretation = [
             band.text if band else _get(mg, "why_indeterminate", ""),
+            _get(mg, "conversion_note"),
+            _get(mg, "lab_note"),
             *(_get(mg, "causes") or ()),
+            *(f"not current at the sample, so not named as a cause: {why}" for why in _get(mg, "not_current") or ()),
             _get(mg, "femg.text"),
         ]
         view.suggestion = " ".join(_lines([*(_get(mg, "guidance") or ()), *(_get(mg, "electrolytes") or ())]))
@@ -333,11 +331,20 @@ def build_view(w: Written, f: Findings, k: Knowledge) -> View:
         view.interpretation = [line for line in r.get("conclusion", "").split(". ") if line][1:]
         view.risks = _risk_rows(f, "genotype")
         view.basis = [k.linezolid.meta.source]  # its citation names the cohort
+    elif w.kind in ("linezolid", "magnesium"):  # received but not interpretable: the report says which and why
+        view.interpretation = [line for line in r.get("conclusion", "").split(". ") if line][1:]
     elif w.kind == "renal":
         view.interpretation = [r.get("conclusion", "")]
         view.basis = [k.renal.meta.source]
     view.interpretation, view.basis, view.not_used = _lines(view.interpretation), _lines(view.basis), _lines(view.not_used)
     return view
+
+
+def _sampled_at(w: Written, f: Findings) -> datetime | None:
+    """The time of the sample a report is about (for the staleness of the renal result beside it)."""
+    m = {"linezolid": _get(f, "linezolid.trough"), "magnesium": _get(f, "magnesium.mg")}.get(w.kind)
+    t = _get(m, "time") if m is not None else None
+    return t.start if t is not None else None
 
 
 _FRAGMENT = _env.from_string(FRAGMENT)  # compiled once: compiling per report cost ~70 % of the rendering time
