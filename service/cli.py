@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -137,6 +138,12 @@ def interpret_cmd(
     except LabinterpError as exc:
         _fail(str(exc))
         return
+    except RecursionError:  # input nested deeper than the readers go: unreadable input, one line
+        _fail(f"{bundle_path or 'the server data'}: not readable: nested too deeply")
+        return
+    except Exception as exc:  # a bug: one line, no traceback (which could quote the input)
+        click.echo(f"labinterp: error: unexpected internal error ({type(exc).__name__}); please report it", err=True)
+        sys.exit(1)
     _warn(problems)
     if out_path:
         write_json_atomic(out_path, output)

@@ -64,17 +64,14 @@ def interpret_bundle(
     """Interpret every patient of an input Bundle. A resource that cannot be used is left out, listed in the
     report's "Not used" section and in `RunResult.problems`; in strict mode it is an error naming it."""
     parsed = split_bundle(data)
-    if strict:
-        raise_first(parsed.problems)
-    problems = list(parsed.problems)
+    records = [extract_patient(pinput, parsed.medications, k, now) for pinput in parsed.patients]
+    problems = list(parsed.problems) + [p for record in records for p in record.problems]
+    if strict:  # every patient's problems counted, before anything is composed
+        raise_first(problems)
     dev = device(k)
     results: list[PatientResult] = []
     written: list[Written] = [dev]
-    for pinput in parsed.patients:
-        record = extract_patient(pinput, parsed.medications, k)
-        if strict:
-            raise_first(record.problems)
-        problems += record.problems
+    for record in records:
         findings = interpret(record, k, now, equation)
         out = compose_patient(findings, k, now, dev, with_provenance)
         if render:  # readable HTML/PDF: the narrative and presentedForm of each report
@@ -146,14 +143,22 @@ def _plan(
     client: FhirClient, patient_id: str, k: Knowledge, now: datetime, strict: bool, equation: str | None, render: bool
 ) -> tuple[Findings, Plan, list[Problem]]:
     data = client.fetch_patient(patient_id, k.output.systems["series_identifier"])
+    if data.unreadable and strict:  # the server's data, not the caller's request, is at fault: 502, not 422
+        raise FhirError(
+            "POST",
+            client.base_url,
+            None,
+            f"the server returned a search result that is not a FHIR resource ({data.unreadable[0]})",
+        )
     # validated once, below: the plan is what is sent
     run = interpret_bundle(
         data.bundle, k, now, strict=strict, equation=equation, validate=False, with_provenance=False, render=render
     )
+    server_problems = [Problem(where, "has no resourceType: not a FHIR resource, left out") for where in data.unreadable]
     if not run.patients:
         raise FhirError("GET", client.url(f"Patient/{patient_id}"), None, "the server returned no Patient")
     result = run.patients[0]
     ctx = Context(k, now, result.findings.record.patient.source)
     plan = plan_writeback(result.written, data.written, ctx, device(k))
     validate_bundle(plan.bundle)
-    return result.findings, plan, run.problems
+    return result.findings, plan, server_problems + run.problems

@@ -12,9 +12,10 @@ from typing import Any
 
 import requests
 
-from service.errors import FhirError, LabinterpError
+from service.errors import BundleError, FhirError, LabinterpError
 from service.fhir.client import FhirClient
 from service.fhir.retry import RetryPolicy
+from service.fhir.search import is_fhir_id
 from service.knowledge import Knowledge
 from service.pipeline import LiveResult, interpret_patient
 from service.queue import JobQueue
@@ -72,38 +73,90 @@ class Services:
         for the queue to record with the finished job."""
         return [p.line for p in self.interpret(patient_id).problems]
 
-    def group_members(self, group_id: str) -> list[str]:
+    def group_members(self, group_id: str) -> tuple[list[str], list[tuple[str, str]]]:
+        """The active Patient members of a Group, and the members that cannot be read, each (where, why): one odd
+        member is named and the others are interpreted. A Group the server answers with something that is not a
+        Group is the server's fault (FhirError: 502)."""
         group = self.client().read("Group", group_id)
-        members = []
-        for m in group.get("member", []) or []:
-            ref = ((m or {}).get("entity") or {}).get("reference", "")
-            if ref.startswith("Patient/") and m.get("inactive") is not True:
+        if not isinstance(group, dict) or group.get("resourceType") != "Group":
+            raise FhirError(
+                "GET", self.client().url("Group"), None, "the server answered the Group read with something that is not a Group"
+            )
+        member_list = group.get("member")
+        if member_list is not None and not isinstance(member_list, list):
+            return [], [(f"Group/{group_id} member", "expected a list of members")]
+        members: list[str] = []
+        bad: list[tuple[str, str]] = []
+        for i, m in enumerate(member_list or []):
+            where = f"Group/{group_id} member[{i}]"
+            entity = m.get("entity") if isinstance(m, dict) else None
+            ref = entity.get("reference") if isinstance(entity, dict) else None
+            if not isinstance(m, dict):
+                bad.append((where, "expected a member object"))
+            elif not isinstance(entity, dict):
+                bad.append((f"{where}.entity", 'expected a Reference object, e.g. {"reference": "Patient/id"}'))
+            elif not isinstance(ref, str):
+                bad.append((f"{where}.entity.reference", 'expected a reference text, e.g. "Patient/id"'))
+            elif m.get("inactive") is True or not ref.startswith("Patient/"):
+                continue  # an inactive member, or one that is not a Patient: not interpreted
+            elif not is_fhir_id(ref.split("/", 1)[1]):
+                bad.append((f"{where}.entity.reference", "is not Patient/ followed by a FHIR resource id"))
+            else:
                 members.append(ref.split("/", 1)[1])
-        return members
+        return members, bad
 
     def patient_of_notification(self, body: Any, rtype: str | None, rid: str | None) -> str | None:
-        """The patient a rest-hook notification is about: from the resource it carries, or by reading it."""
+        """The patient a rest-hook notification is about: from the resource it carries, or by reading it. None when
+        it is about no patient; InputError (422) naming the element when the notification is of the wrong shape."""
         resource = body
         if isinstance(body, dict) and body.get("resourceType") == "Bundle":  # a notification Bundle: take the focus
-            resource = next(
-                (
-                    e.get("resource")
-                    for e in body.get("entry", []) or []
-                    if (e.get("resource") or {}).get("resourceType") not in (None, "Parameters", "SubscriptionStatus")
-                ),
-                None,
-            )
+            resource = None
+            entries = body.get("entry")
+            if entries is not None and not isinstance(entries, list):
+                raise BundleError("Bundle.entry", "must be a list")
+            for i, e in enumerate(entries or []):
+                if not isinstance(e, dict):
+                    raise BundleError(f"Bundle.entry[{i}]", "an entry must be a JSON object")
+                r = e.get("resource")
+                if r is not None and not isinstance(r, dict):
+                    raise BundleError(f"Bundle.entry[{i}].resource", "expected a FHIR resource (a JSON object)")
+                if isinstance(r, dict) and r.get("resourceType") not in (None, "Parameters", "SubscriptionStatus"):
+                    resource = r
+                    break
         if not isinstance(resource, dict) and rtype and rid:
+            if not rtype.isalpha() or not is_fhir_id(rid):
+                raise BundleError("request path", "expected /hook/{resource type}/{FHIR resource id}")
             try:
                 resource = self.client().read(rtype, rid)
             except FhirError:
                 return None
         if not isinstance(resource, dict):
             return None
-        if resource.get("resourceType") == "Patient":
-            return resource.get("id")
-        ref = (resource.get("subject") or {}).get("reference", "")
-        return ref.split("/", 1)[1] if ref.startswith("Patient/") else None
+        kind = resource.get("resourceType")
+        if kind == "Patient":
+            pid = resource.get("id")
+            if pid is None:
+                return None
+            if not is_fhir_id(pid):
+                raise BundleError("Patient.id", "is not a FHIR resource id")
+            return str(pid)
+        subject = resource.get("subject")
+        if subject is None:
+            return None
+        label = f"{kind if isinstance(kind, str) and kind.isalpha() else 'resource'}.subject"
+        if not isinstance(subject, dict):
+            raise BundleError(label, 'expected a Reference object, e.g. {"reference": "Patient/id"}')
+        ref = subject.get("reference")
+        if ref is None:
+            return None
+        if not isinstance(ref, str):
+            raise BundleError(f"{label}.reference", 'expected a reference text, e.g. "Patient/id"')
+        if not ref.startswith("Patient/"):
+            return None
+        pid = ref.split("/")[1]  # Patient/{id}, or Patient/{id}/_history/{version}
+        if not is_fhir_id(pid):
+            raise BundleError(f"{label}.reference", "is not Patient/ followed by a FHIR resource id")
+        return pid
 
     def readiness_problems(self) -> list[str]:
         """Empty when ready; cached for 5 s so probes do not hammer the FHIR server."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from service.errors import FhirError, FhirTemporaryError, InputError, LabinterpError
 from service.fhir.client import FhirClient
 from service.fhir.retry import RetryPolicy
-from service.fhir.search import query
+from service.fhir.search import is_fhir_id, query
 from service.knowledge import Knowledge
 from service.queue import Job, JobQueue
 
@@ -58,7 +59,10 @@ class Worker:
         except (LabinterpError, OSError) as exc:
             self._retry_or_fail(job, exc)
         except Exception as exc:  # a bug must not kill the worker thread; the job records it
-            log.exception("job %d: unexpected error", job.id)
+            # the exception's text can quote any value (a name, an identifier): logged and recorded by class only
+            log.error(
+                "job %d: unexpected error %s\n%s", job.id, type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__))
+            )
             self._retry_or_fail(job, exc)
         else:
             warnings = [str(w) for w in result] if isinstance(result, list) else []
@@ -68,16 +72,19 @@ class Worker:
         return True
 
     def _retry_or_fail(self, job: Job, exc: BaseException) -> None:
+        why = (
+            f"{type(exc).__name__}: {exc}" if isinstance(exc, LabinterpError | OSError) else f"{type(exc).__name__} (unexpected)"
+        )
         permanent = (
             isinstance(exc, FhirError) and not isinstance(exc, FhirTemporaryError) and exc.status in (400, 401, 403, 404, 422)
         )
         if permanent or job.attempts >= self.attempts:
             log.warning("job %d failed after %d attempts: %s", job.id, job.attempts, type(exc).__name__)
-            self.queue.fail(job, f"{type(exc).__name__}: {exc}")
+            self.queue.fail(job, why)
         else:
             delay = self.backoff.delay(job.attempts)
             log.info("job %d: %s, retry in %.0f s", job.id, type(exc).__name__, delay)
-            self.queue.retry(job, f"{type(exc).__name__}: {exc}", delay)
+            self.queue.retry(job, why, delay)
 
     def drain(self, timeout: float = 60.0) -> None:
         """Process until no job is due (tests and one-shot runs)."""
@@ -172,13 +179,16 @@ class Poller:
         patients: set[str] = set()
         newest = since
         for obs in found:
-            stamp = (obs.get("meta") or {}).get("lastUpdated")
+            meta = obs.get("meta")
+            stamp = meta.get("lastUpdated") if isinstance(meta, dict) else None
             if isinstance(stamp, str) and stamp > newest:
                 newest = stamp
-            if any(i.get("system") == series for i in obs.get("identifier", []) or []):
+            identifiers = obs.get("identifier")
+            if isinstance(identifiers, list) and any(isinstance(i, dict) and i.get("system") == series for i in identifiers):
                 continue  # labinterp's own derived eGFR
-            ref = (obs.get("subject") or {}).get("reference", "")
-            if ref.startswith("Patient/"):
+            subject = obs.get("subject")
+            ref = subject.get("reference") if isinstance(subject, dict) else None
+            if isinstance(ref, str) and ref.startswith("Patient/") and is_fhir_id(ref.split("/", 1)[1]):
                 patients.add(ref.split("/", 1)[1])
         for pid in sorted(patients):
             self.queue.enqueue(pid, "poll")

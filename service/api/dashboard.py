@@ -13,9 +13,9 @@ from flask import Blueprint, current_app
 from jinja2 import Environment
 from werkzeug.exceptions import BadRequest
 
-from service.api.routes import FHIR_ID, services
+from service.api.routes import services
 from service.extract import extract_patient, split_bundle
-from service.fhir.search import query
+from service.fhir.search import is_fhir_id, query
 
 dashboard = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 FLAGS = {"L", "H", "LL", "HH", "<", ">"}
@@ -144,7 +144,7 @@ def _trend_png(points: list[tuple[str, float]], low: float, high: float) -> str:
 
 @dashboard.get("/Patient/<pid>")
 def patient(pid: str) -> str:
-    if not FHIR_ID.match(pid):
+    if not is_fhir_id(pid):
         raise BadRequest(f"{pid!r} is not a FHIR resource id")
     s = services()
     k = s.knowledge

@@ -45,7 +45,8 @@ STRICT = {
     "schema": {"type": "boolean"},
     "description": "any resource that cannot be used (unknown unit, unreadable value, genotype or date, unresolvable "
     "subject) fails the patient with a 422 OperationOutcome naming it, and nothing is written, for validating a "
-    "data feed. Default: the service's LABINTERP_STRICT (false): such a resource is left out, listed in the "
+    "data feed (a search result the FHIR server returned without a resourceType: 502, the server's fault). "
+    "Default: the service's LABINTERP_STRICT (false): such a resource is left out, listed in the "
     "report's 'Not used' section and answered as a warning",
 }
 WARNINGS = {

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hmac
-import re
+import logging
+import traceback
 from typing import Any
 
 from flask import Blueprint, current_app, request
@@ -11,12 +12,15 @@ from werkzeug.exceptions import BadRequest, Unauthorized
 
 from service.api.openapi import openapi_document
 from service.api.outcome import error_response, fhir_response, outcome, status_for, warnings_outcome, with_warnings
-from service.errors import LabinterpError
+from service.cli_common import parse_json
+from service.errors import InputError, LabinterpError
 from service.extract.fhirtime import parse_now
+from service.fhir.search import FHIR_ID, is_fhir_id
 from service.services import Services
 
+__all__ = ["FHIR_ID", "bp", "register_errors", "services"]  # FHIR_ID: for modules that imported it from here
+log = logging.getLogger("labinterp.api")
 bp = Blueprint("api", __name__)
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
 
 
@@ -36,9 +40,21 @@ def require_token() -> None:
 
 def _patient_id(value: str) -> str:
     value = value.removeprefix("Patient/")
-    if not FHIR_ID.match(value):
+    if not is_fhir_id(value):
         raise BadRequest(f"{value!r} is not a FHIR resource id")
     return value
+
+
+def _json_body() -> Any:
+    """The request body as JSON; None when there is none. A body that is not JSON, or not JSON a parser can hold
+    (nested too deeply, a number of thousands of digits), is a 400 naming it, never a 500."""
+    data = request.get_data(cache=True)
+    if not data.strip():
+        return None
+    try:
+        return parse_json(data, "request body")
+    except InputError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _flag(name: str) -> bool:
@@ -62,7 +78,10 @@ def _strict() -> bool | None:
 
 def _now() -> Any:
     text = request.args.get("now")
-    return parse_now(text) if text else None
+    try:
+        return parse_now(text) if text else None
+    except InputError as exc:  # a query parameter of the request: the request is wrong (400)
+        raise BadRequest(str(exc)) from None
 
 
 @bp.post("/Patient/<pid>/$interpret")
@@ -87,27 +106,44 @@ def interpret_one(pid: str) -> Any:
 
 
 def _patients_from_parameters(body: Any) -> tuple[list[str], str | None]:
+    """The patient ids and the Group id a Parameters names; 400 naming the parameter when it has another shape."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest("expected a Parameters resource with 'patient' and/or 'group' references")
+    params = body.get("parameter")
+    if params is not None and not isinstance(params, list):
+        raise BadRequest("Parameters.parameter: expected a list of parameters")
     patients, group = [], None
-    for p in body.get("parameter", []) or []:
-        ref = ((p or {}).get("valueReference") or {}).get("reference") or (p or {}).get("valueString")
-        if p.get("name") == "patient" and isinstance(ref, str):
+    for i, p in enumerate(params or []):
+        where = f"Parameters.parameter[{i}]"
+        if not isinstance(p, dict):
+            raise BadRequest(f"{where}: expected a parameter object with a name and a valueReference")
+        name, value = p.get("name"), p.get("valueReference")
+        if value is not None and not isinstance(value, dict):
+            raise BadRequest(f'{where}.valueReference: expected a Reference object, e.g. {{"reference": "Patient/id"}}')
+        ref = (value or {}).get("reference") or p.get("valueString")
+        if name == "patient" and isinstance(ref, str):
             patients.append(_patient_id(ref))
-        elif p.get("name") == "group" and isinstance(ref, str):
+        elif name == "group" and isinstance(ref, str):
             group = ref.removeprefix("Group/")
+            if not is_fhir_id(group):
+                raise BadRequest(f"{where}: the group reference is not Group/ followed by a FHIR resource id")
         else:
-            raise BadRequest(f"unknown or empty parameter {p.get('name')!r}: expected patient or group references")
+            shown = repr(name) if isinstance(name, str) and is_fhir_id(name) else "without a usable name"
+            raise BadRequest(f"{where}: unknown or empty parameter {shown}: expected patient or group references")
     if not patients and not group:
         raise BadRequest("no patient or group given")
     return patients, group
 
 
-def _many(patients: list[str], dry: bool) -> dict[str, Any]:
+def _many(patients: list[str], dry: bool, bad_members: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """One batch-response entry per patient: its result or its error, so one bad patient spoils nothing. A
-    patient's outcome says what was written, then one warning issue per resource left out."""
+    patient's outcome says what was written, then one warning issue per resource left out. A Group member that
+    cannot be read is an entry of its own (422, naming it)."""
     s = services()
-    entries = []
+    entries: list[dict[str, Any]] = [
+        {"response": {"status": "422", "outcome": outcome("error", "processing", f"{where}: {what}", where)}}
+        for where, what in bad_members or []
+    ]
     now, strict = _now(), _strict()
     for pid in dict.fromkeys(patients):
         try:
@@ -135,25 +171,27 @@ def _many(patients: list[str], dry: bool) -> dict[str, Any]:
 
 @bp.post("/$interpret")
 def interpret_many() -> Any:
-    patients, group = _patients_from_parameters(request.get_json(force=True, silent=True))
+    patients, group = _patients_from_parameters(_json_body())
+    bad: list[tuple[str, str]] = []
     if group:
-        patients += services().group_members(group)
-    return fhir_response(_many(patients, _flag("dry-run") or _flag("dry_run")))
+        members, bad = services().group_members(group)
+        patients += members
+    return fhir_response(_many(patients, _flag("dry-run") or _flag("dry_run"), bad))
 
 
 @bp.post("/Group/<gid>/$interpret")
 def interpret_group(gid: str) -> Any:
-    if not FHIR_ID.match(gid):
+    if not is_fhir_id(gid):
         raise BadRequest(f"{gid!r} is not a FHIR resource id")
-    return fhir_response(_many(services().group_members(gid), _flag("dry-run") or _flag("dry_run")))
+    members, bad = services().group_members(gid)
+    return fhir_response(_many(members, _flag("dry-run") or _flag("dry_run"), bad))
 
 
 @bp.route("/hook", methods=["POST"])
 @bp.route("/hook/<rtype>/<rid>", methods=["POST", "PUT"])
 def hook(rtype: str | None = None, rid: str | None = None) -> Any:
     """The Subscription's rest-hook endpoint: enqueue the patient and answer at once."""
-    body = request.get_json(force=True, silent=True)
-    patient = services().patient_of_notification(body, rtype, rid)
+    patient = services().patient_of_notification(_json_body(), rtype, rid)
     if patient:
         services().queue.enqueue(patient, "notification")
     return fhir_response(outcome("information", "informational", "queued" if patient else "nothing to do"), 200)
@@ -196,3 +234,14 @@ def register_errors(app: Any) -> None:
 
     app.register_error_handler(LabinterpError, error_response)
     app.register_error_handler(HTTPException, http_error_response)
+    app.register_error_handler(Exception, unexpected_error_response)
+
+
+def unexpected_error_response(exc: Exception) -> Any:
+    """Defence in depth: any exception no handler expected is a 500 OperationOutcome, logged with the route's
+    template (/Patient/<pid>/$interpret), the exception's class and the code's frames: never the request path's
+    ids, nor the exception's text (which can quote any value of the input)."""
+    rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unexpected error on %s %s: %s\n%s", request.method, rule, type(exc).__name__, frames)
+    return fhir_response(outcome("error", "exception", f"internal error ({type(exc).__name__}): see the service's log"), 500)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from service.errors import ResourceError
 from service.extract.bundle import NO_ID, InputBundle, PatientInput, split_bundle
-from service.extract.facts import Ignored, PatientFacts, PatientRecord, Problem, SourceRef
+from service.extract.facts import Ignored, PatientFacts, PatientRecord, Problem, SourceRef, kind_of, shown
 from service.extract.fhirtime import parse_birth_date
 from service.extract.genotypes import extract_genotype, is_genotype
 from service.extract.medications import IGNORED as IGNORED_MED_STATUSES
@@ -43,41 +46,57 @@ def patient_facts(pinput: PatientInput) -> tuple[PatientFacts, list[Problem]]:
                 )
             )
     gender = res.get("gender") if res.get("gender") is not None else "unknown"
-    if not isinstance(gender, str) or gender not in SEXES:
-        problems.append(
-            Problem(f"{ref.reference} gender", f"{gender!r} is not one of {', '.join(sorted(SEXES))}: sex unknown", "patient")
-        )
+    if not isinstance(gender, str) or gender not in SEXES:  # the value is not repeated: it may be anything, a name too
+        problems.append(Problem(f"{ref.reference} gender", f"is not one of {'/'.join(sorted(SEXES))}: sex unknown", "patient"))
         gender = "unknown"
+    for element in ("name", "identifier"):  # shown on the report only; an odd shape there costs nothing else
+        if res.get(element) is not None and not _list_of_objects(res[element]):
+            problems.append(
+                Problem(
+                    f"{ref.reference} {element}",
+                    f"expected a list of objects, found {kind_of(res[element])}: not shown on the report",
+                    "patient",
+                )
+            )
     facts = PatientFacts(
         source=ref, birth_date=birth, birth_precision=precision, sex=gender, name=_name(res), identifier=_identifier(res)
     )
     return facts, problems
 
 
+def _list_of_objects(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+
+
+def _list(value: Any) -> list[Any]:
+    """A FHIR repeating element as a list: [] when absent or of another shape (a number, a string, an object)."""
+    return value if isinstance(value, list) else []
+
+
 def _name(res: dict[str, Any]) -> str:
     """The patient's name as a report prints it ("Family, Given"); "" when absent or unreadable."""
-    names = [n for n in res.get("name", []) or [] if isinstance(n, dict)]
+    names = [n for n in _list(res.get("name")) if isinstance(n, dict)]
     official = next((n for n in names if n.get("use") == "official"), names[0] if names else None)
     if official is None:
         return ""
     if isinstance(official.get("text"), str) and official["text"].strip():
-        return official["text"].strip()
+        return str(official["text"]).strip()
     family = official.get("family") if isinstance(official.get("family"), str) else ""
-    given = " ".join(g for g in official.get("given", []) or [] if isinstance(g, str))
+    given = " ".join(g for g in _list(official.get("given")) if isinstance(g, str))
     return ", ".join(p for p in (family, given) if p)
 
 
 def _identifier(res: dict[str, Any]) -> str:
     """The first identifier with a value (a medical record number, usually); "" when none."""
-    for ident in res.get("identifier", []) or []:
+    for ident in _list(res.get("identifier")):
         if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"].strip():
-            return ident["value"].strip()
+            return str(ident["value"]).strip()
     return ""
 
 
 def written_by_labinterp(resource: dict[str, Any], k: Knowledge) -> bool:
     series = k.output.systems["series_identifier"]
-    return any(isinstance(i, dict) and i.get("system") == series for i in resource.get("identifier", []) or [])
+    return any(isinstance(i, dict) and i.get("system") == series for i in _list(resource.get("identifier")))
 
 
 def _observation(record: PatientRecord, obs: dict[str, Any], ref: Any, k: Knowledge) -> None:
@@ -127,7 +146,7 @@ def _recognised(record: PatientRecord, obs: dict[str, Any], ref: Any, k: Knowled
         record.ignored.append(Ignored(ref, f"status {status}: {IGNORED_STATUSES[status]}"))
         return
     if status not in USABLE_STATUSES:
-        found_status = "no status" if status is None else repr(status)
+        found_status = "no status" if status is None else shown(status)
         raise ResourceError(
             f"{ref.reference} status",
             f"{found_status} is not an Observation status labinterp can use ({', '.join(sorted(USABLE_STATUSES))})",
@@ -155,16 +174,103 @@ def _recognised_as(resource: dict[str, Any], medications: dict[str, dict[str, An
         return "medication" if extract_medication(resource, ref, medications, k) is not None else None
     except ResourceError:  # it was being read, so it is one labinterp reads
         return "medication"
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+    except Exception:  # an odd shape: not one labinterp can tell
         return None
 
 
-def extract_patient(pinput: PatientInput, medications: dict[str, dict[str, Any]], k: Knowledge) -> PatientRecord:
+# what each element labinterp reads is, in FHIR JSON: an unexpected shape is named by `unreadable`
+_LISTS = (
+    "identifier",
+    "name",
+    "given",
+    "coding",
+    "interpretation",
+    "referenceRange",
+    "performer",
+    "component",
+    "category",
+    "dosageInstruction",
+    "contained",
+    "note",
+    "reasonCode",
+    "basedOn",
+    "partOf",
+    "doseAndRate",
+    "telecom",
+    "address",
+)
+_OBJECTS = (
+    "meta",
+    "code",
+    "subject",
+    "patient",
+    "valueQuantity",
+    "valueCodeableConcept",
+    "effectivePeriod",
+    "specimen",
+    "medicationCodeableConcept",
+    "medicationReference",
+    "dataAbsentReason",
+    "timing",
+    "repeat",
+    "dose",
+    "doseQuantity",
+    "boundsPeriod",
+    "boundsDuration",
+    "low",
+    "high",
+    "dispenseRequest",
+)
+_TOP_LEVEL_ONLY = ("code", "identifier", "status")
+_STRINGS = ("status", "id", "effectiveDateTime", "effectiveInstant", "authoredOn", "birthDate", "gender", "unit", "system")
+
+
+def _odd_element(value: Any, path: str, depth: int = 0) -> str | None:
+    """The first element (a path such as "meta" or "dosage.dose.value") whose JSON shape is not what FHIR says,
+    or holds a number no float can hold; None when none is found."""
+    if depth > 6:
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        name = key if isinstance(key, str) else ""
+        here = (f"{path}.{name}" if path else name) if name else f"{path}[{key}]"
+        if depth > 0 and name in _TOP_LEVEL_ONLY:  # e.g. a Coding's code is a text, a Reference's identifier an object
+            name = ""
+        if name in _LISTS and not isinstance(item, list):
+            return f"{here}: expected a list, found {kind_of(item)}"
+        if name in _OBJECTS and not isinstance(item, dict):
+            return f"{here}: expected an object, found {kind_of(item)}"
+        if name in _STRINGS and not isinstance(item, str):
+            return f"{here}: expected a text, found {kind_of(item)}"
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > 10**300:
+            return f"{here}: a number out of range"
+        if isinstance(item, dict | list) and (found := _odd_element(item, here, depth + 1)):
+            return found
+    return None
+
+
+def unreadable(resource: dict[str, Any], ref: str, about: str, source: SourceRef | None = None) -> Problem:
+    """A resource whose reading failed on a shape no reader expected: a Problem naming it and, where it can be
+    found, the element (never the exception's text: it can quote any value)."""
+    odd = _odd_element(resource, "")
+    if odd is not None:
+        element, _, what = odd.partition(": ")
+        return Problem(f"{ref} {element}", f"{what}: the resource could not be read", about, source)
+    return Problem(ref, "an element has an unexpected shape: the resource could not be read", about, source)
+
+
+def extract_patient(
+    pinput: PatientInput, medications: dict[str, dict[str, Any]], k: Knowledge, now: datetime | None = None
+) -> PatientRecord:
     """Everything labinterp reads about one patient. Broken resources become Problems, each naming the
     resource and element (the caller decides whether they are fatal: strict mode); resources labinterp does
     not interpret are skipped. Problems found while splitting the Bundle for this patient come first."""
-    facts, problems = patient_facts(pinput)
-    record = PatientRecord(facts, problems=problems)
+    try:
+        facts, problems = patient_facts(pinput)
+    except Exception:  # an odd shape no reader expected: the patient's facts are unknown, not its results
+        facts = PatientFacts(source=pinput.patient_ref, birth_date=None, birth_precision="", sex="unknown")
+        problems = [unreadable(pinput.patient, pinput.patient_ref.reference, "patient")]
+    record = PatientRecord(facts, problems=list(pinput.problems) + problems)
     for resource, label in pinput.unreferenceable:
         about = _recognised_as(resource, medications, k)
         if about is not None:
@@ -183,8 +289,64 @@ def extract_patient(pinput: PatientInput, medications: dict[str, dict[str, Any]]
                     record.medications.append(med)
         except ResourceError as exc:  # an Observation's are caught, and tagged, in _observation
             record.problems.append(Problem(exc.where, exc.what, "medication"))
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
-            # a shape no reader expected: this resource is unusable, the patient's other results are not
-            about = "" if resource.get("resourceType") == "Observation" else "medication"
-            record.problems.append(Problem(ref.reference, f"could not be read: {type(exc).__name__}: {exc}", about))
+        except Exception:  # the one place: a shape no reader expected makes this resource unusable,
+            # never the patient's other results (nor a 500, nor a retried job)
+            about = _recognised_as(resource, medications, k) or ""
+            record.problems.append(unreadable(resource, ref.reference, about, ref))
+    _check_birth_date(record, now)
+    return _without_identity(record, pinput.patient)
+
+
+def _check_birth_date(record: PatientRecord, now: datetime | None) -> None:
+    """A birth date after the sample (or after now) is a Problem, and the age is unknown."""
+    birth = record.patient.birth_date
+    if birth is None:
+        return
+    times = [m.time.start.date() for m in record.measurements if m.time] + [
+        g.time.start.date() for g in record.genotypes if g.time
+    ]
+    if now is not None:
+        times.append(now.date())
+    if times and birth > min(times):
+        record.patient = replace(record.patient, birth_date=None, birth_precision="")
+        record.problems.append(
+            Problem(f"{record.patient.source.reference} birthDate", "is after the sample: age unknown", "patient")
+        )
+
+
+def _identity_words(patient: dict[str, Any]) -> list[str]:
+    """The words of the patient's name, identifiers, birth date, telecom and address, to keep out of warnings."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.append(value)
+            found.extend(w for w in re.split(r"[\s,;|/]+", value) if len(w) >= 3)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key not in ("system", "use", "type", "period", "extension"):
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    for element in ("name", "identifier", "birthDate", "telecom", "address", "contact"):
+        walk(patient.get(element))
+    return sorted({w.strip() for w in found if len(w.strip()) >= 3}, key=len, reverse=True)
+
+
+def _without_identity(record: PatientRecord, patient: dict[str, Any]) -> PatientRecord:
+    """Defence in depth: no warning repeats the patient's name, identifier or birth date, whatever element the
+    sender put them in (the readers quote only code-like values; a one-word name can look like one)."""
+    words = _identity_words(patient)
+    if not words or not record.problems:
+        return record
+    pattern = re.compile("|".join(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])" for w in words), re.IGNORECASE)
+    source = record.patient.source.reference
+
+    def clean(text: str) -> str:
+        kept = text.replace(source, "\0")  # the patient's own reference stays: references are fine
+        return pattern.sub("(withheld)", kept).replace("\0", source)
+
+    record.problems = [replace(p, where=clean(p.where), what=clean(p.what)) for p in record.problems]
     return record

@@ -2,8 +2,82 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
+
+# What a warning may quote of a value it found: only short code-like tokens ("mg/furlong", "bogus", "*1/*3",
+# "0,4 mg/L"), never free text, which can carry a name or an identifier. Runs of four or more digits (an
+# identifier's, a phone number's) are never quoted, except in an rs-number or a date-shaped value.
+_TOKEN = re.compile(r"[A-Za-z0-9/.,%{}\[\]*^_:<>=+|~-]{1,20}")
+_UNIT = re.compile(r"[A-Za-z0-9/.%{}\[\]*^_-]{1,20}")
+_DATEISH = re.compile(r"\d{4}(-\d{1,2}(-\d{1,2}(T[\d:.]{1,18}(Z|[+-]\d{2}:\d{2})?)?)?)?")
+_RS = re.compile(r"(?i)\brs\d+")
+_DIGITS = re.compile(r"\d{4,}")
+_QUOTED = re.compile(r"(?<![A-Za-z0-9])(?:'([^'\n]{0,80})'|\"([^\"\n]{0,80})\")(?![A-Za-z0-9])")
+
+
+def _safe_text(text: str) -> bool:
+    if _DATEISH.fullmatch(text):
+        return True
+    words = text.split()
+    if not words or len(words) > 3 or len(text) > 40:
+        return False
+    for w in words:
+        if not _TOKEN.fullmatch(w) or _DIGITS.search(_RS.sub("", w)):
+            return False
+    # several words: each must look like a value or a unit ("0,4 mg/L", "CYP3A5 *1/*3"), not like a name
+    return len(words) == 1 or all(any(ch.isdigit() or ch in "*/<>=%[{" for ch in w) for w in words)
+
+
+def shown(value: Any) -> str:
+    """A found value as a warning may show it: short code-like text quoted, anything else described by its
+    kind ("a text", "a list", "an object"), so a misplaced name or identifier is never repeated."""
+    if isinstance(value, str):
+        return repr(value) if _safe_text(value) else "a text (not shown)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10**5 else "a large number"
+    if isinstance(value, float):
+        return repr(value) if not math.isfinite(value) or abs(value) < 1e5 else "a large number"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def kind_of(value: Any) -> str:
+    """What kind of JSON value was found, never the value itself: "a text", "a number", "a list"..."""
+    if isinstance(value, str):
+        return "a text"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else "a list" if isinstance(value, list) else "an object"
+
+
+def shown_unit(unit: Any) -> str:
+    """A unit as a warning may show it: a UCUM-like token quoted, otherwise "an unreadable unit"."""
+    if isinstance(unit, str) and _UNIT.fullmatch(unit) and not re.search(r"\d{5,}", unit):
+        return repr(unit)
+    return "an unreadable unit"
+
+
+def sanitized(text: str) -> str:
+    """Every quoted value in a message that `shown` would not quote replaced by "(a value not shown)"."""
+
+    def one(m: re.Match[str]) -> str:
+        inner = m.group(1) if m.group(1) is not None else m.group(2)
+        return m.group(0) if _safe_text(inner) or not inner else "(a value not shown)"
+
+    return _QUOTED.sub(one, text)
 
 
 @dataclass(frozen=True)
@@ -48,7 +122,7 @@ class PatientFacts:
 
     def age_at(self, when: date) -> int | None:
         """Completed years at `when`; None without a birth date."""
-        if self.birth_date is None:
+        if self.birth_date is None or self.birth_date > when:
             return None
         b = self.birth_date
         return when.year - b.year - ((when.month, when.day) < (b.month, b.day))
@@ -145,6 +219,9 @@ class Problem:
     # "genotype", "patient" (its gender or birth date), or "" (a resource whose subject or id is unusable)
     about: str = ""
     source: SourceRef | None = None  # the resource left out, when it can be referenced (a report can then name it)
+
+    def __post_init__(self) -> None:  # defence in depth: a value quoted by any reader is shown only if code-like
+        object.__setattr__(self, "what", sanitized(self.what))
 
     @property
     def line(self) -> str:

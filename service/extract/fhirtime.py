@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime
 
 from service.errors import ResourceError
-from service.extract.facts import FhirTime
+from service.extract.facts import FhirTime, kind_of, shown
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
@@ -14,7 +14,7 @@ _DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\
 
 def parse_fhir_time(text: object, where: str) -> FhirTime:
     if not isinstance(text, str):
-        raise ResourceError(where, f"expected a FHIR date or dateTime string, found {type(text).__name__}")
+        raise ResourceError(where, f"expected a FHIR date or dateTime string, found {kind_of(text)}")
     m = _DATE.match(text)
     try:
         if m:
@@ -25,16 +25,16 @@ def parse_fhir_time(text: object, where: str) -> FhirTime:
             text_iso = text[:-1] + "+00:00" if text.endswith("Z") else text
             return FhirTime(datetime.fromisoformat(text_iso).astimezone(UTC), "time", text)
     except ValueError as exc:
-        raise ResourceError(where, f"{text!r} is not a valid date: {exc}") from exc
+        raise ResourceError(where, f"{shown(text)} is not a valid date: {exc}") from exc
     if re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", text):
-        raise ResourceError(where, f"{text!r} has a time but no time zone (FHIR requires one)")
-    raise ResourceError(where, f"{text!r} is not a FHIR date or dateTime")
+        raise ResourceError(where, f"{shown(text)} has a time but no time zone (FHIR requires one)")
+    raise ResourceError(where, f"{shown(text)} is not a FHIR date or dateTime")
 
 
 def parse_birth_date(text: object, where: str) -> tuple[date, str]:
     t = parse_fhir_time(text, where)
     if t.has_time:
-        raise ResourceError(where, f"{text!r}: birthDate must be a date without time")
+        raise ResourceError(where, "a birthDate must be a date without time")
     return t.start.date(), t.precision
 
 

@@ -257,7 +257,11 @@ def parse_value(
     if m := _STARS.match(rest):
         if gene is None:
             raise ResourceError(where, f"star alleles {rest!r} without a gene")
-        return gene, (f"*{m.group(1)}", f"*{m.group(2)}"), None, None
+        stars = (f"*{m.group(1)}", f"*{m.group(2)}")
+        unknown = [s for s in stars if gene in k.genes and s not in k.genes[gene].alleles]
+        if unknown:  # "*banana/*42": left out and listed, not passed on as a diplotype no rule can classify
+            raise ResourceError(where, f"{'/'.join(unknown)} is not a {gene} star allele labinterp knows (mappings/pgx)")
+        return gene, stars, None, None
     if m := _BASES.match(rest):
         gene, variant = _variant_for(gene, rsid, hgvs_pos, k, where)
         return gene, None, variant.rsid, orient((m.group(1), m.group(2)), variant, where)

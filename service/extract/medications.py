@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from service.errors import ResourceError
 from service.extract.facts import FhirTime, MedicationExposure, SourceRef
 from service.extract.fhirtime import parse_fhir_time
 from service.extract.observations import codings, concept_text
@@ -64,7 +65,17 @@ def identify(concept: dict[str, Any], k: Knowledge) -> tuple[frozenset[str], fro
     return frozenset(drugs), frozenset(atc), str(name)
 
 
-def _dosage(d: Any) -> tuple[float | None, float | None]:
+def _number(value: Any, where: str) -> float | None:
+    """A JSON number as a float; None when not a number; ResourceError when no float can hold it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        raise ResourceError(where, "a number too large to be a dose or a period") from None
+
+
+def _dosage(d: Any, where: str) -> tuple[float | None, float | None]:
     if not isinstance(d, dict):
         return None, None
     dose = d.get("dose")
@@ -74,14 +85,17 @@ def _dosage(d: Any) -> tuple[float | None, float | None]:
                 dose = dr["doseQuantity"]
                 break
     mg = None
-    if isinstance(dose, dict) and isinstance(dose.get("value"), int | float):
+    value = _number(dose.get("value"), f"{where} dose.value") if isinstance(dose, dict) else None
+    if isinstance(dose, dict) and value is not None:
         unit = dose.get("code") or dose.get("unit")
-        mg = float(dose["value"]) * {"mg": 1.0, "g": 1000.0}.get(str(unit), float("nan"))
+        mg = value * {"mg": 1.0, "g": 1000.0}.get(str(unit), float("nan"))
         mg = None if mg != mg else mg
     interval = None
-    rep = ((d.get("timing") or {}).get("repeat") or {}) if isinstance(d.get("timing"), dict) else {}
-    if isinstance(rep.get("period"), int | float) and rep.get("periodUnit") in _PERIOD_H:
-        interval = rep["period"] * _PERIOD_H[rep["periodUnit"]] / (rep.get("frequency") or 1)
+    rep = _repeat(d)
+    period = _number(rep.get("period"), f"{where} timing.repeat.period")
+    frequency = _number(rep.get("frequency"), f"{where} timing.repeat.frequency")
+    if period is not None and isinstance(rep.get("periodUnit"), str) and rep["periodUnit"] in _PERIOD_H:
+        interval = period * _PERIOD_H[rep["periodUnit"]] / (frequency or 1)
     return mg, interval
 
 
@@ -153,19 +167,19 @@ def extract_medication(
             administered = parse_fhir_time(resource["effectiveDateTime"], f"{where} effectiveDateTime")
         elif isinstance(resource.get("effectivePeriod"), dict) and resource["effectivePeriod"].get("start"):
             administered = parse_fhir_time(resource["effectivePeriod"]["start"], f"{where} effectivePeriod.start")
-        dose, _ = _dosage(resource.get("dosage"))
+        dose, _ = _dosage(resource.get("dosage"), f"{where} dosage")
         start = administered
         end = _period_end(resource, where)
     elif kind == "MedicationRequest":
         dosages = resource.get("dosageInstruction", []) or []
-        dose, interval = _dosage(dosages[0] if dosages else None)
+        dose, interval = _dosage(dosages[0] if dosages else None, f"{where} dosageInstruction[0]")
         start = _bounds_start(dosages, where)
         if start is None and resource.get("authoredOn"):
             start = parse_fhir_time(resource["authoredOn"], f"{where} authoredOn")
         end = _bounds_end(dosages, start, where)
     else:  # MedicationStatement
         dosages = resource.get("dosage", []) or []
-        dose, interval = _dosage(dosages[0] if dosages else None)
+        dose, interval = _dosage(dosages[0] if dosages else None, f"{where} dosage[0]")
         if "effectiveDateTime" in resource:
             start = parse_fhir_time(resource["effectiveDateTime"], f"{where} effectiveDateTime")
         elif isinstance(resource.get("effectivePeriod"), dict) and resource["effectivePeriod"].get("start"):

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from service.errors import ResourceError
-from service.extract.facts import FhirTime, Measurement, SourceRef
+from service.extract.facts import FhirTime, Measurement, SourceRef, shown, shown_unit
 from service.extract.fhirtime import parse_fhir_time
 from service.knowledge import Knowledge
 from service.knowledge.model import Analyte
@@ -33,9 +33,14 @@ _TEXT_COMPARATOR = {"≤": "<=", "≥": ">="}
 
 
 def codings(concept: Any) -> list[dict[str, Any]]:
+    """A CodeableConcept's codings. A single coding sent as an object instead of a list is read as one coding
+    (lenient: it says what it is as plainly as a list of one would)."""
     if not isinstance(concept, dict):
         return []
-    return [c for c in concept.get("coding", []) or [] if isinstance(c, dict)]
+    coding = concept.get("coding")
+    if isinstance(coding, dict):
+        return [coding]
+    return [c for c in coding or [] if isinstance(c, dict)] if isinstance(coding, list) else []
 
 
 def concept_text(concept: Any) -> str:
@@ -165,27 +170,40 @@ def _read_value(obs: dict[str, Any], where: str, analyte: str) -> tuple[float, s
             raise ResourceError(f"{where} valueQuantity", "must be an object")
         value = quantity.get("value")
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ResourceError(f"{where} valueQuantity.value", f"expected a number, found {value!r}")
+            raise ResourceError(f"{where} valueQuantity.value", f"expected a number, found {shown(value)}")
         comparator = quantity.get("comparator", "") or ""
         if not isinstance(comparator, str) or (comparator and comparator not in COMPARATORS):
-            raise ResourceError(f"{where} valueQuantity.comparator", f"{comparator!r} is not one of < <= > >=")
-        return float(value), comparator, _unit_of(quantity), "valueQuantity"
+            raise ResourceError(f"{where} valueQuantity.comparator", f"{shown(comparator)} is not one of < <= > >=")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ResourceError(
+                f"{where} valueQuantity.value", f"a number too large to be a {analyte} result (expected a finite number ≥ 0)"
+            ) from None
+        return number, comparator, _unit_of(quantity), "valueQuantity"
     if kind == "valueString":
         text = obs["valueString"]
         m = _TEXT_VALUE.match(text) if isinstance(text, str) else None
         if m is None:
             raise ResourceError(
-                f"{where} valueString", f"expected a number with a unit for {analyte} (e.g. '<0.4 mg/L'), found {text!r}"
+                f"{where} valueString", f"expected a number with a unit for {analyte} (e.g. '<0.4 mg/L'), found {shown(text)}"
             )
         comparator = _TEXT_COMPARATOR.get(m[1] or "", m[1] or "")
         return float(m[2]), comparator, m[3], "valueString"
     if kind is None:
         raise ResourceError(f"{where} value[x]", f"no value and no dataAbsentReason: expected a quantity for {analyte}")
-    shown = kind
     if kind == "valueCodeableConcept":
         coded = concept_text(obs[kind]) or ", ".join(str(c.get("code")) for c in codings(obs[kind]))
-        shown = f"valueCodeableConcept {coded!r}" if coded else kind
-    raise ResourceError(f"{where} value[x]", f"expected valueQuantity for {analyte}, found {shown}")
+        found = f"valueCodeableConcept {shown(coded)}" if coded else kind
+        raise ResourceError(f"{where} value[x]", f"expected valueQuantity for {analyte}, found {found}")
+    raise ResourceError(f"{where} value[x]", f"expected valueQuantity for {analyte}, found {kind}")
+
+
+def _unknown_unit(unit: str) -> str:
+    """ "unknown unit 'mg/furlong'"; a unit that is not a short unit-like token is not repeated (free text there
+    can be anything, a name too)."""
+    quoted = shown_unit(unit)
+    return f"unknown unit {quoted}" if quoted.startswith("'") else "unknown unit (not a unit token: not shown)"
 
 
 def extract_measurement(
@@ -201,7 +219,7 @@ def extract_measurement(
         return None  # "no value, and here is why": listed as Ignored with its reason
     value, comparator, unit, element = _read_value(obs, where, analyte)
     if not math.isfinite(value) or value < 0:
-        raise ResourceError(f"{where} {element}", f"{value!r} is not a {analyte} result (expected a finite number ≥ 0)")
+        raise ResourceError(f"{where} {element}", f"{shown(value)} is not a {analyte} result (expected a finite number ≥ 0)")
     if not unit:
         raise ResourceError(
             f"{where} {element}", f"{comparator}{value:g} has no unit: cannot tell the {analyte} result without one"
@@ -212,7 +230,7 @@ def extract_measurement(
         how = "; recognised by its name" if matched_by == "name" else ""
         raise ResourceError(
             f"{where} {element}.unit" if element == "valueQuantity" else f"{where} {element}",
-            f"unknown unit {unit!r} for {analyte} (expected {spec.canonical_unit} or a unit convertible to it){how}",
+            f"{_unknown_unit(unit)} for {analyte} (expected {spec.canonical_unit} or a unit convertible to it){how}",
         )
     low, high = _reference_range(obs, analyte, k)
     specimen = obs.get("specimen")

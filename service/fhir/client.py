@@ -38,6 +38,7 @@ class PatientData:
     bundle: dict[str, Any]  # a collection Bundle: Patient, Observations, medications, Medications
     written: list[dict[str, Any]] = field(default_factory=list)  # labinterp's earlier reports for this patient
     pages: int = 0  # extra page requests that were needed
+    unreadable: list[str] = field(default_factory=list)  # results that were not FHIR resources: left out, where they were
 
 
 class FhirClient:
@@ -157,23 +158,30 @@ class FhirClient:
         extra page when a search has more results than a page holds (capped)."""
         urls = patient_searches(patient_id, series_system, self.page_size)
         result = parse_batch_response(self.batch(batch_of(urls)), urls, self.base_url)
-        resources, pages = list(result.resources), 0
+        resources, pages, unreadable = list(result.resources), 0, list(result.unreadable)
         for link in result.next_links:
             while link:
                 if pages >= self.max_pages:
                     raise FhirError("GET", link, None, f"more than {self.max_pages} extra pages for one patient")
-                page = unpack_searchset(self.request("GET", link)[1])
+                page = unpack_searchset(self.request("GET", link)[1], f"search page {pages + 2}")
                 resources += page.resources
+                unreadable += page.unreadable
                 pages += 1
                 link = page.next_links[0] if page.next_links else ""
         written: list[dict[str, Any]] = []
         inputs: list[dict[str, Any]] = []
         for r in resources:  # one pass: labinterp's own earlier output vs the patient's data
-            ours = r.get("resourceType") in ("DiagnosticReport", "RiskAssessment", "Observation") and any(
-                i.get("system") == series_system for i in r.get("identifier", []) or []
+            ours = r.get("resourceType") in ("DiagnosticReport", "RiskAssessment", "Observation") and _has_system(
+                r.get("identifier"), series_system
             )
             (written if ours else inputs).append(r)
-        return PatientData(as_collection(inputs), written, pages)
+        return PatientData(as_collection(inputs), written, pages, unreadable)
+
+
+def _has_system(identifiers: Any, system: str) -> bool:
+    """An identifier of `system` among a resource's identifiers; an odd shape (not a list of objects) has none:
+    that resource is then just not labinterp's earlier output (extraction names the odd shape if it reads it)."""
+    return isinstance(identifiers, list) and any(isinstance(i, dict) and i.get("system") == system for i in identifiers)
 
 
 def _json(resp: requests.Response) -> Any:
@@ -181,7 +189,7 @@ def _json(resp: requests.Response) -> Any:
         return None
     try:
         return resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or JSON no parser holds: as if there were no body
         return None
 
 

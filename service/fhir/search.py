@@ -3,12 +3,22 @@ patient, and its batch-response turned back into resources."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from service.errors import FhirError
 from service.fhir.retry import error_for
+
+# FHIR's id rule (R4 "id" datatype): every id labinterp puts into a URL is checked with this, one place
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}\Z")
+
+
+def is_fhir_id(value: object) -> bool:
+    """FHIR's id rule; "." and ".." (which the rule admits) are refused too: in a URL they are path steps."""
+    return isinstance(value, str) and FHIR_ID.fullmatch(value) is not None and value.strip(".") != ""
+
 
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 WRITTEN_TYPES = ("DiagnosticReport", "RiskAssessment")
@@ -37,12 +47,24 @@ def batch_of(urls: list[str]) -> dict[str, Any]:
 class BatchResult:
     resources: list[dict[str, Any]] = field(default_factory=list)
     next_links: list[str] = field(default_factory=list)
+    # search results that are not FHIR resources (no resourceType): where they were, for a warning; never read
+    unreadable: list[str] = field(default_factory=list)
 
 
-def _status(entry: dict[str, Any]) -> int:
-    text = str((entry.get("response") or {}).get("status", "0")).strip()
+def _status(entry: Any, url: str, base_url: str) -> int:
+    """An entry's HTTP status; a FhirError (502: the server's fault) when the entry is not a batch-response entry."""
+    response = entry.get("response") if isinstance(entry, dict) else None
+    if not isinstance(response, dict):
+        raise FhirError("POST", base_url, None, f"the batch-response entry for {_kind_of(url)} is not an entry with a response")
+    text = str(response.get("status", "0")).strip()
     head = text.split(" ", 1)[0]
-    return int(head) if head.isdigit() else 0
+    return int(head) if head.isdigit() and len(head) == 3 else 0
+
+
+def _kind_of(url: str) -> str:
+    """The resource type a relative URL reads (never the patient's id): "Observation search"."""
+    rtype = url.split("?")[0].split("/")[0]
+    return f"{rtype} search" if "?" in url else f"the {rtype} read"
 
 
 def parse_batch_response(body: Any, urls: list[str], base_url: str) -> BatchResult:
@@ -51,37 +73,53 @@ def parse_batch_response(body: Any, urls: list[str], base_url: str) -> BatchResu
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle" or body.get("type") != "batch-response":
         raise FhirError("POST", base_url, None, "the server did not answer the batch with a batch-response Bundle")
     entries = body.get("entry", []) or []
+    if not isinstance(entries, list):
+        raise FhirError("POST", base_url, None, "the batch-response's entry is not a list")
     if len(entries) != len(urls):
         raise FhirError("POST", base_url, None, f"batch-response has {len(entries)} entries for {len(urls)} requests")
     result = BatchResult()
     for url, entry in zip(urls, entries, strict=True):
-        status = _status(entry)
+        status = _status(entry, url, base_url)
         if status >= 400 or status == 0:
-            raise error_for(
-                "GET", f"{base_url}/{url}", status, (entry.get("response") or {}).get("outcome"), "batch entry failed"
-            )
+            raise error_for("GET", f"{base_url}/{url}", status, entry["response"].get("outcome"), "batch entry failed")
         resource = entry.get("resource")
         if not isinstance(resource, dict):
             continue
         if resource.get("resourceType") == "Bundle":
-            page = unpack_searchset(resource)
+            page = unpack_searchset(resource, _kind_of(url))
             result.resources += page.resources
             result.next_links += page.next_links
-        else:
+            result.unreadable += page.unreadable
+        elif isinstance(resource.get("resourceType"), str) and resource["resourceType"]:
             result.resources.append(resource)
+        else:
+            result.unreadable.append(f"{_kind_of(url)}: resource")
     return result
 
 
-def unpack_searchset(bundle: dict[str, Any]) -> BatchResult:
+def unpack_searchset(bundle: Any, label: str = "search page") -> BatchResult:
+    """A searchset's resources and `next` links. Odd shapes the server may send are read as leniently as is safe:
+    `entry` not a list (an object, say) is no results; entries and links that are not objects are skipped; a
+    result without resourceType is not read (listed in `unreadable`). A page that is not a Bundle is a FhirError."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise FhirError("GET", label, None, "the server answered a search with something that is not a Bundle")
     page = BatchResult()
-    for e in bundle.get("entry", []) or []:
-        if (
-            isinstance(e, dict)
-            and isinstance(e.get("resource"), dict)
-            and e["resource"].get("resourceType") != "OperationOutcome"
-        ):
-            page.resources.append(e["resource"])
-    page.next_links = [link["url"] for link in bundle.get("link", []) or [] if link.get("relation") == "next" and link.get("url")]
+    entries = bundle.get("entry")
+    for i, e in enumerate(entries if isinstance(entries, list) else []):
+        resource = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str) or not rtype:
+            page.unreadable.append(f"{label}: entry[{i}].resource")
+        elif rtype != "OperationOutcome":
+            page.resources.append(resource)
+    links = bundle.get("link")
+    page.next_links = [
+        link["url"]
+        for link in (links if isinstance(links, list) else [])
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str) and link["url"]
+    ]
     return page
 
 
@@ -89,5 +127,5 @@ def as_collection(resources: list[dict[str, Any]]) -> dict[str, Any]:
     """A collection Bundle of the resources read (deduplicated by type and id), for the extract layer."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for r in resources:
-        seen.setdefault((r.get("resourceType", ""), str(r.get("id", ""))), r)
+        seen.setdefault((str(r.get("resourceType", "")), str(r.get("id", ""))), r)
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in seen.values()]}

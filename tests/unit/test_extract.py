@@ -61,7 +61,8 @@ def test_references_resolved_and_checked() -> None:
     assert [(x.where, x.what) for x in parsed.problems] == [
         (
             f"Observation/{obs['id']} (Bundle.entry[1]) subject.reference",
-            "'Patient/nobody' is not a resource in this bundle",
+            "is not a resource in this bundle (a Patient not included, or a conditional or logical reference): "
+            "cannot tell whose result this is",
         )
     ]
     del obs["subject"]
@@ -143,7 +144,7 @@ def test_data_absent_is_ignored_not_an_error(k: Knowledge) -> None:
     [
         ("male", "1960-02-30", "Patient/e8 birthDate", "not a valid FHIR date", "male", None),
         ("male", "30/01/1960", "Patient/e8 birthDate", "not a valid FHIR date", "male", None),
-        ("man", "1960-01-01", "Patient/e8 gender", "'man' is not one of", "unknown", "1960-01-01"),
+        ("man", "1960-01-01", "Patient/e8 gender", "is not one of female/male/other/unknown", "unknown", "1960-01-01"),
         ("male", "1960-01-30", None, None, "male", "1960-01-30"),  # the neighbour that is fine
     ],
 )

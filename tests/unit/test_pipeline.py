@@ -165,12 +165,12 @@ def _bad_birth(bundle: dict[str, Any]) -> None:
         (
             _orphan,
             "Observation/y1-lab1 (Bundle.entry[13]) subject.reference",
-            "'Patient/nobody' is not a resource in this bundle",
+            "is not a resource in this bundle",
             False,
         ),
         (_no_subject, "Observation/x1-lab9 (Bundle.entry[9])", "subject.reference is missing", True),
         (_no_id, "Observation (Bundle.entry[13])", "has neither an id nor a fullUrl", False),
-        (_bad_gender, "Patient/y1 gender", "'M' is not one of", True),
+        (_bad_gender, "Patient/y1 gender", "is not one of female/male/other/unknown", True),
         (_bad_birth, "Patient/y1 birthDate", "not a valid FHIR date", True),
     ],
 )
