@@ -51,7 +51,12 @@ def facts(bundle: dict[str, Any]) -> dict[str, Any]:
         for pred in ra["prediction"]:
             key = pred["outcome"]["text"].split(" (")[0]
             out[key] = ((pred.get("qualitativeRisk") or {}).get("coding", [{}])[0].get("code"), pred.get("probabilityDecimal"))
-    out["eGFR"] = [o["valueQuantity"]["value"] for o in _resources(bundle, "Observation")]
+    out["eGFR"] = [
+        o["valueQuantity"]["value"]
+        if "valueQuantity" in o
+        else (o["valueRange"]["low"]["value"], o["valueRange"]["high"]["value"])
+        for o in _resources(bundle, "Observation")
+    ]
     return out
 
 
@@ -93,6 +98,21 @@ EXPECT: dict[str, dict[str, Any]] = {
     },
     "p13": {"Linezolid": ("final", ["N"]), "Linezolid underexposure": ("low", None), "eGFR": []},
     "p14": {"Pharmacogenetic": ("final", ["LA25391-6"]), "Serum": ("final", ["N"]), "Linezolid overexposure": ("moderate", 0.5)},
+    # everyday data (issue 7)
+    # 2 h after an 8-hourly dose: not a trough, no range code; rifampicin stopped in 2019 does not raise the risk
+    "p15": {"Linezolid": ("final", []), "Linezolid underexposure": ("low", 0.068), "Linezolid overexposure": ("moderate", 0.5)},
+    "p16": {"Serum": ("final", ["LL", "190855004"]), "Cardiac arrhythmia": ("high", None), "eGFR": []},  # a child: no eGFR
+    # sex unknown: the derived eGFR is a range (female, male); 0.60 mmol/L is normal at the source's precision
+    "p17": {"Serum": ("final", ["N"]), "eGFR": [(22.1, 29.5)]},
+    # 35 umol/L = 11.8 mg/L, preliminary, above range; the magnesium in U/L is answered with a report without a code
+    "p18": {
+        "Linezolid": ("preliminary", ["H"]),
+        "Serum": ("final", []),
+        "Linezolid underexposure": ("low", None),
+        "Linezolid overexposure": ("high", None),
+    },
+    # a CYP3A5 expresser at 12 mg/L: the measurement decides, not the genotype prior (high, 0.259)
+    "p19": {"Linezolid": ("final", ["H"]), "Linezolid underexposure": ("low", None), "Linezolid overexposure": ("high", None)},
 }
 
 

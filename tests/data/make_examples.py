@@ -224,14 +224,16 @@ def everyday() -> list[P]:
         "1955-07-02",
         "every-8-hours regimen, level drawn 2 h after a dose: not a trough, when to draw one; rifampicin stopped in 2019 (not current)",
     )
-    p.doses("2026-01-11T06:00:00+01:00", 12, every_h=8)
+    p.doses("2026-01-11T14:00:00+01:00", 12, every_h=8)  # the last at 06:00, 2 h before the sample
     p.lab(lzd_site(), 11.0, "mg/L", "2026-01-15T08:00:00+01:00", kind="lzd")
     p.med("MedicationStatement", {"coding": [{"system": ATC, "code": "J04AB02", "display": "rifampicin"}]}, status="completed")
     p.resources[-1]["effectivePeriod"] = {"start": "2019-02-01", "end": "2019-05-31"}
     p.genotype("CYP3A5", "CYP3A5 *3/*3")
     out.append(p)
 
-    p = P("p16", "male", "2016-09-12", "child 9 years, 22 kg: magnesium 1.0 mg/dL severe, dose in mg/kg; potassium low by its range")
+    p = P(
+        "p16", "male", "2016-09-12", "child 9 years, 22 kg: magnesium 1.0 mg/dL severe, dose in mg/kg; potassium low by its range"
+    )
     p.lab(MG, 1.0, "mg/dL", "2026-01-15T08:30:00+01:00")
     p.lab(loinc("29463-7", "Body weight"), 22, "kg", "2026-01-14T10:00:00+01:00")
     k = p.lab(loinc("2823-3", "Potassium [Moles/volume] in Serum or Plasma"), 3.1, "mmol/L", "2026-01-15T08:30:00+01:00")
@@ -243,7 +245,12 @@ def everyday() -> list[P]:
     ]
     out.append(p)
 
-    p = P("p17", None, "1945-11-30", "sex unknown: eGFR for both sexes, renal gate met by one; magnesium 0.60 mmol/L (normal at the source's precision)")
+    p = P(
+        "p17",
+        None,
+        "1945-11-30",
+        "sex unknown: eGFR for both sexes, renal gate met by one; magnesium 0.60 mmol/L (normal at the source's precision)",
+    )
     p.lab(SCR, 2.2, "mg/dL", "2026-01-15T07:30:00+01:00")
     p.lab(MG_MOL, 0.60, "mmol/L", "2026-01-15T07:30:00+01:00")
     out.append(p)
@@ -261,7 +268,12 @@ def everyday() -> list[P]:
     p.lab(MG, 1.7, "U/L", "2026-01-15T08:05:00+01:00")  # a unit magnesium cannot have: left out, never guessed
     out.append(p)
 
-    p = P("p19", "male", "1971-03-03", "CYP3A5 expresser (*1/*3) with a trough of 12 mg/L: the measurement outranks the genotype prior")
+    p = P(
+        "p19",
+        "male",
+        "1971-03-03",
+        "CYP3A5 expresser (*1/*3) with a trough of 12 mg/L: the measurement outranks the genotype prior",
+    )
     p.doses("2026-01-10T20:00:00+01:00", 9)
     p.lab(lzd_site(), 12.0, "mg/L", "2026-01-15T08:00:00+01:00", kind="lzd")
     p.genotype("CYP3A5", "CYP3A5 *1/*3")

@@ -53,7 +53,7 @@ def fhir_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def loaded(fhir_url: str) -> str:
-    """The 14 example patients, loaded once (a PUT transaction: loading again replaces, never duplicates)."""
+    """The example patients, loaded once (a PUT transaction: loading again replaces, never duplicates)."""
     load_file(EXAMPLES, fhir_url)
     return fhir_url
 

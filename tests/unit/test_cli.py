@@ -179,7 +179,7 @@ def test_check_mappings_and_help(tmp_path: Path) -> None:
 def test_demo_writes_bundle(tmp_path: Path) -> None:
     out = tmp_path / "demo.json"
     r = invoke("demo", "--offline", "--out", str(out))
-    assert r.exit_code == 0 and "14 patients" in r.stdout and out.exists()
+    assert r.exit_code == 0 and "19 patients" in r.stdout and out.exists()
 
 
 def test_equation_option(tmp_path: Path) -> None:
