@@ -19,11 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.knowledge import load_knowledge
-from service.pipeline import interpret_bundle
+from labinterp.knowledge import load_knowledge
+from labinterp.pipeline import interpret_bundle
+
 from tests.builders import ATC, MG, SCR, P, lzd_site
 
-SITE = Path(__file__).resolve().parents[1] / "service" / "examples" / "site-mappings"
+SITE = Path(__file__).resolve().parents[1] / "service" / "labinterp" / "examples" / "site-mappings"
 
 
 def synthetic(n: int, seed: int, prefix: str = "s") -> dict:

@@ -21,16 +21,17 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from labinterp.fhir.client import FhirClient
+from labinterp.fhir.search import as_collection, query, unpack_searchset
+from labinterp.knowledge import load_knowledge
+from labinterp.pipeline import interpret_bundle, interpret_patient
+from labinterp.sandbox.hapi import Sandbox, load_file
+from labinterp.writeback import rewrite_references
+
 from scripts.bench import synthetic
-from service.fhir.client import FhirClient
-from service.fhir.search import as_collection, query, unpack_searchset
-from service.knowledge import load_knowledge
-from service.pipeline import interpret_bundle, interpret_patient
-from service.sandbox import Sandbox, load_file
-from service.writeback import rewrite_references
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "service" / "examples" / "site-mappings"
+SITE = ROOT / "service" / "labinterp" / "examples" / "site-mappings"
 NOW = datetime(2026, 1, 20, 12, tzinfo=UTC)
 SERIES = "urn:labinterp:series"
 

@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from service.extract import extract_patient, split_bundle
-from service.extract.facts import PatientRecord
-from service.knowledge import Knowledge, load_knowledge
-from service.rules import Findings, interpret
+from labinterp.extract import extract_patient, split_bundle
+from labinterp.extract.facts import PatientRecord
+from labinterp.knowledge import Knowledge, load_knowledge
+from labinterp.rules import Findings, interpret
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "service" / "examples" / "site-mappings"
+SITE = ROOT / "service" / "labinterp" / "examples" / "site-mappings"
 NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)
 
 

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.cli import read_json
-from service.knowledge import Knowledge, load_knowledge
-from service.pipeline import interpret_bundle
+from labinterp.cli.main import read_json
+from labinterp.knowledge import Knowledge, load_knowledge
+from labinterp.pipeline import interpret_bundle
+
 from tests.conftest import NOW, SITE
 
 DATA = Path(__file__).resolve().parent / "data"

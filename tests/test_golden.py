@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labinterp.knowledge import Knowledge
+from labinterp.pipeline import interpret_bundle
+from labinterp.validate import validate_resource
 
-from service.knowledge import Knowledge
-from service.pipeline import interpret_bundle
-from service.validate import validate_resource
 from tests.conftest import NOW
 from tests.golden_tool import GOLDEN, PATIENTS, normalize, run
 
@@ -124,7 +124,7 @@ def test_key_facts(site_k: Knowledge, pid: str) -> None:
 
 
 def test_examples_cover_every_rule_and_shape(site_k: Knowledge) -> None:
-    from service.cli import read_json
+    from labinterp.cli.main import read_json
 
     seen: dict[str, set[str]] = {
         "trough": set(),

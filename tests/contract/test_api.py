@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import responses
+from labinterp.server.app import create_app
 
-from service.app import create_app
 from tests.conftest import SITE
 
 BASE = "http://fhir.test/fhir"
@@ -290,9 +290,10 @@ def test_not_ready_without_fhir_server(tmp_path: Path) -> None:
 def test_version_conflict_reads_and_plans_again() -> None:
     """A transaction answered 412 (e.g. a retried write that had in fact been applied): labinterp reads
     again, sees its reports stored, and writes nothing more."""
-    from service.fhir.client import FhirClient
-    from service.knowledge import load_knowledge
-    from service.pipeline import interpret_patient
+    from labinterp.fhir.client import FhirClient
+    from labinterp.knowledge import load_knowledge
+    from labinterp.pipeline import interpret_patient
+
     from tests.conftest import NOW
 
     k = load_knowledge(SITE)

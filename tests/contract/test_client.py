@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 import requests
 import responses
+from labinterp.errors import FhirConflict, FhirError, FhirNotFound, FhirRequestError, FhirTemporaryError
+from labinterp.fhir.client import FhirClient
+from labinterp.fhir.retry import RetryPolicy, parse_retry_after
+from labinterp.fhir.search import patient_searches
 from responses import matchers
-
-from service.errors import FhirConflict, FhirError, FhirNotFound, FhirRequestError, FhirTemporaryError
-from service.fhir.client import FhirClient
-from service.fhir.retry import RetryPolicy, parse_retry_after
-from service.fhir.search import patient_searches
 
 BASE = "http://fhir.test/fhir"
 SERIES = "urn:labinterp:series"

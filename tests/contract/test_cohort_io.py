@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import responses
-
-from service.cohort.io import read_cohort_server
-from service.cohort.synth import as_bundle, table2_patients
-from service.fhir.client import FhirClient
-from service.knowledge import Knowledge
-from service.sandbox import load_file
+from labinterp.cohort.io import read_cohort_server
+from labinterp.cohort.synth import as_bundle, table2_patients
+from labinterp.fhir.client import FhirClient
+from labinterp.knowledge import Knowledge
+from labinterp.sandbox.hapi import load_file
 
 BASE = "http://fhir.test/fhir"
 

@@ -8,11 +8,10 @@ from urllib.parse import parse_qs, urlparse
 
 import responses
 from flask import Flask
-
-from service.fhir.client import FhirClient
-from service.knowledge import Knowledge
-from service.queue import JobQueue
-from service.worker import POLL_KEY, Poller, register_subscription, subscription
+from labinterp.fhir.client import FhirClient
+from labinterp.knowledge import Knowledge
+from labinterp.server.queue import JobQueue
+from labinterp.server.worker import POLL_KEY, Poller, register_subscription, subscription
 
 BASE = "http://fhir.test/fhir"
 
@@ -76,7 +75,8 @@ def test_registering_twice_is_one_put(site_k: Knowledge) -> None:
 def _app_serving_p08_with_a_bad_unit(tmp_path: Path, strict: bool) -> tuple[Flask, dict[str, Any]]:
     import json
 
-    from service.app import create_app
+    from labinterp.server.app import create_app
+
     from tests.conftest import SITE
     from tests.contract.test_api import READ, batch_response_for, tx_response
 
@@ -93,7 +93,7 @@ def _app_serving_p08_with_a_bad_unit(tmp_path: Path, strict: bool) -> tuple[Flas
 def test_queued_job_with_a_bad_resource_succeeds_with_warnings(tmp_path: Path) -> None:
     """Before: the job failed for good (InputError) and the patient got no report. Now: done, reports written,
     the warning recorded with the job and shown by GET /queue."""
-    from service.worker import Worker
+    from labinterp.server.worker import Worker
 
     app, obs = _app_serving_p08_with_a_bad_unit(tmp_path, strict=False)
     services = app.extensions["labinterp"]
@@ -107,7 +107,7 @@ def test_queued_job_with_a_bad_resource_succeeds_with_warnings(tmp_path: Path) -
 
 @responses.activate
 def test_strict_queued_job_fails_for_good(tmp_path: Path) -> None:
-    from service.worker import Worker
+    from labinterp.server.worker import Worker
 
     app, obs = _app_serving_p08_with_a_bad_unit(tmp_path, strict=True)
     services = app.extensions["labinterp"]

@@ -1,5 +1,5 @@
 """Writes the example patients: tests/data/patients/*.json (one Bundle each) and the embedded default
-service/examples/patients.json (all of them in one collection Bundle).
+service/labinterp/examples/patients.json (all of them in one collection Bundle).
 
 Run after changing a patient: python -m tests.data.make_examples; then regenerate the goldens
 (python -m tests.golden_tool --update) and review the diff."""
@@ -291,7 +291,7 @@ def main() -> None:
         index.append(f"| `{p.pid}.json` | {p.note} |")
     (target / "INDEX.md").write_text("| file | what it exercises |\n|---|---|\n" + "\n".join(index) + "\n")
     everything = {"resourceType": "Bundle", "type": "collection", "entry": [e for p in pats for e in p.bundle()["entry"]]}
-    examples = ROOT / "service" / "examples"
+    examples = ROOT / "service" / "labinterp" / "examples"
     examples.mkdir(parents=True, exist_ok=True)
     (examples / "patients.json").write_text(json.dumps(everything, indent=2) + "\n")
     print(f"wrote {len(pats)} patients")

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from labinterp.sandbox.hapi import Sandbox, load_file
 
-from service.sandbox import Sandbox, load_file
 from tests.conftest import ROOT, SITE
 
-EXAMPLES = ROOT / "service" / "examples" / "patients.json"
+EXAMPLES = ROOT / "service" / "labinterp" / "examples" / "patients.json"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -85,7 +85,15 @@ class Service:
             }
         )
         env.update(extra_env or {})
-        args = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--worker" if worker else "--no-worker"]
+        args = [
+            sys.executable,
+            "-m",
+            "labinterp.cli.main",
+            "serve",
+            "--port",
+            str(self.port),
+            "--worker" if worker else "--no-worker",
+        ]
         if callback:
             args += ["--callback-url", self.url]
         self.log = (workdir / f"service-{self.port}.log").open("w")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from service.errors import MappingsError
-from service.knowledge import load_knowledge
+from labinterp.errors import MappingsError
+from labinterp.knowledge import load_knowledge
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,8 @@
 """The generic band classifier, with comparators read as intervals."""
 
 import pytest
-
-from service.knowledge.model import Band, check_contiguous
-from service.rules.bands import classify
+from labinterp.knowledge.model import Band, check_contiguous
+from labinterp.rules.bands import classify
 
 BANDS = (
     Band(name="low", upper=1.0, upper_closed=False),

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labinterp.cli.main import read_json
+from labinterp.errors import MappingsError
+from labinterp.knowledge import Knowledge, load_knowledge
+from labinterp.knowledge.loader import package_mappings_dir
+from labinterp.pipeline import interpret_bundle
 from pydantic import BaseModel
 
-from service.cli import read_json
-from service.errors import MappingsError
-from service.knowledge import Knowledge, load_knowledge
-from service.knowledge.loader import package_mappings_dir
-from service.pipeline import interpret_bundle
 from tests.conftest import NOW, ROOT
 from tests.golden_tool import PATIENTS
 
@@ -218,7 +218,7 @@ def readable_texts(bundle: dict[str, Any], path: str = "") -> list[tuple[str, st
 
 
 def example_bundles() -> list[tuple[str, dict[str, Any]]]:
-    examples = [ROOT / "service" / "examples" / "patients.json", *sorted(PATIENTS.glob("*.json"))]
+    examples = [ROOT / "service" / "labinterp" / "examples" / "patients.json", *sorted(PATIENTS.glob("*.json"))]
     return [(p.stem, read_json(str(p))) for p in examples]
 
 
@@ -264,13 +264,13 @@ def user_facing_literals(path: Path) -> list[tuple[int, str]]:
 
 
 def test_render_has_no_source_key_literal() -> None:
-    assert user_facing_literals(ROOT / "service" / "render" / "report.py") == []
+    assert user_facing_literals(ROOT / "service" / "labinterp" / "render" / "report.py") == []
 
 
 def test_no_source_key_literal_in_service() -> None:
     found = [
         f"{p.relative_to(ROOT)}:{line}: {text.strip()[:80]}"
-        for p in sorted((ROOT / "service").rglob("*.py"))
+        for p in sorted((ROOT / "service" / "labinterp").rglob("*.py"))
         for line, text in user_facing_literals(p)
     ]
     assert not found, "\n".join(found)

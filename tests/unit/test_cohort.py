@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
-from service.cli import cli
-from service.cohort.analytics import analyze, table_from_bundle
-from service.cohort.synth import as_bundle, realistic_patients, table2_patients
-from service.knowledge import Knowledge
+from labinterp.cli.main import cli
+from labinterp.cohort.analytics import analyze, table_from_bundle
+from labinterp.cohort.synth import as_bundle, realistic_patients, table2_patients
+from labinterp.knowledge import Knowledge
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from labinterp.errors import BundleError
+from labinterp.extract import split_bundle
+from labinterp.extract.fhirtime import parse_fhir_time
+from labinterp.knowledge import Knowledge
 
-from service.errors import BundleError
-from service.extract import split_bundle
-from service.extract.fhirtime import parse_fhir_time
-from service.knowledge import Knowledge
 from tests.builders import ATC, LZD, MG, RXNORM, SCR, P, lzd_site
 from tests.conftest import record_of
 

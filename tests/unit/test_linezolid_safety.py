@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from labinterp.knowledge import Knowledge
+from labinterp.rules.linezolid import LinezolidFinding
 
-from service.knowledge import Knowledge
-from service.rules.linezolid import LinezolidFinding
 from tests.builders import ATC, LZD, P, loinc, lzd_site
 from tests.conftest import findings_of
 
@@ -274,7 +274,7 @@ def test_rifampicin_combination_atc_is_rifampicin(site_k: Knowledge) -> None:
     ],
 )
 def test_the_report_says_what_the_timing_check_concluded(site_k: Knowledge, count: int, after: float, label: str) -> None:
-    from service.compose.linezolid import timing_label
+    from labinterp.compose.linezolid import timing_label
 
     lz = lz_of(lzd_patient(5.0, count=count, hours_after_last=after), site_k)
     assert timing_label(lz) == label

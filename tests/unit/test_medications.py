@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from labinterp.extract.facts import FhirTime
+from labinterp.knowledge import Knowledge
+from labinterp.knowledge.model.medications import MedicationsFile
+from labinterp.rules.medications import current_medications, current_note, end_of
 from pydantic import ValidationError
 
-from service.extract.facts import FhirTime
-from service.knowledge import Knowledge
-from service.knowledge.model.medications import MedicationsFile
-from service.rules.medications import current_medications, current_note, end_of
 from tests.builders import ATC, LZD, RXNORM, P
 from tests.conftest import ROOT, findings_of, record_of
 
@@ -390,8 +390,8 @@ def test_magnesium_causes_are_the_current_ones(k: Knowledge) -> None:
 
 
 def test_a_washout_for_an_unknown_drug_is_a_load_error(tmp_path: Any) -> None:
-    from service.errors import MappingsError
-    from service.knowledge import load_knowledge
+    from labinterp.errors import MappingsError
+    from labinterp.knowledge import load_knowledge
 
     (tmp_path / "medications.toml").write_text('[washout.drugs.unobtainium]\ndays = 3\nreason = "test"\n')
     with pytest.raises(MappingsError, match=r"washout.drugs.unobtainium"):

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from labinterp.cli.main import cli
+from labinterp.errors import BundleError, ResourceError
+from labinterp.extract import split_bundle
+from labinterp.knowledge import Knowledge
+from labinterp.pipeline import interpret_bundle
 
-from service.cli import cli
-from service.errors import BundleError, ResourceError
-from service.extract import split_bundle
-from service.knowledge import Knowledge
-from service.pipeline import interpret_bundle
 from tests.builders import MG, SCR, P
 from tests.conftest import NOW, SITE, record_of
 
@@ -166,13 +166,13 @@ def test_warnings_never_repeat_a_name_or_identifier(site_k: Knowledge, tmp_path:
     ],
 )
 def test_shown_quotes_only_code_like_values(value: Any, expected: str) -> None:
-    from service.extract.facts import shown
+    from labinterp.extract.facts import shown
 
     assert shown(value) == expected
 
 
 def test_units_are_quoted_only_as_unit_tokens() -> None:
-    from service.extract.facts import Problem, shown_unit
+    from labinterp.extract.facts import Problem, shown_unit
 
     assert shown_unit("mg/furlong") == "'mg/furlong'" and shown_unit("mg/100.mL") == "'mg/100.mL'"
     assert shown_unit(NAME) == shown_unit(MRN) == "an unreadable unit"

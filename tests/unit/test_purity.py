@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = Path(__file__).resolve().parents[2] / "service"
+CORE = Path(__file__).resolve().parents[2] / "service" / "labinterp"
 FORBIDDEN_MODULES = (
     "flask",
     "requests",
@@ -20,11 +20,11 @@ FORBIDDEN_MODULES = (
     "shutil",
     "tempfile",
     "random",
-    "service.fhir",
-    "service.api",
-    "service.pipeline",
-    "service.cli",
-    "service.writeback",
+    "labinterp.fhir",
+    "labinterp.server.api",
+    "labinterp.pipeline",
+    "labinterp.cli.main",
+    "labinterp.writeback",
     "pathlib",
     "io",
 )

@@ -7,10 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from service.errors import FhirTemporaryError, ResourceError
-from service.fhir.retry import RetryPolicy
-from service.queue import JobQueue
-from service.worker import Worker
+from labinterp.errors import FhirTemporaryError, ResourceError
+from labinterp.fhir.retry import RetryPolicy
+from labinterp.server.queue import JobQueue
+from labinterp.server.worker import Worker
 
 
 def test_enqueue_coalesces_pending_jobs(tmp_path: Path) -> None:

@@ -13,13 +13,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from labinterp.cli.main import read_json
+from labinterp.knowledge import Knowledge
+from labinterp.pipeline import interpret_bundle
+from labinterp.render import report as report_module
+from labinterp.render.report import REPORT_KINDS, XHTML, attach, when
 from pypdf import PdfReader
 
-from service.cli import read_json
-from service.knowledge import Knowledge
-from service.pipeline import interpret_bundle
-from service.render import report as report_module
-from service.render.report import REPORT_KINDS, XHTML, attach, when
 from tests.builders import MG, SCR, P
 from tests.conftest import NOW
 from tests.golden_tool import PATIENTS

@@ -8,8 +8,9 @@ import base64
 from datetime import timedelta
 from typing import Any
 
-from service.knowledge import Knowledge
-from service.pipeline import interpret_bundle
+from labinterp.knowledge import Knowledge
+from labinterp.pipeline import interpret_bundle
+
 from tests.builders import MG_MOL, SCR, P, lzd_site
 from tests.conftest import NOW
 from tests.unit.test_linezolid_safety import SAMPLE, course_with_troughs

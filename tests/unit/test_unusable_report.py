@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.knowledge import Knowledge
-from service.pipeline import interpret_bundle
+from labinterp.knowledge import Knowledge
+from labinterp.pipeline import interpret_bundle
+
 from tests.builders import MG, P, lzd_site
 from tests.conftest import NOW
 

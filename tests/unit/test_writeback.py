@@ -7,10 +7,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from service.compose import Context, device
-from service.knowledge import Knowledge
-from service.pipeline import interpret_bundle
-from service.writeback import plan_writeback
+from labinterp.compose import Context, device
+from labinterp.knowledge import Knowledge
+from labinterp.pipeline import interpret_bundle
+from labinterp.writeback import plan_writeback
+
 from tests.conftest import NOW
 from tests.unit.test_pipeline import example
 

@@ -1,0 +1,82 @@
+"""`labinterp cohort`: cohort analytics and synthetic cohorts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from labinterp.cli.common import UsageFailure, _fail, _knowledge, write_json_atomic
+from labinterp.config import Settings
+from labinterp.errors import LabinterpError
+from labinterp.knowledge import load_knowledge
+
+
+@click.group("cohort", invoke_without_command=True)
+@click.option(
+    "--input", "input_path", type=click.Path(exists=True, dir_okay=False), help="A FHIR Bundle (JSON) or NDJSON file of patients."
+)
+@click.option("--fhir-url", default=None, help="Read every Patient of this FHIR server instead.")
+@click.option("--out", "out_path", default="stats.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--html", "html_path", default=None, type=click.Path(dir_okay=False), help="Also write a readable report with the plots."
+)
+@click.option("--mappings", "mappings", type=click.Path(file_okay=False), help="A site's overlay directory for mappings/.")
+@click.pass_context
+def cohort_group(
+    ctx: click.Context, input_path: str | None, fhir_url: str | None, out_path: str, html_path: str | None, mappings: str | None
+) -> None:
+    """Cohort analytics as the linezolid cohort study did them (labinterp cohort --input FILE --out stats.json [--html report.html]),
+    or `labinterp cohort synth` to make a synthetic cohort."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from labinterp.cohort.analytics import analyze, html_report, plots, table_from_bundle
+    from labinterp.cohort.io import read_cohort_file, read_cohort_server
+
+    try:
+        if bool(input_path) == bool(fhir_url):
+            raise UsageFailure("give either --input FILE or --fhir-url URL")
+        k = _knowledge(mappings)
+        data = (
+            read_cohort_file(Path(str(input_path))) if input_path else read_cohort_server(Settings.from_env().client(fhir_url), k)
+        )
+        table = table_from_bundle(data, k, progress=sys.stderr.isatty())
+        stats = analyze(table, k)
+        figures = plots(table, stats, k, Path(out_path).resolve().parent / (Path(out_path).stem + "_plots"))
+        stats["plots"] = {name: str(p) for name, p in figures.items()}
+    except LabinterpError as exc:
+        _fail(str(exc))
+        return
+    write_json_atomic(out_path, stats)
+    if html_path:
+        Path(html_path).write_text(html_report(stats, figures), encoding="utf-8")
+    c = stats["categories"]
+    click.echo(
+        f"{stats['n']} patients (excluded: {stats['excluded']['below_loq']} below LOQ, {stats['excluded']['egfr_below_30']} eGFR < 30); "
+        f"below/within/above {c['below']}/{c['within']}/{c['above']}; wrote {out_path}"
+        + (f" and {html_path}" if html_path else "")
+    )
+
+
+@cohort_group.command("synth")
+@click.option(
+    "--mode",
+    type=click.Choice(["table2", "realistic"]),
+    default="table2",
+    show_default=True,
+    help="table2: the 190 patients of Table 2 exactly (+ 6 below LOQ, + eGFR < 30); realistic: drawn from the distributions.",
+)
+@click.option("--patients", "n", default=1000, show_default=True, help="With --mode realistic: how many.")
+@click.option("--seed", default=190, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["bundle", "ndjson"]), default="bundle", show_default=True)
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+def cohort_synth(mode: str, n: int, seed: int, fmt: str, out_path: str) -> None:
+    """A synthetic cohort with the paper's distributions, deterministic from --seed, as FHIR."""
+    from labinterp.cohort.io import write_cohort
+    from labinterp.cohort.synth import realistic_patients, table2_patients
+
+    k = load_knowledge()
+    patients = table2_patients(k, seed) if mode == "table2" else realistic_patients(k, n, seed)
+    count = write_cohort(patients, k, Path(out_path), fmt, progress=sys.stderr.isatty())
+    click.echo(f"{len(patients)} patients, {count} resources -> {out_path}")

@@ -1,0 +1,291 @@
+"""The `labinterp` command line. Exit 0 on success, also when some resources were left out: then one
+warning line per resource on standard error ("labinterp: warning: Observation/x valueQuantity.unit: ...").
+Exit 2 with one line on standard error, and no output file, for input that cannot be used: not JSON, not
+FHIR, not a Bundle, or (with --strict / LABINTERP_STRICT=true) any resource that would be left out."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from labinterp import __version__
+from labinterp.cli.cohort import cohort_group
+from labinterp.cli.common import UsageFailure, _fail, _knowledge, read_json, write_json_atomic
+from labinterp.cli.sandbox import sandbox_group
+from labinterp.config import EQUATIONS, Settings
+from labinterp.errors import LabinterpError
+from labinterp.extract.facts import Problem
+from labinterp.extract.fhirtime import parse_now
+from labinterp.knowledge import load_knowledge
+from labinterp.pipeline import PatientResult, RunResult, interpret_bundle, interpret_patient
+from labinterp.summary import summarize
+
+
+def _now(text: str | None) -> datetime:
+    return parse_now(text) if text else datetime.now(UTC).replace(microsecond=0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="labinterp")
+def cli() -> None:
+    """labinterp: interprets linezolid troughs, magnesium, renal function and PGx genotypes from FHIR R4
+    and composes DiagnosticReport, RiskAssessment and Provenance resources."""
+
+
+@cli.command("interpret")
+@click.option(
+    "--bundle",
+    "bundle_path",
+    type=click.Path(dir_okay=False),
+    help="Input FHIR R4 Bundle (collection, searchset, transaction or batch).",
+)
+@click.option(
+    "--fhir-url", "fhir_url", help="A FHIR server to read the patient from and write the results to (or LABINTERP_FHIR_BASE_URL)."
+)
+@click.option("--patient", "patient_id", help="With --fhir-url: the Patient's id.")
+@click.option("--dry-run", is_flag=True, help="With --fhir-url: print the transaction instead of sending it.")
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False), help="Write the transaction Bundle here (default: standard output)."
+)
+@click.option("--now", "now_text", help="Evaluation time, ISO-8601 with time zone (default: the current time).")
+@click.option(
+    "--mappings",
+    "mappings",
+    type=click.Path(file_okay=False),
+    help="A site's overlay directory for mappings/ (or LABINTERP_MAPPINGS_DIR).",
+)
+@click.option(
+    "--equation", type=click.Choice(sorted(EQUATIONS)), help="eGFR equation (default from mappings/renal.toml: ckd-epi-2021)."
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit 2, nothing written) on any resource that cannot be used, for validating a data feed "
+    "(or LABINTERP_STRICT=true). Default: leave it out, list it in the report and warn on standard error.",
+)
+@click.option(
+    "--lenient", is_flag=True, help="Deprecated: leaving unusable resources out is the default. Overrides LABINTERP_STRICT."
+)
+@click.option("--summary", is_flag=True, help="Print a readable summary per patient on standard error.")
+@click.option("--no-validate", is_flag=True, help="Skip validating the output with fhir.resources (faster).")
+@click.option("--no-render", is_flag=True, help="No HTML/PDF presentedForm (faster, smaller); the narrative stays plain.")
+def interpret_cmd(
+    bundle_path: str | None,
+    fhir_url: str | None,
+    patient_id: str | None,
+    dry_run: bool,
+    out_path: str | None,
+    now_text: str | None,
+    mappings: str | None,
+    equation: str | None,
+    strict: bool,
+    lenient: bool,
+    summary: bool,
+    no_validate: bool,
+    no_render: bool,
+) -> None:
+    """Interpret patients from a Bundle file (--bundle) or from a FHIR server (--fhir-url --patient)."""
+    try:
+        settings = Settings.from_env()
+        fhir_url = fhir_url or (settings.fhir_base_url if not bundle_path else None)
+        if bool(bundle_path) == bool(fhir_url):
+            raise UsageFailure("give either --bundle FILE or --fhir-url URL --patient ID")
+        if fhir_url and not patient_id:
+            raise UsageFailure("--fhir-url needs --patient ID")
+        if strict and lenient:
+            raise UsageFailure("give --strict or --lenient, not both")
+        strict = strict or (settings.strict and not lenient)
+        k = _knowledge(mappings)
+        now = _now(now_text)
+        eq = EQUATIONS[equation] if equation else (EQUATIONS[settings.egfr_equation] if settings.egfr_equation else None)
+        if fhir_url:
+            live = interpret_patient(
+                settings.client(fhir_url), str(patient_id), k, now, dry_run=dry_run, strict=strict, equation=eq
+            )
+            problems = live.problems
+            if summary and live.findings is not None:
+                for line in summarize(PatientResult(live.findings, [])):
+                    click.echo(line, err=True)
+            plan = live.plan
+            click.echo(
+                f"created {plan.created or '-'}; amended {plan.amended or '-'}; unchanged {plan.unchanged or '-'}; "
+                f"{live.requests} HTTP requests" + (" (dry run: nothing sent)" if dry_run else ""),
+                err=True,
+            )
+            output: dict[str, Any] = plan.bundle if dry_run or live.response is None else live.response
+        else:
+            data = read_json(str(bundle_path))
+            result = interpret_bundle(
+                data,
+                k,
+                now,
+                strict=strict,
+                equation=eq,
+                validate=settings.validate_output and not no_validate,
+                render=settings.render and not no_render,
+            )
+            if summary:
+                _print_summary(result, err=True)
+            output = result.bundle
+            problems = result.problems
+    except LabinterpError as exc:
+        _fail(str(exc))
+        return
+    except RecursionError:  # input nested deeper than the readers go: unreadable input, one line
+        _fail(f"{bundle_path or 'the server data'}: not readable: nested too deeply")
+        return
+    except Exception as exc:  # a bug: one line, no traceback (which could quote the input)
+        click.echo(f"labinterp: error: unexpected internal error ({type(exc).__name__}); please report it", err=True)
+        sys.exit(1)
+    _warn(problems)
+    if out_path:
+        write_json_atomic(out_path, output)
+    else:
+        click.echo(json.dumps(output, indent=2, ensure_ascii=False))
+
+
+def _warn(problems: list[Problem]) -> None:
+    """One line per resource left out: its reference, element and reason (never a patient's name or identifier)."""
+    for p in problems:
+        click.echo(f"labinterp: warning: {p.line} (left out)", err=True)
+
+
+def _print_summary(result: RunResult, err: bool = False) -> None:
+    for p in result.patients:
+        for line in summarize(p):
+            click.echo(line, err=err)
+    n = sum(len(p.written) for p in result.patients)
+    click.echo(
+        f"{len(result.patients)} patients, {n} resources to write (plus 1 Device)"
+        if n
+        else f"{len(result.patients)} patients, nothing to write",
+        err=err,
+    )
+
+
+@cli.command("check-mappings")
+@click.option(
+    "--mappings",
+    "mappings",
+    type=click.Path(file_okay=False),
+    help="A site's overlay directory to check with the package's mappings.",
+)
+def check_mappings_cmd(mappings: str | None) -> None:
+    """Validate every mappings file (and an overlay); name file and key on any error."""
+    try:
+        k = _knowledge(mappings)
+    except LabinterpError as exc:
+        _fail(str(exc))
+        return
+    click.echo(
+        f"mappings OK: rule set {k.ruleset_version}; {len(k.analytes)} analytes, {len(k.analyte_codes)} analyte codes, "
+        f"{len(k.genes)} genes ({', '.join(sorted(k.genes))}), {len(k.drugs)} drugs, {len(k.mg_causes)} magnesium-cause classes"
+    )
+    for name, version in sorted(k.file_versions.items()):
+        click.echo(f"  {name}: {version}")
+
+
+def examples_dir() -> Path:
+    return Path(str(resources.files("labinterp") / "examples"))
+
+
+@cli.command("demo")
+@click.option("--offline", is_flag=True, help="No server: interpret the example Bundle file and write the transaction Bundle.")
+@click.option(
+    "--out",
+    "out_path",
+    default="labinterp-demo-output.json",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="With --offline: where to write the transaction Bundle.",
+)
+@click.option("--now", "now_text", default="2026-01-20T12:00:00Z", show_default=True, help="With --offline: evaluation time.")
+@click.option("--stop", is_flag=True, help="Stop HAPI afterwards (default: leave it running to explore).")
+@click.option("--fhir-port", default=8090, show_default=True)
+@click.option("--service-port", default=8080, show_default=True)
+def demo_cmd(offline: bool, out_path: str, now_text: str, stop: bool, fhir_port: int, service_port: int) -> None:
+    """The whole loop on the bundled example patients: local HAPI up, patients loaded, the service started,
+    reports written back and summarized. --offline does the same from a file, with no server."""
+    try:
+        if not offline:
+            from labinterp.sandbox.demo import run_demo
+
+            run_demo(
+                Path(Settings.from_env().workdir),
+                fhir_port=fhir_port,
+                service_port=service_port,
+                keep_running=not stop,
+                echo=click.echo,
+            )
+            return
+        k = load_knowledge(examples_dir() / "site-mappings")
+        data = read_json(str(examples_dir() / "patients.json"))
+        result = interpret_bundle(data, k, parse_now(now_text))
+    except LabinterpError as exc:
+        _fail(str(exc))
+        return
+    _print_summary(result)
+    _warn(result.problems)
+    write_json_atomic(out_path, result.bundle)
+    click.echo(f"wrote {out_path}")
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+@click.option("--threads", default=8, show_default=True, help="Request threads (one gunicorn worker process).")
+@click.option(
+    "--worker/--no-worker", default=True, show_default=True, help="Run the queue worker, the poll and the Subscription."
+)
+@click.option(
+    "--callback-url", default=None, help="This service's URL as the FHIR server reaches it (registers the Subscription)."
+)
+def serve_cmd(host: str, port: int, threads: int, worker: bool, callback_url: str | None) -> None:
+    """The Flask service under gunicorn. Settings from LABINTERP_* (see labinterp/server/app.py)."""
+    from gunicorn.app.base import BaseApplication
+
+    from labinterp.server.app import create_app
+
+    os.environ["LABINTERP_WORKER"] = "true" if worker else "false"
+    if callback_url:
+        os.environ["LABINTERP_CALLBACK_URL"] = callback_url
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": f"{host}:{port}",
+                "workers": 1,
+                "worker_class": "gthread",
+                "threads": threads,
+                "timeout": 120,
+                "graceful_timeout": 20,
+                "accesslog": None,
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app()
+
+    try:
+        Server().run()
+    except LabinterpError as exc:
+        _fail(str(exc))
+
+
+cli.add_command(cohort_group)
+cli.add_command(sandbox_group)
+
+
+def main() -> None:
+    cli(prog_name="labinterp")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Cohort analytics as the linezolid cohort study did them: each patient's first trough; troughs below the LOQ and eGFR
+< 30 excluded and counted; below/within/above overall and by genotype group with chi-square p-values;
+multinomial logistic regression (below vs within, above vs within), unadjusted and adjusted for age, with
+95 % CI; trough vs age and vs eGFR correlations; Fig. 1 and Fig. 2 style plots.
+
+stats.json has a stable shape (keys may be added):
+{"n", "excluded": {"below_loq", "egfr_below_30", ...}, "categories": {"below", "within", "above"} (counts),
+ "groups": [{"factor", "group", "below", "within", "above"} (percentages), ...],
+ "associations": [{"factor", "group", "reference", "outcome", "odds_ratio", "ci95", "p", "adjusted_for"}, ...]}"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from labinterp.extract import extract_patient, split_bundle
+from labinterp.knowledge import Knowledge
+from labinterp.rules.bands import classify
+from labinterp.rules.pgx import interpret_pgx
+from labinterp.rules.renal import assess_renal
+
+FACTORS = ("CYP3A5", "POR*28", "CYP3A4*22", "ABCB1 c.3435C>T", "ABCB1 haplotype")
+CATEGORY_OF_BAND = {"below": "below", "within": "within", "above": "above", "above_linearity": "above"}
+
+
+@dataclass
+class CohortTable:
+    frame: pd.DataFrame  # one row per patient with a trough: pid, trough, band, category, age, egfr, one column per factor
+    skipped: int  # patients without a linezolid trough, or whose records could not be read
+
+
+def table_from_bundle(data: Any, k: Knowledge, progress: bool = False) -> CohortTable:
+    parsed = split_bundle(data)
+    equation = k.cohort.population.egfr_equation
+    rows, skipped = [], 0
+    patients = parsed.patients
+    if progress:
+        from tqdm import tqdm
+
+        patients = tqdm(patients, desc="patients", unit="pt")
+    for pinput in patients:
+        record = extract_patient(pinput, parsed.medications, k)
+        troughs = [m for m in record.of("linezolid") if m.value is not None]
+        if not troughs:
+            skipped += 1
+            continue
+        first = troughs[0]  # the first TDM, as the paper analysed
+        assert first.value is not None
+        band = classify(first.value, k.linezolid.bands, first.comparator)
+        when = first.time.start.date() if first.time else None
+        renal = assess_renal(record, k, equation)
+        pgx = interpret_pgx(record, k)
+        row: dict[str, Any] = {
+            "pid": record.patient.source.id,
+            "trough": first.value,
+            "band": band.name if band else "indeterminate",
+            "category": CATEGORY_OF_BAND.get(band.name) if band else None,
+            "age": record.patient.age_at(when) if when else None,
+            "egfr": renal.egfr if renal else None,
+        }
+        for factor in FACTORS:
+            row[factor] = pgx.group(factor) if pgx else None
+        rows.append(row)
+    return CohortTable(pd.DataFrame(rows), skipped)
+
+
+def _percent(n: int, total: int) -> float:
+    return round(100.0 * float(n) / float(total), 1) if total else 0.0
+
+
+def _chi2_p(table: np.ndarray) -> float | None:
+    from scipy.stats import chi2_contingency
+
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[0] < 2 or table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return None
+    return float(chi2_contingency(table, correction=False)[1])
+
+
+def _mnlogit(df: pd.DataFrame, exposed: str, adjust: list[str]) -> dict[str, dict[str, Any]]:
+    """ORs of below vs within and above vs within for `exposed` (1) vs reference (0), from a multinomial logit."""
+    import statsmodels.api as sm
+
+    y = df["category"].map({"within": 0, "below": 1, "above": 2})
+    x = pd.DataFrame({"exposed": (df["group"] == exposed).astype(float)})
+    for col in adjust:
+        x[col] = df[col].astype(float)
+    x = sm.add_constant(x, has_constant="add")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sm.MNLogit(y, x).fit(disp=0, maxiter=200)
+    out: dict[str, dict[str, Any]] = {}
+    for eq, outcome_name in ((0, "below"), (1, "above")):  # statsmodels' equation 0 is y=1 (below), 1 is y=2 (above)
+        coef, se, p = float(fit.params.iloc[1, eq]), float(fit.bse.iloc[1, eq]), float(fit.pvalues.iloc[1, eq])
+        if not all(math.isfinite(v) for v in (coef, se, p)):
+            raise ValueError("not estimable")
+        out[outcome_name] = {
+            "odds_ratio": round(math.exp(coef), 4),
+            "ci95": [round(math.exp(coef - 1.959964 * se), 4), round(math.exp(coef + 1.959964 * se), 4)],
+            "p": round(p, 4),
+        }
+    return out
+
+
+def analyze(table: CohortTable, k: Knowledge) -> dict[str, Any]:
+    df = table.frame
+    limit = k.cohort.population.egfr_exclude_below
+    below_loq = int((df["band"] == "not_quantifiable").sum()) if len(df) else 0
+    rest = df[df["band"] != "not_quantifiable"] if len(df) else df
+    renal_low = rest["egfr"].notna() & (rest["egfr"] < limit) if len(rest) else pd.Series(dtype=bool)
+    egfr_low = int(renal_low.sum()) if len(rest) else 0
+    rest = rest[~renal_low] if len(rest) else rest
+    indeterminate = int(rest["category"].isna().sum()) if len(rest) else 0
+    data = rest[rest["category"].notna()].copy() if len(rest) else rest
+    n = len(data)
+    counts = {c: int((data["category"] == c).sum()) if n else 0 for c in ("below", "within", "above")}
+    stats: dict[str, Any] = {
+        "n": n,
+        "excluded": {
+            "below_loq": below_loq,
+            "egfr_below_30": egfr_low,
+            "indeterminate": indeterminate,
+            "no_trough_or_unreadable": table.skipped,
+        },
+        "categories": {**counts, "percent": {c: _percent(v, n) for c, v in counts.items()}},
+        "groups": [],
+        "associations": [],
+        "correlations": [],
+        "rules": {
+            "first_trough": True,
+            "egfr_equation": k.cohort.population.egfr_equation,
+            "egfr_exclude_below": limit,
+            "loq_mg_per_l": k.linezolid.assay.loq_mg_per_l,
+        },
+    }
+    order = {(r.factor, r.group): i for i, r in enumerate(k.linezolid.cohort.table2)}
+    for factor in FACTORS:
+        groups = sorted({g for g in data[factor].dropna()} if n else set(), key=lambda g: order.get((factor, g), 99))
+        matrix = (
+            np.array(
+                [
+                    [int(((data[factor] == g) & (data["category"] == c)).sum()) for c in ("below", "within", "above")]
+                    for g in groups
+                ]
+            )
+            if groups
+            else np.zeros((0, 3))
+        )
+        p = _chi2_p(matrix) if len(groups) >= 2 else None
+        for g, row in zip(groups, matrix, strict=True):
+            total = int(row.sum())
+            stats["groups"].append(
+                {
+                    "factor": factor,
+                    "group": g,
+                    "n": total,
+                    "below": _percent(row[0], total),
+                    "within": _percent(row[1], total),
+                    "above": _percent(row[2], total),
+                    "counts": {"below": int(row[0]), "within": int(row[1]), "above": int(row[2])},
+                    "p_chi2": p,
+                }
+            )
+        stats["excluded"][f"unclassified {factor}"] = int(data[factor].isna().sum()) if n else 0
+    for f in k.linezolid.factors:
+        subset = data[data[f.factor].isin([f.group, f.reference])].rename(columns={f.factor: "group"}) if n else data
+        for adjust in ([], ["age"]):
+            base = {"factor": f.factor, "group": f.group, "reference": f.reference, "adjusted_for": adjust}
+            try:
+                usable = subset.dropna(subset=adjust) if adjust else subset
+                result = _mnlogit(usable, f.group, adjust)
+            except Exception as exc:  # separation, too few patients: say so rather than print a number
+                for outcome in ("below", "above"):
+                    stats["associations"].append(
+                        {
+                            **base,
+                            "outcome": f"{outcome} vs within",
+                            "odds_ratio": None,
+                            "ci95": None,
+                            "p": None,
+                            "error": f"not estimable: {type(exc).__name__}",
+                        }
+                    )
+                continue
+            for outcome, r in result.items():
+                stats["associations"].append({**base, "outcome": f"{outcome} vs within", **r, "n": len(usable)})
+    from scipy.stats import pearsonr
+
+    for var in ("age", "egfr"):
+        pair = data[["trough", var]].dropna() if n else data
+        if len(pair) >= 3 and pair[var].nunique() > 1:
+            r, p = pearsonr(pair["trough"], pair[var])
+            stats["correlations"].append(
+                {"x": "trough", "y": var, "r": round(float(r), 4), "p": round(float(p), 4), "n": len(pair)}
+            )
+    return stats
+
+
+def plots(table: CohortTable, stats: dict[str, Any], k: Knowledge, outdir: Path) -> dict[str, Path]:
+    """Fig. 1 (box plot with the therapeutic window and the shares) and Fig. 2 (trough vs age with its trend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    df = table.frame
+    limit = stats["rules"]["egfr_exclude_below"]
+    data = df[df["category"].notna() & ~(df["egfr"].notna() & (df["egfr"] < limit))]
+    lo, hi = k.linezolid.band("within").lower, k.linezolid.band("within").upper
+    pct = stats["categories"]["percent"]
+    fig1, ax = plt.subplots(figsize=(4.2, 5.2), dpi=110)
+    ax.boxplot(data["trough"], widths=0.5, showfliers=True)
+    for edge in (lo, hi):
+        if edge is not None:
+            ax.axhline(edge, linestyle="--", color="grey", linewidth=1)
+    ax.set_ylabel("Linezolid trough (mg/L)")
+    ax.set_xticks([1], [f"n = {stats['n']}"])
+    ax.text(1.32, (hi or 8) * 1.6, f"above {pct['above']} %", fontsize=8)
+    ax.text(1.32, ((lo or 2) + (hi or 8)) / 2, f"within {pct['within']} %", fontsize=8)
+    ax.text(1.32, (lo or 2) * 0.5, f"below {pct['below']} %", fontsize=8)
+    ax.set_title("Fig. 1  First linezolid trough")
+    fig1.tight_layout()
+    p1 = outdir / "fig1_troughs.png"
+    fig1.savefig(p1)
+    fig2, ax2 = plt.subplots(figsize=(5.6, 4.2), dpi=110)
+    pair = data[["age", "trough"]].dropna()
+    ax2.scatter(pair["age"], pair["trough"], s=10, alpha=0.7)
+    if len(pair) >= 2:
+        slope, intercept = np.polyfit(pair["age"], pair["trough"], 1)
+        xs = np.array([pair["age"].min(), pair["age"].max()])
+        ax2.plot(xs, slope * xs + intercept, color="black")
+    r = next((c["r"] for c in stats["correlations"] if c["y"] == "age"), None)
+    ax2.set_xlabel("Age (years)")
+    ax2.set_ylabel("Linezolid trough (mg/L)")
+    ax2.set_title(f"Fig. 2  Trough vs age (r = {r})" if r is not None else "Fig. 2  Trough vs age")
+    fig2.tight_layout()
+    p2 = outdir / "fig2_trough_vs_age.png"
+    fig2.savefig(p2)
+    plt.close(fig1)
+    plt.close(fig2)
+    return {"fig1": p1, "fig2": p2}
+
+
+HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>labinterp cohort</title>
+<style>body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right}th{background:#eee}td:first-child,td:nth-child(2){text-align:left}
+img{max-width:48%;margin-right:1%}</style></head><body>
+<h1>Linezolid cohort: first trough by genotype</h1>
+<p>{{ s.n }} patients analysed; excluded: {{ s.excluded.below_loq }} below the limit of quantification,
+{{ s.excluded.egfr_below_30 }} with eGFR below {{ s.rules.egfr_exclude_below }} ({{ s.rules.egfr_equation }}).
+Below / within / above the 2-8 mg/L range: {{ s.categories.below }} / {{ s.categories.within }} / {{ s.categories.above }}
+({{ s.categories.percent.below }} % / {{ s.categories.percent.within }} % / {{ s.categories.percent.above }} %).</p>
+<h2>By genotype group (as Table 2 of the Milan linezolid cohort: 190 adults on linezolid 600 mg every 12 h, Luigi Sacco University Hospital)</h2>
+<table><tr><th>factor</th><th>group</th><th>n</th><th>below %</th><th>within %</th><th>above %</th><th>p (chi-square)</th></tr>
+{% for g in s.groups %}<tr><td>{{ g.factor }}</td><td>{{ g.group }}</td><td>{{ g.n }}</td><td>{{ g.below }}</td><td>{{ g.within }}</td>
+<td>{{ g.above }}</td><td>{{ "%.3f"|format(g.p_chi2) if g.p_chi2 is not none else "-" }}</td></tr>{% endfor %}</table>
+<h2>Multinomial logistic regression (reference: within range)</h2>
+<table><tr><th>factor</th><th>group vs reference</th><th>outcome</th><th>adjusted for</th><th>OR</th><th>95 % CI</th><th>p</th></tr>
+{% for a in s.associations %}<tr><td>{{ a.factor }}</td><td>{{ a.group }} vs {{ a.reference }}</td><td>{{ a.outcome }}</td>
+<td>{{ a.adjusted_for|join(", ") or "-" }}</td><td>{{ a.odds_ratio if a.odds_ratio is not none else "n/a" }}</td>
+<td>{{ "%s-%s"|format(a.ci95[0], a.ci95[1]) if a.ci95 else a.error }}</td><td>{{ a.p if a.p is not none else "-" }}</td></tr>{% endfor %}</table>
+<h2>Correlations</h2><ul>{% for c in s.correlations %}<li>trough vs {{ c.y }}: r = {{ c.r }} (p = {{ c.p }}, n = {{ c.n }})</li>{% endfor %}</ul>
+{% for name, data in figures.items() %}<img alt="{{ name }}" src="data:image/png;base64,{{ data }}">{% endfor %}
+</body></html>"""
+
+
+def html_report(stats: dict[str, Any], figures: dict[str, Path]) -> str:
+    import base64
+
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True)
+    encoded = {name: base64.b64encode(path.read_bytes()).decode() for name, path in figures.items()}
+    return env.from_string(HTML).render(s=stats, figures=encoded)

@@ -1,0 +1,93 @@
+"""Shared pieces of composed resources: codings, identifiers, the entry a resource is written as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from labinterp.compose.ids import content_uuid, series_uuid
+from labinterp.extract.facts import FhirTime, Measurement, SourceRef
+from labinterp.knowledge import Knowledge
+
+
+def instant(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def coding(system: str, code: str, display: str | None = None) -> dict[str, Any]:
+    c = {"system": system, "code": code}
+    if display:
+        c["display"] = display
+    return c
+
+
+def concept(system: str, code: str, display: str | None = None, text: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"coding": [coding(system, code, display)]}
+    if text:
+        out["text"] = text
+    return out
+
+
+def ref(source: SourceRef, display: str | None = None) -> dict[str, str]:
+    out = {"reference": source.reference}
+    if display:
+        out["display"] = display
+    return out
+
+
+def effective(time: FhirTime | None) -> dict[str, str]:
+    return {"effectiveDateTime": time.text} if time else {}
+
+
+def status_of(inputs: list[Measurement] | list[Any]) -> str:
+    return "preliminary" if any(getattr(m, "preliminary", False) for m in inputs) else "final"
+
+
+@dataclass
+class Written:
+    """A resource to write, with the inputs it was derived from."""
+
+    kind: str  # "linezolid" | "magnesium" | "renal" | "genotype" | "exposure-risk" | "arrhythmia-risk" | "egfr" | "provenance"
+    resource: dict[str, Any]
+    uuid: str
+    inputs: list[SourceRef] = field(default_factory=list)
+
+    @property
+    def full_url(self) -> str:
+        return f"urn:uuid:{self.uuid}"
+
+
+@dataclass
+class Context:
+    k: Knowledge
+    now: datetime
+    patient: SourceRef
+
+    @property
+    def systems(self) -> dict[str, str]:
+        return self.k.output.systems
+
+    def interpretation(self, code: str) -> dict[str, Any]:
+        return concept(self.systems["interpretation"], code, self.k.output.interpretations.get(code))
+
+    def new(self, kind: str, resource: dict[str, Any], inputs: list[SourceRef]) -> Written:
+        """Stamp a resource with its content identifier (the conditional-create key) and its series
+        identifier. Resources without Resource.identifier (Provenance) get a deterministic id instead."""
+        versions = [s.versioned if s.versioned != s.reference else f"{s.reference}@{s.version}" for s in inputs]
+        uid = content_uuid(kind, self.patient.reference, versions, self.k.ruleset_version)
+        rtype = resource.pop("resourceType")
+        if rtype == "Provenance":
+            body = {"resourceType": rtype, "id": deterministic_id(uid), **resource}
+        else:
+            identifiers = [
+                {"system": self.systems["content_identifier"], "value": f"urn:uuid:{uid}"},
+                {"system": self.systems["series_identifier"], "value": f"{kind}:{series_uuid(kind, self.patient.reference)}"},
+            ]
+            body = {"resourceType": rtype, "identifier": identifiers, **resource}
+        return Written(kind, body, uid, list(dict.fromkeys(inputs)))
+
+
+def deterministic_id(uid: str) -> str:
+    """A client-assigned resource id (letters first, as HAPI requires of client ids)."""
+    return f"labinterp-{uid}"

@@ -1,0 +1,82 @@
+"""The serum magnesium DiagnosticReport (SPEC section 4)."""
+
+from __future__ import annotations
+
+from labinterp.compose import narrative as nv
+from labinterp.compose.common import Context, Written, concept, effective, ref, status_of
+from labinterp.compose.renal import renal_line
+from labinterp.compose.reports import not_used, report
+from labinterp.rules import Findings
+from labinterp.rules.magnesium import MagnesiumFinding
+
+
+def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written:
+    k = ctx.k
+    band = mg.band
+    mgk = k.magnesium
+    # a converted value is shown to 3 decimals, so it never looks as if it sat on a band edge it does not
+    lines = [
+        f"Serum magnesium {mg.mg.original}"
+        + (f" ({mg.mg.value:.3f} mg/dL)" if not mg.mg.original.endswith("mg/dL") else "")
+        + f": {band.text if band else 'indeterminate: ' + mg.why_indeterminate}"
+        + (f"; {mg.compared_in}" if mg.compared_in else "")
+        + (f"; {mg.conversion_note}" if mg.conversion_note else "")
+        + "."
+    ]
+    if mg.lab_note:
+        lines.append(mg.lab_note)
+    if mg.child:
+        lines.append(f"Patient aged {mg.age} years: the children's dose of the source applies, not the adult doses.")
+    if mg.causes:
+        lines.append("Medications that can cause hypomagnesemia: " + "; ".join(mg.causes) + ".")
+    if mg.not_current:
+        lines.append("On record but not current at the sample, so not named as a cause: " + "; ".join(mg.not_current) + ".")
+    if mg.digoxin and mg.hypo:
+        lines.append(mgk.digoxin.text)
+    if mg.hypo:
+        named = [w for w, on in (("hypokalemia", mg.hypokalemia), ("hypocalcemia", mg.hypocalcemia)) if on]
+        if named:
+            lines.append(f"Also present: {' and '.join(named)}.")
+    if mg.femg:
+        lines.append(mg.femg.text.rstrip(".") + ".")
+    if mg.hypo and mg.arrhythmia_risk:
+        lines.append(f"Arrhythmia risk: {mg.arrhythmia_risk} (see the linked RiskAssessment).")
+    if mg.mg.preliminary:
+        lines.append("Note: the result is preliminary.")
+    codes = []
+    if band:
+        codes.append(ctx.interpretation(band.interpretation))
+        if band.snomed:
+            codes.append(concept(ctx.systems["snomed"], band.snomed, None, band.text.split(":")[0].split(" (")[0]))
+    guidance = mg.guidance + mg.electrolytes
+    at = mg.mg.time.start if mg.mg.time else None
+    basis = [
+        f"Bands: {', '.join(b.text for b in mgk.bands)} ({mgk.meta.source}).",
+        *[f"Edges in {u.unit}: {', '.join(f'{e:g}' for e in u.edges)} ({u.derivation}; {u.source})." for u in mgk.unit_edges],
+        renal_line(f.renal, at),
+    ]
+    if mg.renal_gate is not None:
+        basis.append(f"Renal gate (below {mgk.renal.threshold:g}): {mg.renal_gate.text}.")
+    if mg.hypo:
+        e = mgk.electrolytes
+        basis.append(
+            f"Potassium and calcium: the result nearest at or before this sample, at most {e.max_age_hours:g} h before "
+            f"({e.max_age_source})."
+        )
+    if mg.judged:
+        basis.append("Electrolytes: " + "; ".join(j.words for j in mg.judged) + ".")
+        basis += [f"Default limits: {src}." for src in dict.fromkeys(j.default_source for j in mg.judged if j.default_source)]
+    if mg.child:
+        basis.append(f"Children's dose: {mgk.pediatric.source}.")
+    text = nv.div(
+        k.output.reports["magnesium"].title,
+        lines,
+        nv.section(f"Guidance ({mgk.guidance.source}; the clinician chooses by the patient's state)", guidance),
+        nv.section("Basis", basis),
+        not_used(f),
+    )
+    conclusion = " ".join(lines + ([f"Guidance: {' '.join(guidance)}"] if guidance else []))
+    body = report(
+        ctx, "magnesium", status_of(mg.inputs), effective(mg.mg.time), [ref(m.source) for m in mg.inputs], conclusion, codes, text
+    )
+    return ctx.new("magnesium", body, [m.source for m in mg.inputs] + [ctx.patient])

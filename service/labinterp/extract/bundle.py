@@ -1,0 +1,258 @@
+"""Splits an input Bundle into one group of resources per patient, resolving references.
+
+Accepts Bundle.type collection, searchset, transaction and batch. Input that is not FHIR at all (not a
+Bundle, an entry without a resource, a Bundle none of whose entries is a FHIR resource) raises a BundleError
+naming the entry. A problem of one resource (no id, no resourceType beside other resources, a subject that
+cannot be resolved, two different resources under one id) is a Problem: on the patient's input when its
+subject says whose it is, otherwise on the Bundle's; the caller decides (strict mode fails). Identical
+copies of one resource are read once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from labinterp.errors import BundleError, ResourceError
+from labinterp.extract.facts import Problem, SourceRef
+
+ACCEPTED_TYPES = ("collection", "searchset", "transaction", "batch")
+PATIENT_DATA = ("Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration")
+
+
+def content_version(resource: dict[str, Any]) -> str:
+    """meta.versionId when present, otherwise a hash of the resource's content (so changed content changes it)."""
+    meta = resource.get("meta")
+    vid = meta.get("versionId") if isinstance(meta, dict) else None
+    if isinstance(vid, str) and vid:
+        return vid
+    body = {k: v for k, v in resource.items() if k != "meta"}
+    return "sha256-" + hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def source_ref(resource: dict[str, Any], full_url: str | None) -> SourceRef:
+    rtype = resource["resourceType"]
+    rid = resource.get("id")
+    if isinstance(rid, str) and rid:
+        reference = f"{rtype}/{rid}"
+    elif full_url:
+        reference = full_url
+        rid = full_url
+    else:
+        raise ResourceError(f"{rtype} (no id)", "a resource needs an id or a fullUrl to be referenced")
+    return SourceRef(rtype, rid, content_version(resource), reference)
+
+
+@dataclass
+class PatientInput:
+    patient: dict[str, Any]
+    patient_ref: SourceRef
+    resources: list[tuple[dict[str, Any], SourceRef]] = field(default_factory=list)
+    # this patient's resources with neither id nor fullUrl, with where they are: nothing written could point at
+    # them; extraction lists those it recognises (a Problem), and skips the rest like any resource it does not read
+    unreferenceable: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # found while splitting: e.g. two different copies of one id
+
+
+@dataclass
+class InputBundle:
+    patients: list[PatientInput]
+    medications: dict[str, dict[str, Any]]  # Medication resources by every key they can be referenced as
+    problems: list[Problem] = field(default_factory=list)  # resources that belong to no patient of this Bundle
+
+
+def _keys(resource: dict[str, Any], full_url: str | None) -> list[str]:
+    keys = []
+    if full_url:
+        keys.append(full_url)
+    rid = resource.get("id")
+    if isinstance(rid, str) and rid:
+        keys.append(f"{resource['resourceType']}/{rid}")
+    return keys
+
+
+def _normalize_reference(ref: str) -> str:
+    """Absolute server URLs reduce to Type/id; _history suffixes are dropped."""
+    if ref.startswith(("http://", "https://")):
+        parts = ref.rstrip("/").split("/")
+        if "_history" in parts:
+            parts = parts[: parts.index("_history")]
+        if len(parts) >= 2:
+            return f"{parts[-2]}/{parts[-1]}"
+    if "/_history/" in ref:
+        return ref.split("/_history/")[0]
+    return ref
+
+
+def split_bundle(bundle: Any) -> InputBundle:
+    if not isinstance(bundle, dict):
+        raise BundleError("input", f"expected a FHIR Bundle (a JSON object), found {type(bundle).__name__}")
+    rtype = bundle.get("resourceType")
+    if rtype != "Bundle":
+        raise BundleError("input", f"expected resourceType 'Bundle', found {rtype!r}")
+    btype = bundle.get("type")
+    if btype not in ACCEPTED_TYPES:
+        raise BundleError("Bundle.type", f"{btype!r} is not one of {', '.join(ACCEPTED_TYPES)}")
+    entries = bundle.get("entry")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise BundleError("Bundle.entry", "must be a list")
+
+    problems: list[Problem] = []
+    ordered: list[tuple[dict[str, Any], SourceRef | None, str]] = []
+    untyped: list[BundleError] = []
+    full_urls: dict[str, str | None] = {}  # by entry
+    for i, entry in enumerate(entries):
+        where = f"Bundle.entry[{i}]"
+        if not isinstance(entry, dict):
+            raise BundleError(where, "an entry must be a JSON object")
+        resource = entry.get("resource")
+        request = entry.get("request")
+        if (
+            resource is None
+            and btype in ("transaction", "batch")
+            and isinstance(request, dict)
+            and request.get("method") == "DELETE"
+        ):
+            continue
+        if not isinstance(resource, dict):
+            raise BundleError(where, "entry has no resource")
+        res_type = resource.get("resourceType")
+        if not isinstance(res_type, str) or not res_type:
+            # one entry that is not a FHIR resource, beside others that are: left out (a Bundle of none is not FHIR)
+            untyped.append(BundleError(f"{where}.resource", "has no resourceType: not a FHIR resource"))
+            continue
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        try:
+            ref: SourceRef | None = source_ref(resource, full_url)
+        except ResourceError:
+            ref = None  # cannot be referenced: a Problem below, for the resources labinterp reads
+        full_urls[where] = full_url
+        ordered.append((resource, ref, where))
+    if untyped and not ordered:
+        raise untyped[0]
+    problems += [Problem(e.where, e.what) for e in untyped]
+
+    ordered, conflicts = _deduplicated(ordered, problems)
+    index: dict[str, tuple[dict[str, Any], SourceRef]] = {}
+    medications: dict[str, dict[str, Any]] = {}
+    for resource, ref, where in ordered:
+        if ref is None:
+            continue
+        for key in _keys(resource, full_urls[where]):
+            index[key] = (resource, ref)
+            if resource["resourceType"] == "Medication":
+                medications[key] = resource
+
+    patients: dict[str, PatientInput] = {}
+    for resource, ref, where in ordered:
+        if resource["resourceType"] != "Patient":
+            continue
+        if ref is None:
+            problems.append(Problem(f"Patient ({where})", f"{NO_ID}: its results cannot be attributed to it"))
+        else:
+            patients.setdefault(ref.reference, PatientInput(resource, ref))
+    for resource, ref, where in ordered:
+        if resource["resourceType"] not in PATIENT_DATA:
+            continue
+        label = f"{ref.reference} ({where})" if ref else f"{resource['resourceType']} ({where})"
+        try:
+            patient_ref = _subject(resource, label, index)
+        except ResourceError as exc:
+            problems.append(Problem(exc.where, exc.what))
+            continue
+        if ref is None:
+            patients[patient_ref.reference].unreferenceable.append((resource, label))
+        else:
+            patients[patient_ref.reference].resources.append((resource, ref))
+    for resource, _ref, problem in conflicts:  # on the patient's input when its subject says whose it is
+        try:
+            whose = _subject(resource, problem.where, index).reference
+        except ResourceError:
+            whose = ""
+        (patients[whose].problems if whose in patients else problems).append(problem)
+    return InputBundle(list(patients.values()), medications, problems)
+
+
+def _deduplicated(
+    ordered: list[tuple[dict[str, Any], SourceRef | None, str]], problems: list[Problem]
+) -> tuple[list[tuple[dict[str, Any], SourceRef | None, str]], list[tuple[dict[str, Any], SourceRef, Problem]]]:
+    """One copy of each resource. Identical copies are read once. A second Patient with the same id and other
+    content: the first is used, with a Problem. Two different resources of another type under one id: which is
+    right cannot be told, so both are left out, each with a Problem (returned with the resource, to be put on
+    its patient's input)."""
+    first: dict[str, tuple[dict[str, Any], str]] = {}
+    copies: dict[str, list[int]] = {}
+    for n, (resource, ref, _where) in enumerate(ordered):
+        if ref is not None:
+            first.setdefault(ref.reference, (resource, _where))
+            copies.setdefault(ref.reference, []).append(n)
+    keep = [True] * len(ordered)
+    conflicts: list[tuple[dict[str, Any], SourceRef, Problem]] = []
+    for reference, ns in copies.items():
+        if len(ns) == 1:
+            continue
+        original, first_where = first[reference]
+        differing = [n for n in ns[1:] if ordered[n][0] != original]
+        for n in ns[1:]:
+            if ordered[n][0] == original:
+                keep[n] = False  # an identical copy: read once
+        if not differing:
+            continue
+        if original["resourceType"] == "Patient":
+            for n in differing:
+                keep[n] = False
+                problems.append(
+                    Problem(
+                        f"{reference} ({ordered[n][2]})",
+                        f"a second {original['resourceType']} with this id and other content: the first ({first_where}) is used",
+                        "patient",
+                    )
+                )
+            continue
+        wheres = ", ".join(ordered[n][2] for n in ns if keep[n])
+        for n in ns:
+            if keep[n]:
+                keep[n] = False
+                resource, ref, where = ordered[n]
+                assert ref is not None
+                conflicts.append(
+                    (
+                        resource,
+                        ref,
+                        Problem(
+                            f"{reference} ({where})",
+                            f"different resources share this id ({wheres}): which is right cannot be told, all are left out",
+                            "",
+                            ref,
+                        ),
+                    )
+                )
+    return [o for o, k in zip(ordered, keep, strict=True) if k], conflicts
+
+
+NO_ID = "has neither an id nor a fullUrl"
+
+
+def _subject(resource: dict[str, Any], label: str, index: dict[str, tuple[dict[str, Any], SourceRef]]) -> SourceRef:
+    """The Patient a resource is about; ResourceError when that cannot be told from this Bundle."""
+    subject = resource.get("subject")
+    if subject is None and resource["resourceType"] == "MedicationStatement":
+        subject = resource.get("patient")
+    if not isinstance(subject, dict) or not isinstance(subject.get("reference"), str):
+        raise ResourceError(label, "subject.reference is missing: cannot tell whose result this is")
+    target = _normalize_reference(subject["reference"])
+    if target not in index:  # the reference is not repeated: a conditional or logical one can carry an identifier
+        raise ResourceError(
+            f"{label} subject.reference",
+            "is not a resource in this bundle (a Patient not included, or a conditional or logical reference): "
+            "cannot tell whose result this is",
+        )
+    patient_res, patient_ref = index[target]
+    if patient_res["resourceType"] != "Patient":
+        raise ResourceError(
+            f"{label} subject.reference", f"points at {patient_ref.reference}, a {patient_res['resourceType']}, not a Patient"
+        )
+    return patient_ref

@@ -1,0 +1,68 @@
+"""`Knowledge`: every mappings file, validated and indexed, passed to the rules as an argument."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from labinterp.knowledge import model as m
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    ruleset_version: str
+    units: m.UnitsFile
+    analytes: dict[str, m.Analyte]
+    linezolid: m.LinezolidFile
+    genes: dict[str, m.GeneFile]
+    renal: m.RenalFile
+    magnesium: m.MagnesiumFile
+    genomics: m.GenomicsFile
+    output: m.OutputFile
+    cohort: m.CohortFile
+    medications: m.MedicationsFile
+    analyte_codes: tuple[m.AnalyteCode, ...]
+    drugs: tuple[m.Drug, ...]
+    mg_causes: tuple[m.MgCause, ...]
+    genotype_codes: tuple[m.GenotypeCode, ...]
+    file_versions: dict[str, str]
+    _code_index: dict[tuple[str, str], str] = field(init=False, repr=False, compare=False)
+    _rsid_index: dict[str, tuple[str, m.Variant]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_code_index", {(c.system, c.code): c.analyte for c in self.analyte_codes})
+        object.__setattr__(self, "_rsid_index", {v.rsid: (g.gene.symbol, v) for g in self.genes.values() for v in g.variants})
+
+    def analyte_for(self, system: str | None, code: str | None) -> str | None:
+        if not system or not code:
+            return None
+        return self._code_index.get((system, code))
+
+    def variant(self, rsid: str) -> tuple[str, m.Variant] | None:
+        return self._rsid_index.get(rsid.lower())
+
+    def genotype_code(self, system: str | None, code: str | None) -> m.GenotypeCode | None:
+        return next((g for g in self.genotype_codes if g.system == system and g.code == code), None)
+
+    def ucum(self, unit: str) -> str:
+        """The UCUM code a unit spelling means (itself when it is not a known alias)."""
+        return self.units.aliases.get(unit, unit)
+
+    def unit_factor(self, analyte: str, unit: str) -> float | None:
+        """Factor from `unit` to the analyte's canonical unit, or None when the unit is not accepted."""
+        a = self.analytes[analyte]
+        code = self.ucum(unit)
+        if code == a.canonical_unit:
+            return 1.0
+        if code in a.units:
+            return a.units[code]
+        mass = self.units.mass_concentration_to_mg_per_l
+        if a.mass_units and code in mass:
+            return mass[code] / mass[a.canonical_unit]
+        molar = self.units.molar_concentration_to_mmol_per_l
+        if a.molar_mass_g_per_mol is not None and code in molar:
+            # mmol/L x g/mol = mg/L, then to the canonical mass unit
+            return molar[code] * a.molar_mass_g_per_mol / mass[a.canonical_unit]
+        return None
+
+    def is_mass_concentration(self, unit: str) -> bool:
+        return self.ucum(unit) in self.units.mass_concentration_to_mg_per_l

@@ -1,0 +1,373 @@
+"""Loads mappings/ (the package's own, then a site's overlay directory) into a frozen `Knowledge`.
+
+Overlay rules: a TOML file of the same name is merged key by key over the package's (tables merge,
+other values are replaced); a CSV file of the same name adds its rows; any other file is an error.
+Every problem is raised as MappingsError naming the file and the key.
+
+Readers' words (SPEC 7a): the files cite their sources by short keys ("seed 000 section 2.2"). Every
+string read from every file (package and overlay) has each key replaced by the reader's citation from
+sources.toml before it is validated, so rules and reports only ever see readable words; a key that
+sources.toml does not define is an error naming the file, the key path and the source key.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from labinterp.errors import MappingsError
+from labinterp.knowledge import model as m
+from labinterp.knowledge.knowledge import Knowledge
+
+T = TypeVar("T", bound=BaseModel)
+
+TOML_FILES = (
+    "sources.toml",
+    "ruleset.toml",
+    "units.toml",
+    "analytes.toml",
+    "linezolid.toml",
+    "renal.toml",
+    "magnesium.toml",
+    "genomics.toml",
+    "output.toml",
+    "cohort.toml",
+    "medications.toml",
+)
+CSV_FILES = ("analyte_codes.csv", "drugs.csv", "magnesium_causes.csv", "genotype_codes.csv")
+
+
+def package_mappings_dir() -> Path:
+    return Path(str(resources.files("labinterp.mappings")))
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_toml(path: Path, label: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingsError(label, "", f"not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise MappingsError(label, "", f"cannot be read: {exc.strerror}") from exc
+
+
+def _read_csv(path: Path, label: str) -> tuple[list[str], list[dict[str, str]]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise MappingsError(label, "", f"cannot be read as UTF-8 CSV: {exc}") from exc
+    for i, row in enumerate(rows, start=2):
+        if None in row or any(v is None for v in row.values()):
+            raise MappingsError(label, f"line {i}", "wrong number of columns")
+    return header, rows
+
+
+def _loc(loc: Iterable[int | str]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts)
+
+
+def _model(cls: type[T], data: Any, label: str, key_prefix: str = "") -> T:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _loc(err["loc"])
+        if key_prefix:
+            key = f"{key_prefix}.{key}" if key else key_prefix
+        msg = err["msg"].removeprefix("Value error, ")
+        if head := re.match(r"^([A-Za-z_][\w.\[\]]*): ", msg):  # a whole-model check names its key first
+            key = f"{key}.{head.group(1)}" if key else head.group(1)
+            msg = msg[head.end() :]
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise MappingsError(label, key, msg + more) from exc
+
+
+# "seed 000", "seeds 000 and 001", "seed 000, 001": a source key or a list of them (a listed key after the
+# first starts with 0, so "seed 000, 190 adults" stays a key and a count), and whether a locator follows it
+_KEYS = re.compile(
+    r"\b(?P<word>seeds?)\s+(?P<nums>\d{3}(?:(?:\s*,\s*|\s+and\s+|\s*&\s*)0\d\d)*)\b"
+    r"(?P<locator>(?=\s+(?:[A-Z0-9§]|sections?\b|tables?\b|fig)))?",
+    re.IGNORECASE,
+)
+_NUM = re.compile(r"\d{3}")
+
+
+class _Citations:
+    """Replaces source keys by the reader's citations of sources.toml, in every string of a loaded file."""
+
+    def __init__(self, sources: m.SourcesFile) -> None:
+        self.citations = {key: s.citation for key, s in sources.sources.items()}
+
+    def text(self, value: str, label: str, key: str) -> str:
+        def one(num: re.Match[str]) -> str:
+            source = f"seed {num.group(0)}"
+            if source not in self.citations:
+                raise MappingsError(
+                    label, key, f"unknown source key {source!r} (sources.toml defines {', '.join(map(repr, self.citations))})"
+                )
+            return self.citations[source]
+
+        def keys(found: re.Match[str]) -> str:
+            # "seed 000 section 2.2" -> "<citation>, section 2.2": the locator stays, after a comma
+            return _NUM.sub(one, found.group("nums")) + ("," if found.group("locator") is not None else "")
+
+        return _KEYS.sub(keys, value) if "seed" in value.lower() else value
+
+    def expand(self, data: Any, label: str, key: str = "") -> Any:
+        """`data` with every source key in every string (not in table keys) replaced; errors name label and key."""
+        if isinstance(data, str):
+            return self.text(data, label, key)
+        if isinstance(data, Mapping):
+            return {k: self.expand(v, label, f"{key}.{k}" if key else str(k)) for k, v in data.items()}
+        if isinstance(data, list | tuple):
+            return [self.expand(v, label, f"{key}[{i}]") for i, v in enumerate(data)]
+        return data
+
+
+class _Sources:
+    """Finds each file in the package directory and the overlay, and reads it merged, source keys expanded
+    (once `citations` is set: sources.toml itself is read without)."""
+
+    citations: _Citations | None = None
+
+    def __init__(self, base: Path, overlay: Path | None) -> None:
+        self.base, self.overlay = base, overlay
+        if overlay is not None:
+            if not overlay.is_dir():
+                raise MappingsError(str(overlay), "", "overlay directory does not exist")
+            known = set(TOML_FILES) | set(CSV_FILES)
+            for f in sorted(overlay.rglob("*")):
+                rel = f.relative_to(overlay).as_posix()
+                if f.is_file() and not rel.endswith(".md") and rel not in known and not rel.startswith("pgx/"):
+                    raise MappingsError(str(f), "", "not a mappings file labinterp knows (see mappings/README.md)")
+
+    def label(self, name: str) -> str:
+        return f"mappings/{name}"
+
+    def _expand(self, data: dict[str, Any], label: str, key: str = "") -> Any:
+        return self.citations.expand(data, label, key) if self.citations is not None else data
+
+    def toml(self, name: str) -> dict[str, Any]:
+        data = (
+            self._expand(_read_toml(self.base / name, self.label(name)), self.label(name)) if (self.base / name).exists() else {}
+        )
+        if self.overlay is not None and (self.overlay / name).exists():
+            over = str(self.overlay / name)
+            data = _merge(data, self._expand(_read_toml(self.overlay / name, over), over))
+        if not data:
+            raise MappingsError(self.label(name), "", "file is missing")
+        return data
+
+    def csv(self, name: str) -> list[tuple[str, int, dict[str, str]]]:
+        out: list[tuple[str, int, dict[str, str]]] = []
+        paths = [(self.base / name, self.label(name))]
+        if self.overlay is not None:
+            paths.append((self.overlay / name, str(self.overlay / name)))
+        expected: list[str] | None = None
+        for path, label in paths:
+            if not path.exists():
+                if label == self.label(name):
+                    raise MappingsError(label, "", "file is missing")
+                continue
+            header, rows = _read_csv(path, label)
+            if expected is None:
+                expected = header
+            elif header != expected:
+                raise MappingsError(label, "header", f"columns {header} differ from the package's {expected}")
+            out.extend((label, i, self._expand(row, label, f"line {i}")) for i, row in enumerate(rows, start=2))
+        return out
+
+    def gene_files(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for path in sorted((self.base / "pgx").glob("*.toml")):
+            label = f"mappings/pgx/{path.name}"
+            found[path.name] = (label, self._expand(_read_toml(path, label), label))
+        if self.overlay is not None and (self.overlay / "pgx").is_dir():
+            for path in sorted((self.overlay / "pgx").glob("*.toml")):
+                over = self._expand(_read_toml(path, str(path)), str(path))
+                label, data = found.get(path.name, (str(path), {}))
+                found[path.name] = (label, _merge(data, over))
+        return found
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split("|") if v.strip())
+
+
+def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = None) -> Knowledge:
+    """Load and validate every mappings file; raise MappingsError naming file and key on any problem."""
+    src = _Sources(Path(base) if base else package_mappings_dir(), Path(overlay) if overlay else None)
+    sources = _model(m.SourcesFile, src.toml("sources.toml"), src.label("sources.toml"))
+    src.citations = _Citations(sources)  # from here on every string read has its source keys replaced
+    ruleset = _model(m.RulesetFile, src.toml("ruleset.toml"), src.label("ruleset.toml"))
+    units = _model(m.UnitsFile, src.toml("units.toml"), src.label("units.toml"))
+    analytes = _model(m.AnalytesFile, src.toml("analytes.toml"), src.label("analytes.toml"))
+    linezolid = _model(m.LinezolidFile, src.toml("linezolid.toml"), src.label("linezolid.toml"))
+    renal = _model(m.RenalFile, src.toml("renal.toml"), src.label("renal.toml"))
+    magnesium = _model(m.MagnesiumFile, src.toml("magnesium.toml"), src.label("magnesium.toml"))
+    genomics = _model(m.GenomicsFile, src.toml("genomics.toml"), src.label("genomics.toml"))
+    output = _model(m.OutputFile, src.toml("output.toml"), src.label("output.toml"))
+    cohort = _model(m.CohortFile, src.toml("cohort.toml"), src.label("cohort.toml"))
+    medications = _model(m.MedicationsFile, src.toml("medications.toml"), src.label("medications.toml"))
+
+    genes: dict[str, m.GeneFile] = {}
+    versions = {"ruleset.toml": ruleset.meta.version}
+    for fname, (label, data) in src.gene_files().items():
+        gene = _model(m.GeneFile, data, label)
+        if gene.gene.symbol in genes:
+            raise MappingsError(label, "gene.symbol", f"{gene.gene.symbol} is defined in two pgx files")
+        genes[gene.gene.symbol] = gene
+        versions[f"pgx/{fname}"] = gene.meta.version
+    if not genes:
+        raise MappingsError("mappings/pgx", "", "no gene files")
+
+    analyte_codes = [(_model(m.AnalyteCode, row, label, f"line {i}"), label, i) for label, i, row in src.csv("analyte_codes.csv")]
+    drugs = []
+    for label, i, row in src.csv("drugs.csv"):
+        data = {
+            **row,
+            "atc": _split(row.get("atc", "")),
+            "rxnorm": _split(row.get("rxnorm", "")),
+            "names": _split(row.get("names", "")),
+        }
+        drugs.append(_model(m.Drug, data, label, f"line {i}"))
+    causes = []
+    for label, i, row in src.csv("magnesium_causes.csv"):
+        data = {
+            "cls": row.get("class", ""),
+            "display": row.get("display", ""),
+            "atc_prefix": _split(row.get("atc_prefix", "")),
+            "names": _split(row.get("names", "")),
+            "source": row.get("source", ""),
+        }
+        causes.append(_model(m.MgCause, data, label, f"line {i}"))
+    genotype_codes = [
+        (_model(m.GenotypeCode, row, label, f"line {i}"), label, i) for label, i, row in src.csv("genotype_codes.csv")
+    ]
+
+    for name, fmodel in (
+        ("sources.toml", sources),
+        ("units.toml", units),
+        ("analytes.toml", analytes),
+        ("linezolid.toml", linezolid),
+        ("renal.toml", renal),
+        ("magnesium.toml", magnesium),
+        ("genomics.toml", genomics),
+        ("output.toml", output),
+        ("cohort.toml", cohort),
+        ("medications.toml", medications),
+    ):
+        versions[name] = fmodel.meta.version
+
+    knowledge = Knowledge(
+        ruleset_version=ruleset.ruleset.version,
+        units=units,
+        analytes=analytes.analytes,
+        linezolid=linezolid,
+        genes=genes,
+        renal=renal,
+        magnesium=magnesium,
+        genomics=genomics,
+        output=output,
+        cohort=cohort,
+        medications=medications,
+        analyte_codes=tuple(c for c, _, _ in analyte_codes),
+        drugs=tuple(drugs),
+        mg_causes=tuple(causes),
+        genotype_codes=tuple(c for c, _, _ in genotype_codes),
+        file_versions=versions,
+    )
+    _cross_check(knowledge, analyte_codes, genotype_codes, src)
+    return knowledge
+
+
+def _cross_check(
+    k: Knowledge,
+    analyte_codes: list[tuple[m.AnalyteCode, str, int]],
+    genotype_codes: list[tuple[m.GenotypeCode, str, int]],
+    src: _Sources,
+) -> None:
+    known_drugs = {d.drug for d in k.drugs} | {c.cls for c in k.mg_causes}
+    for drug in k.medications.washout.drugs:
+        if drug not in known_drugs:
+            raise MappingsError(
+                src.label("medications.toml"),
+                f"washout.drugs.{drug}",
+                "not a drug of drugs.csv nor a class of magnesium_causes.csv",
+            )
+    seen: dict[tuple[str, str], str] = {}
+    for code, label, line in analyte_codes:
+        if code.analyte not in k.analytes:
+            raise MappingsError(label, f"line {line}.analyte", f"unknown analyte {code.analyte!r} (known: {sorted(k.analytes)})")
+        key = (code.system, code.code)
+        if key in seen and seen[key] != code.analyte:
+            raise MappingsError(label, f"line {line}.code", f"{code.system}|{code.code} already maps to {seen[key]!r}")
+        seen[key] = code.analyte
+    for gcode, label, line in genotype_codes:
+        gene = k.genes.get(gcode.gene)
+        if gene is None:
+            raise MappingsError(label, f"line {line}.gene", f"unknown gene {gcode.gene!r} (known: {sorted(k.genes)})")
+        if gcode.rsid and gcode.rsid not in {v.rsid for v in gene.variants}:
+            raise MappingsError(label, f"line {line}.rsid", f"{gcode.rsid} is not a variant of {gcode.gene}")
+    mass = k.units.mass_concentration_to_mg_per_l
+    for name, analyte in k.analytes.items():
+        if analyte.mass_units and analyte.canonical_unit not in mass:
+            raise MappingsError(
+                "mappings/analytes.toml",
+                f"analytes.{name}.canonical_unit",
+                f"{analyte.canonical_unit!r} is not a mass-concentration unit in units.toml",
+            )
+        for unit, factor in analyte.units.items():
+            if factor <= 0:
+                raise MappingsError("mappings/analytes.toml", f"analytes.{name}.units.{unit}", "factor must be positive")
+    known_units = set(mass) | {u for a in k.analytes.values() for u in (a.canonical_unit, *a.units)}
+    for alias, target in k.units.aliases.items():
+        if target not in known_units:
+            raise MappingsError("mappings/units.toml", f"aliases.{alias}", f"maps to {target!r}, which no analyte accepts")
+    groups = {(g.factor, g.name) for gene in k.genes.values() for g in gene.groups}
+    for gene in k.genes.values():
+        if gene.haplotype:
+            groups |= {(gene.haplotype.factor, name) for name in gene.haplotype.groups.values()}
+    for i, f in enumerate(k.linezolid.factors):
+        for grp in (f.group, f.reference):
+            if (f.factor, grp) not in groups:
+                raise MappingsError(
+                    "mappings/linezolid.toml", f"factors[{i}]", f"group {f.factor} {grp!r} is not defined in mappings/pgx"
+                )
+    for i, row in enumerate(k.linezolid.cohort.table2):
+        if (row.factor, row.group) not in groups:
+            raise MappingsError(
+                "mappings/linezolid.toml",
+                f"cohort.table2[{i}]",
+                f"group {row.factor} {row.group!r} is not defined in mappings/pgx",
+            )
+    for kind, report in k.output.reports.items():
+        if report.category not in ("LAB", "GE"):
+            raise MappingsError("mappings/output.toml", f"reports.{kind}.category", f"{report.category!r} is not LAB or GE")
+    del src

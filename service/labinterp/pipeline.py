@@ -1,0 +1,164 @@
+"""fetch → extract → interpret → compose → (write): the only module that joins the layers.
+
+For files: `interpret_bundle` takes a parsed Bundle and returns the transaction Bundle to write.
+
+Bad input (SPEC section 7): input that is not a Bundle raises. A resource that cannot be used is, by
+default, left out, listed in the report's "Not used" section and returned as a Problem (the CLI prints a
+warning line, the service an OperationOutcome of warnings); the patient's other reports are written.
+`strict=True` makes any such Problem an error, raised before anything is returned (validating a feed).
+A patient's results are all or nothing either way: composed whole, or not at all."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from labinterp.compose import Context, Written, compose_patient, device, transaction
+from labinterp.errors import FhirConflict, FhirError, ResourceError
+from labinterp.extract import extract_patient, split_bundle
+from labinterp.extract.facts import Problem
+from labinterp.fhir.client import FhirClient
+from labinterp.knowledge import Knowledge
+from labinterp.render.report import render_reports
+from labinterp.rules import Findings, interpret
+from labinterp.validate import validate_bundle
+from labinterp.writeback import Plan, plan_writeback
+
+log = logging.getLogger("labinterp.pipeline")
+
+
+@dataclass
+class PatientResult:
+    findings: Findings
+    written: list[Written]
+
+
+@dataclass
+class RunResult:
+    bundle: dict[str, Any]
+    patients: list[PatientResult]
+    problems: list[Problem] = field(default_factory=list)  # everything left out: the Bundle's, then each patient's
+
+
+def raise_first(problems: list[Problem]) -> None:
+    """Strict mode: the first problem as the error, with how many more there were."""
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ResourceError(first.where, first.what + more)
+
+
+def interpret_bundle(
+    data: Any,
+    k: Knowledge,
+    now: datetime,
+    *,
+    strict: bool = False,
+    equation: str | None = None,
+    validate: bool = True,
+    with_provenance: bool = True,
+    render: bool = True,
+) -> RunResult:
+    """Interpret every patient of an input Bundle. A resource that cannot be used is left out, listed in the
+    report's "Not used" section and in `RunResult.problems`; in strict mode it is an error naming it."""
+    parsed = split_bundle(data)
+    records = [extract_patient(pinput, parsed.medications, k, now) for pinput in parsed.patients]
+    problems = list(parsed.problems) + [p for record in records for p in record.problems]
+    if strict:  # every patient's problems counted, before anything is composed
+        raise_first(problems)
+    dev = device(k)
+    results: list[PatientResult] = []
+    written: list[Written] = [dev]
+    for record in records:
+        findings = interpret(record, k, now, equation)
+        out = compose_patient(findings, k, now, dev, with_provenance)
+        if render:  # readable HTML/PDF: the narrative and presentedForm of each report
+            render_reports(out, findings, k)
+        results.append(PatientResult(findings, out))
+        written += out
+        log.debug("patient interpreted: %d resources composed, %d problems", len(out), len(record.problems))
+    if len(written) == 1:
+        written = []  # nothing to write: no Device either
+    bundle = transaction(written)
+    if validate:
+        validate_bundle(bundle)
+    return RunResult(bundle, results, problems)
+
+
+@dataclass
+class LiveResult:
+    patient_id: str
+    plan: Plan
+    response: dict[str, Any] | None  # the server's transaction-response; None in a dry run or with nothing to write
+    findings: Findings | None
+    requests: int  # HTTP requests this patient took
+    seconds_waiting: float  # time spent waiting on the FHIR server
+    problems: list[Problem] = field(default_factory=list)  # resources left out (never in strict mode: that raises)
+
+
+def interpret_patient(
+    client: FhirClient,
+    patient_id: str,
+    k: Knowledge,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    strict: bool = False,
+    equation: str | None = None,
+    render: bool = True,
+) -> LiveResult:
+    """Read one patient (one batch request), interpret, and write the results (one transaction), or, in a
+    dry run, return the transaction that would be sent. Replays write nothing; changed inputs amend.
+
+    A version conflict on write (someone amended the same report meanwhile, or a retried transaction had
+    in fact been applied) makes it read and plan once more: the second plan sees what is now stored."""
+    before = client.stats.snapshot()
+    for attempt in (1, 2):
+        findings, plan, problems = _plan(client, patient_id, k, now, strict, equation, render)
+        if not plan.writes or dry_run:
+            response = None
+            break
+        try:
+            response = client.transaction(plan.bundle)
+            break
+        except FhirConflict:
+            if attempt == 2:
+                raise
+            log.info("version conflict on write: reading and planning again")
+    after = client.stats.snapshot()
+    log.info(
+        "patient done: %d created, %d amended, %d unchanged, %d requests, %d resources left out",
+        len(plan.created),
+        len(plan.amended),
+        len(plan.unchanged),
+        after[0] - before[0],
+        len(problems),
+    )
+    return LiveResult(patient_id, plan, response, findings, after[0] - before[0], after[2] - before[2], problems)
+
+
+def _plan(
+    client: FhirClient, patient_id: str, k: Knowledge, now: datetime, strict: bool, equation: str | None, render: bool
+) -> tuple[Findings, Plan, list[Problem]]:
+    data = client.fetch_patient(patient_id, k.output.systems["series_identifier"])
+    if data.unreadable and strict:  # the server's data, not the caller's request, is at fault: 502, not 422
+        raise FhirError(
+            "POST",
+            client.base_url,
+            None,
+            f"the server returned a search result that is not a FHIR resource ({data.unreadable[0]})",
+        )
+    # validated once, below: the plan is what is sent
+    run = interpret_bundle(
+        data.bundle, k, now, strict=strict, equation=equation, validate=False, with_provenance=False, render=render
+    )
+    server_problems = [Problem(where, "has no resourceType: not a FHIR resource, left out") for where in data.unreadable]
+    if not run.patients:
+        raise FhirError("GET", client.url(f"Patient/{patient_id}"), None, "the server returned no Patient")
+    result = run.patients[0]
+    ctx = Context(k, now, result.findings.record.patient.source)
+    plan = plan_writeback(result.written, data.written, ctx, device(k))
+    validate_bundle(plan.bundle)
+    return result.findings, plan, server_problems + run.problems

@@ -1,0 +1,583 @@
+"""Rendered reports a clinician reads: HTML (Jinja2) and PDF (reportlab) for each DiagnosticReport, laid out
+as a laboratory report: a PRELIMINARY banner when the report is preliminary; the patient (name, identifier,
+birth date, sex and age), the specimen and its collection time, the performer where given, the issue time and
+status; then the result against its range (a small range bar), the interpretation, the genotype table with
+phenotypes, the risks with their basis and sources, the suggestion, the eGFR and the rule set's version. The
+PDF repeats the patient's identification, the banner and "page x of y" on every page.
+
+The HTML body is valid FHIR XHTML and becomes the report's narrative (no empty elements: servers re-serialize
+XHTML and an empty <div></div> comes back as <div/>, which an HTML parser reads as an open tag; only elements
+and attributes the FHIR narrative allows, no <html>/<head>); both renderings are attached as presentedForm.
+Deterministic: the same findings give the same bytes. Pure: no I/O, no clock; the patient's name and
+identifier go into the rendering only, never into a log.
+
+Sources are cited in readers' words: the knowledge loader has already replaced every source key of mappings/
+by its citation (mappings/sources.toml), and nothing here names a source file or key."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jinja2 import Environment
+
+from labinterp import __version__
+from labinterp.compose.common import Written
+from labinterp.compose.renal import renal_line
+from labinterp.extract.facts import FhirTime, GenotypeCall, Measurement
+from labinterp.knowledge import Knowledge
+from labinterp.rules import Findings
+from labinterp.rules.renal import RenalFinding
+
+XHTML = "http://www.w3.org/1999/xhtml"
+NOT_RECORDED = "not recorded"
+PDF_MARGIN = 18 * 72 / 25.4  # 18 mm in points
+FOOTER_Y = 8 * 72 / 25.4
+PRELIMINARY_NOTE = "based on preliminary results: values and interpretation may change; a final report will follow."
+
+
+@dataclass
+class RangeBar:
+    label: str
+    value: float
+    unit: str
+    low: float
+    high: float
+    top: float  # right end of the scale
+
+    def position(self, v: float) -> float:
+        """0..100 on a log scale from top/100 to top (troughs and concentrations span decades)."""
+        lo = self.top / 100.0
+        v = min(max(v, lo), self.top)
+        return round(100.0 * (math.log(v) - math.log(lo)) / (math.log(self.top) - math.log(lo)), 1)
+
+
+@dataclass
+class View:
+    title: str
+    patient: str  # the patient line of the PDF's running header: name, identifier, birth date
+    sample: str
+    issued: str
+    status: str
+    headline: str
+    header: list[tuple[str, str]] = field(default_factory=list)  # (label, value) of the report's heading block
+    preliminary: bool = False
+    bar: RangeBar | None = None
+    interpretation: list[str] = field(default_factory=list)
+    genotypes: list[list[str]] = field(default_factory=list)
+    risks: list[list[str]] = field(default_factory=list)
+    suggestion: str = ""
+    egfr: str = ""
+    basis: list[str] = field(default_factory=list)
+    not_used: list[str] = field(default_factory=list)
+    footer: str = ""
+
+    def header_rows(self) -> list[list[tuple[str, str, int]]]:
+        """The heading block two (label, value) pairs a row; a last lone pair spans the row (colspan 3)."""
+        rows = []
+        for i in range(0, len(self.header), 2):
+            pair = self.header[i : i + 2]
+            rows.append([(label, value, 1 if len(pair) == 2 else 3) for label, value in pair])
+        return rows
+
+
+GENOTYPE_HEADER = ["Gene", "Genotype", "Phenotype", "Cohort group"]
+RISK_HEADER = ["Risk", "Level", "Probability", "Basis and source"]
+
+FRAGMENT = """<div xmlns="{{ xhtml }}">
+{% if v.preliminary %}<p style="margin:0 0 .6em 0;padding:.4em .6em;border:2px solid #b00000;background:#ffe0e0;color:#900000;font-size:1.25em"><b>PRELIMINARY REPORT</b>: {{ note }}</p>
+{% endif %}<h3>{{ v.title }}</h3>
+<table style="border-collapse:collapse;margin:.2em 0 .6em 0">{% for row in v.header_rows() %}<tr>{% for label, value, span in row %}<th style="border:0;background:none;text-align:left;padding:0 .6em 0 0">{{ label }}</th><td{% if span > 1 %} colspan="{{ span }}"{% endif %} style="border:0;padding:0 1.5em 0 0{% if label == 'Status' and v.preliminary %};color:#900000;font-weight:bold{% endif %}">{{ value }}</td>{% endfor %}</tr>{% endfor %}</table>
+<p><b>{{ v.headline }}</b></p>
+{% if v.bar %}<div style="position:relative;height:14px;width:320px;background:#eee;border:1px solid #999">
+<div style="position:absolute;left:{{ v.bar.position(v.bar.low) }}%;width:{{ (v.bar.position(v.bar.high) - v.bar.position(v.bar.low)) | round(1) }}%;height:14px;background:#9c9;font-size:1px">&#160;</div>
+<div style="position:absolute;left:{{ v.bar.position(v.bar.value) }}%;width:3px;height:14px;background:#c00;font-size:1px">&#160;</div></div>
+<p>{{ v.bar.label }}: {{ v.bar.value }} {{ v.bar.unit }}; range {{ v.bar.low }}-{{ v.bar.high }} {{ v.bar.unit }} (green); scale to {{ v.bar.top }} {{ v.bar.unit }}</p>{% endif %}
+{% if v.interpretation %}<p><b>Interpretation</b></p><ul>{% for line in v.interpretation %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
+{% if v.genotypes %}<table><tr>{% for h in genotype_header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for row in v.genotypes %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% if v.risks %}<table><tr>{% for h in risk_header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for row in v.risks %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% if v.suggestion %}<p><b>Suggestion for the clinician</b>: {{ v.suggestion }}</p>{% endif %}
+{% if v.egfr %}<p><b>Renal function</b>: {{ v.egfr }}</p>{% endif %}
+{% if v.basis %}<p><b>Basis</b></p><ul>{% for line in v.basis %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
+{% if v.not_used %}<p><b>Not used</b></p><ul>{% for line in v.not_used %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
+<p>{{ v.footer }}</p>
+</div>"""
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"/><title>{{ v.title }}</title>
+<style>body{font-family:Helvetica,Arial,sans-serif;margin:2em;max-width:50em;color:#222}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #bbb;padding:.2em .5em;vertical-align:top;text-align:left}
+th{background:#eee}h3{margin-top:0}</style></head>
+<body>{{ fragment }}</body></html>"""
+
+_env = Environment(autoescape=True)
+
+
+def _get(obj: Any, path: str, default: Any = None) -> Any:
+    """obj.a.b.c, or `default` when any step is missing or None: findings of rules in flux never crash a rendering."""
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return default
+    return obj
+
+
+def _lines(items: Any) -> list[str]:
+    """Non-empty strings only: an empty <li></li> would not survive a server's re-serialization."""
+    return [str(x) for x in (items or []) if x is not None and str(x).strip()]
+
+
+def _cells(row: list[Any]) -> list[str]:
+    return [str(c) if c is not None and str(c).strip() else "-" for c in row]
+
+
+def when(text: str | None) -> str:
+    """A FHIR date/dateTime/instant as a report prints it: "2026-01-15 08:00 (UTC+01:00)"; dates as they are."""
+    if not text:
+        return ""
+    if "T" not in text:
+        return text
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    clock = t.strftime("%Y-%m-%d %H:%M") + (t.strftime(":%S") if t.second else "")
+    offset = t.strftime("%z")
+    if not offset:
+        return clock
+    return clock + (" UTC" if offset == "+0000" else f" (UTC{offset[:3]}:{offset[3:]})")
+
+
+def _risk_rows(f: Findings, kind: str) -> list[list[str]]:
+    rows = []
+    if kind in ("linezolid", "genotype") and f.exposure:
+        for p in (_get(f.exposure, "under"), _get(f.exposure, "over")):
+            if p is None:
+                continue
+            probability = _get(p, "probability")
+            prob = f"{probability:.3f}" if isinstance(probability, int | float) else "-"
+            rows.append(
+                [
+                    f"Linezolid {_get(p, 'outcome', '')}",
+                    _get(p, "risk") or "not assessable",
+                    prob,
+                    "; ".join(_lines(_get(p, "rationale"))),
+                ]
+            )
+    if kind == "magnesium" and f.magnesium and _get(f.magnesium, "hypo"):
+        rows.append(
+            [
+                "Cardiac arrhythmia",
+                _get(f.magnesium, "arrhythmia_risk") or "-",
+                "-",
+                "; ".join(_lines(_get(f.magnesium, "arrhythmia_rationale"))),
+            ]
+        )
+    return [_cells(r) for r in rows]
+
+
+def _genotype_rows(f: Findings) -> list[list[str]]:
+    if not f.pgx:
+        return []
+    rows = []
+    for gene, g in (_get(f.pgx, "genes") or {}).items():
+        haplotype = _get(g, "haplotype")
+        phenotype = _get(g, "phenotype.name") or (f"haplotype {haplotype}" if haplotype else "-")
+        groups = ", ".join(f"{factor}: {grp or 'not classifiable'}" for factor, grp in (_get(g, "groups") or {}).items())
+        label = g.label() if callable(getattr(g, "label", None)) else str(gene)
+        rows.append([gene, label.removeprefix(f"{gene} "), phenotype, groups or "-"])
+    return [_cells(r) for r in rows]
+
+
+def _primary(w: Written, f: Findings) -> Measurement | None:
+    """The measurement the report is about: the trough, the magnesium, the creatinine (or reported eGFR);
+    else the first of the report's results that is a measurement."""
+    by_kind = {
+        "linezolid": ("linezolid.trough",),
+        "magnesium": ("magnesium.mg",),
+        "renal": ("renal.creatinine", "renal.reported"),
+    }
+    for path in by_kind.get(w.kind, ()):
+        found = _get(f, path)
+        if isinstance(found, Measurement):
+            return found
+    results = _results(w, f)
+    return results[0] if results else None
+
+
+def _results(w: Written, f: Findings) -> list[Measurement]:
+    refs = [r.get("reference") for r in w.resource.get("result", []) or [] if isinstance(r, dict)]
+    by_ref = {m.source.reference: m for m in f.record.measurements}
+    return [by_ref[r] for r in refs if r in by_ref]
+
+
+def _result_times(w: Written, f: Findings) -> list[str]:
+    """When the report's results (measurements and genotypes) were collected, latest last."""
+    refs = {r.get("reference") for r in w.resource.get("result", []) or [] if isinstance(r, dict)}
+    dated: list[Measurement | GenotypeCall] = [*f.record.measurements, *f.record.genotypes]
+    times: list[FhirTime] = [x.time for x in dated if x.source.reference in refs and x.time is not None]
+    return [t.text for t in sorted(times, key=lambda t: t.start)]
+
+
+def _header(w: Written, f: Findings) -> list[tuple[str, str]]:
+    """The heading block of a laboratory report. Patient name and identifier appear here only."""
+    r, p = w.resource, f.record.patient
+    birth = p.birth_date.isoformat() if p.birth_date else ""
+    if birth and p.birth_precision in ("year", "month"):
+        birth = birth[: 4 if p.birth_precision == "year" else 7]
+    age = f", {f.age} years" if f.age is not None else ", age unknown"
+    primary = _primary(w, f)
+    measured = ([primary] if primary else []) + _results(w, f)
+    specimen = _get(primary, "specimen") or ""
+    if display := _get(primary, "specimen_display"):  # when extract keeps Observation.specimen.display
+        specimen = f"{display} ({specimen})" if specimen else str(display)
+    performers = list(dict.fromkeys(_get(m, "performer") or "" for m in measured))
+    collected = _get(primary, "time.text") or r.get("effectiveDateTime", "") or next(reversed(_result_times(w, f)), "")
+    status = str(r.get("status", ""))
+    header = [
+        ("Patient", p.name or NOT_RECORDED),
+        ("Identifier", p.identifier or NOT_RECORDED),
+        ("Birth date", birth or NOT_RECORDED),
+        ("Sex, age", f"{p.sex}{age}"),
+        ("Specimen", specimen or NOT_RECORDED),
+        ("Collected", when(collected) or NOT_RECORDED),
+    ]
+    if performer := ", ".join(x for x in performers if x):
+        header.append(("Performer", performer))
+    header += [
+        ("Issued", when(r.get("issued", "")) or NOT_RECORDED),
+        ("Status", "PRELIMINARY" if status == "preliminary" else status),
+        ("Patient record", p.source.reference),
+    ]
+    return header
+
+
+def build_view(w: Written, f: Findings, k: Knowledge) -> View:
+    r = w.resource
+    p = f.record.patient
+    header = _header(w, f)
+    fields = dict(header)
+    sample = r.get("effectiveDateTime", "-")
+    view = View(
+        title=(r.get("code") or {}).get("text") or "Report",
+        patient=" · ".join((p.name or "name not recorded", p.identifier or p.source.reference, f"born {fields['Birth date']}")),
+        sample=sample,
+        issued=r.get("issued", ""),
+        status=r.get("status", ""),
+        headline=r.get("conclusion", "").split(". ")[0].rstrip(".") + ".",
+        header=header,
+        preliminary=r.get("status") == "preliminary",
+        footer=f"labinterp {__version__}, rule set {k.ruleset_version}; issued {when(r.get('issued', '')) or '-'}. Decision "
+        "support for clinicians and pharmacists: every suggestion states its basis.",
+    )
+    view.not_used = [f"{i.source.reference}: {i.why}" for i in f.record.ignored]
+    view.not_used += [f"{pr.where}: {pr.what} (not interpreted)" for pr in f.record.problems]
+    if isinstance(f.renal, RenalFinding):  # the sentence the report's conclusion carries: bounds, both sexes, staleness
+        view.egfr = renal_line(f.renal, _sampled_at(w, f)).removeprefix("Renal function: ")
+    if w.kind == "linezolid" and f.linezolid:
+        lz, band = f.linezolid, _get(f.linezolid, "band")
+        within = k.linezolid.band("within")
+        value = _get(lz, "trough.value")
+        not_trough = _get(lz, "timing.is_trough") is False  # a post-dose level is not set against the trough range
+        if value is not None and not not_trough and within.lower is not None and within.upper is not None:
+            view.bar = RangeBar(
+                "Linezolid trough",
+                round(value, 2),
+                "mg/L",
+                within.lower,
+                within.upper,
+                k.linezolid.assay.linearity_upper_mg_per_l * 1.25,
+            )
+        view.interpretation = [band.text if band else _get(lz, "why_indeterminate", ""), *(_get(lz, "timing.reasons") or ())]
+        if _get(lz, "trend_text"):
+            view.interpretation.append(lz.trend_text)
+        mic = _get(lz, "mic")
+        if mic is not None:
+            view.interpretation.append(
+                f"MIC {mic.original}: "
+                + ("level" if not_trough else "trough")
+                + (" BELOW the MIC" if _get(lz, "below_mic") else " not below the MIC")
+            )
+        view.suggestion = (_get(lz, "suggestion.text") or "").removeprefix("Suggestion for the clinician: ")
+        view.basis = [b for b in (_get(lz, "suggestion.basis"), within.source) if b]
+        view.not_used += [f"{m.source.reference} ({m.original}): {why}" for m, why in _get(lz, "not_used") or ()]
+        view.risks = _risk_rows(f, "linezolid")
+    elif w.kind == "magnesium" and f.magnesium:
+        mg = f.magnesium
+        normal = next(b for b in k.magnesium.bands if b.name == "normal")
+        value = _get(mg, "mg.value")
+        if value is not None and normal.lower is not None and normal.upper is not None:
+            view.bar = RangeBar("Serum magnesium", round(value, 2), "mg/dL", normal.lower, normal.upper, 5.0)
+        band = _get(mg, "band")
+        view.interpretation = [
+            band.text if band else _get(mg, "why_indeterminate", ""),
+            _get(mg, "conversion_note"),
+            _get(mg, "lab_note"),
+            *(_get(mg, "causes") or ()),
+            *(f"not current at the sample, so not named as a cause: {why}" for why in _get(mg, "not_current") or ()),
+            _get(mg, "femg.text"),
+        ]
+        view.suggestion = " ".join(_lines([*(_get(mg, "guidance") or ()), *(_get(mg, "electrolytes") or ())]))
+        view.basis = [k.magnesium.meta.source]
+        view.risks = _risk_rows(f, "magnesium")
+    elif w.kind == "genotype":
+        view.genotypes = _genotype_rows(f)
+        view.interpretation = [line for line in r.get("conclusion", "").split(". ") if line][1:]
+        view.risks = _risk_rows(f, "genotype")
+        view.basis = [k.linezolid.meta.source]  # its citation names the cohort
+    elif w.kind in ("linezolid", "magnesium"):  # received but not interpretable: the report says which and why
+        view.interpretation = [line for line in r.get("conclusion", "").split(". ") if line][1:]
+    elif w.kind == "renal":
+        view.interpretation = [r.get("conclusion", "")]
+        view.basis = [k.renal.meta.source]
+    view.interpretation, view.basis, view.not_used = _lines(view.interpretation), _lines(view.basis), _lines(view.not_used)
+    return view
+
+
+def _sampled_at(w: Written, f: Findings) -> datetime | None:
+    """The time of the sample a report is about (for the staleness of the renal result beside it)."""
+    m = {"linezolid": _get(f, "linezolid.trough"), "magnesium": _get(f, "magnesium.mg")}.get(w.kind)
+    t = _get(m, "time") if m is not None else None
+    return t.start if t is not None else None
+
+
+_FRAGMENT = _env.from_string(FRAGMENT)  # compiled once: compiling per report cost ~70 % of the rendering time
+_PAGE = _env.from_string(PAGE)
+
+
+def render_fragment(view: View) -> str:
+    return _FRAGMENT.render(v=view, xhtml=XHTML, note=PRELIMINARY_NOTE, genotype_header=GENOTYPE_HEADER, risk_header=RISK_HEADER)
+
+
+def render_html(view: View, fragment: str | None = None) -> str:
+    from markupsafe import Markup
+
+    return _PAGE.render(v=view, fragment=Markup(fragment if fragment is not None else render_fragment(view)))
+
+
+_STYLES: dict[str, Any] = {}
+
+
+def _styles() -> Any:
+    """reportlab's stylesheet, built once per process."""
+    if not _STYLES:
+        from reportlab.lib.styles import getSampleStyleSheet
+
+        sheet = getSampleStyleSheet()
+        sheet.add(sheet["BodyText"].clone("small", fontSize=8, leading=10))
+        _STYLES["sheet"] = sheet
+    return _STYLES["sheet"]
+
+
+_CANVAS: dict[str, Any] = {}
+
+
+def _numbered_canvas() -> Any:
+    """A reportlab canvas that holds its pages back until the document is complete, then writes
+    "Page x of y" on each (the second pass of the page count), built once per process."""
+    if not _CANVAS:
+        from reportlab.pdfgen.canvas import Canvas
+
+        class NumberedCanvas(Canvas):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self._pages: list[dict[str, Any]] = []
+
+            def showPage(self) -> None:
+                self._pages.append(dict(self.__dict__))
+                self._startPage()
+
+            def save(self) -> None:
+                total = len(self._pages)
+                for state in self._pages:
+                    self.__dict__.update(state)
+                    self.setFont("Helvetica", 8)
+                    self.setFillGray(0.25)
+                    self.drawRightString(self._pagesize[0] - PDF_MARGIN, FOOTER_Y, f"Page {self._pageNumber} of {total}")
+                    Canvas.showPage(self)
+                Canvas.save(self)
+
+        _CANVAS["cls"] = NumberedCanvas
+    return _CANVAS["cls"]
+
+
+def render_pdf(view: View) -> bytes:
+    from reportlab import rl_config
+
+    rl_config.invariant = 1  # no creation date or random id in the file: same findings, same bytes
+    from xml.sax.saxutils import escape
+
+    from reportlab.graphics.shapes import Drawing, Line, Rect
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    styles = _styles()
+    body, small = styles["BodyText"], styles["small"]
+    page_w, page_h = A4
+    prelim_red = colors.HexColor("#900000")
+    margin = PDF_MARGIN
+    banner_h = 9 * mm if view.preliminary else 0.0
+
+    def decorate(canvas: Any, _doc: Any) -> None:
+        """Every page: the patient's identification and the title at the top, the PRELIMINARY banner when the
+        report is preliminary, and the issue line at the bottom ("Page x of y" is added by the canvas)."""
+        canvas.saveState()
+        top = page_h - 10 * mm
+        canvas.setFont("Helvetica-Bold", 8)
+        canvas.setFillGray(0.2)
+        canvas.drawString(margin, top, view.patient)
+        canvas.setFont("Helvetica", 8)
+        canvas.drawRightString(page_w - margin, top, view.title)
+        canvas.setStrokeGray(0.6)
+        canvas.setLineWidth(0.5)
+        canvas.line(margin, top - 2 * mm, page_w - margin, top - 2 * mm)
+        if view.preliminary:
+            y = top - 3.5 * mm - banner_h
+            canvas.setFillColor(colors.HexColor("#ffe0e0"))
+            canvas.setStrokeColor(colors.HexColor("#b00000"))
+            canvas.setLineWidth(1.5)
+            canvas.rect(margin, y, page_w - 2 * margin, banner_h, stroke=1, fill=1)
+            canvas.setFillColor(colors.HexColor("#900000"))
+            canvas.setFont("Helvetica-Bold", 12)
+            canvas.drawString(margin + 3 * mm, y + 3.2 * mm, "PRELIMINARY REPORT")
+            x = margin + 6 * mm + canvas.stringWidth("PRELIMINARY REPORT", "Helvetica-Bold", 12)
+            canvas.setFont("Helvetica", 7.5)
+            canvas.drawString(x, y + 3.4 * mm, PRELIMINARY_NOTE)
+        canvas.setStrokeGray(0.6)
+        canvas.setLineWidth(0.5)
+        canvas.line(margin, 12 * mm, page_w - margin, 12 * mm)
+        canvas.setFont("Helvetica", 8)
+        canvas.setFillGray(0.25)
+        canvas.drawString(margin, FOOTER_Y, f"labinterp {__version__} · issued {when(view.issued) or '-'} · status {view.status}")
+        canvas.restoreState()
+
+    def table(header: list[str], rows: list[list[str]], widths: list[float]) -> Table:
+        data = [[Paragraph(f"<b>{escape(h)}</b>", small) for h in header]] + [
+            [Paragraph(escape(c), small) for c in row] for row in rows
+        ]
+        t = Table(data, colWidths=[w * mm for w in widths], repeatRows=1)
+        t.setStyle(
+            TableStyle(
+                [
+                    ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ]
+            )
+        )
+        return t
+
+    # The heading block as plain-string cells (a Paragraph per cell doubled the PDF's cost); a value too wide
+    # for its column becomes a wrapping Paragraph so that nothing is cut.
+    widths = [24 * mm, 62 * mm, 24 * mm, 64 * mm]
+    head_rows: list[list[Any]] = []
+    head_style: list[tuple[Any, ...]] = [
+        ("FONT", (0, 0), (-1, -1), "Helvetica", 8, 10),
+        ("FONT", (0, 0), (0, -1), "Helvetica-Bold", 8, 10),
+        ("FONT", (2, 0), (2, -1), "Helvetica-Bold", 8, 10),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LEFTPADDING", (0, 0), (-1, -1), 0),
+        ("TOPPADDING", (0, 0), (-1, -1), 1),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+        ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.grey),
+    ]
+    for i, row in enumerate(view.header_rows()):
+        cells: list[Any] = []
+        for label, value, span in row:
+            col = len(cells) + 1
+            room = widths[col] + (widths[2] + widths[3] if span > 1 else 0) - 6
+            wide = stringWidth(value, "Helvetica", 8) > room
+            cells += [label, Paragraph(escape(value), small) if wide else value]
+            if label == "Status" and view.preliminary:
+                head_style += [
+                    ("FONT", (col, i), (col, i), "Helvetica-Bold", 8, 10),
+                    ("TEXTCOLOR", (col, i), (col, i), prelim_red),
+                ]
+            if span > 1:
+                cells += ["", ""]
+                head_style.append(("SPAN", (1, i), (3, i)))
+        head_rows.append(cells)
+    heading = Table(head_rows, colWidths=widths, hAlign="LEFT")
+    heading.setStyle(TableStyle(head_style))
+    story: list[Any] = [
+        Paragraph(escape(view.title), styles["Heading2"]),
+        heading,
+        Spacer(1, 3 * mm),
+        Paragraph(f"<b>{escape(view.headline)}</b>", body),
+    ]
+    if view.bar:
+        bar, width = view.bar, 120 * mm
+        d = Drawing(width, 8 * mm)
+        d.add(Rect(0, 2 * mm, width, 4 * mm, fillColor=colors.HexColor("#eeeeee"), strokeColor=colors.grey))
+        x0, x1 = width * bar.position(bar.low) / 100, width * bar.position(bar.high) / 100
+        d.add(Rect(x0, 2 * mm, x1 - x0, 4 * mm, fillColor=colors.HexColor("#99cc99"), strokeColor=None))
+        xv = width * bar.position(bar.value) / 100
+        d.add(Line(xv, 0.5 * mm, xv, 7.5 * mm, strokeColor=colors.red, strokeWidth=2))
+        story += [
+            Spacer(1, 2 * mm),
+            d,
+            Paragraph(escape(f"{bar.label}: {bar.value} {bar.unit}; range {bar.low}-{bar.high} {bar.unit}"), small),
+        ]
+    if view.interpretation:
+        story += [Spacer(1, 3 * mm), Paragraph("<b>Interpretation</b>", body)]
+        story += [Paragraph("&#8226; " + escape(line), body) for line in view.interpretation if line]
+    if view.genotypes:
+        story += [Spacer(1, 3 * mm), table(GENOTYPE_HEADER, view.genotypes, [22, 45, 45, 60])]
+    if view.risks:
+        story += [Spacer(1, 3 * mm), table(RISK_HEADER, view.risks, [35, 22, 20, 95])]
+    for title, text in (("Suggestion for the clinician", view.suggestion), ("Renal function", view.egfr)):
+        if text:
+            story += [Spacer(1, 3 * mm), Paragraph(f"<b>{title}</b>: {escape(text)}", body)]
+    if view.basis:
+        story += [Spacer(1, 3 * mm), Paragraph("<b>Basis</b>", body)] + [Paragraph(escape(b), small) for b in view.basis]
+    if view.not_used:
+        story += [Spacer(1, 3 * mm), Paragraph("<b>Not used</b>", body)] + [Paragraph(escape(b), small) for b in view.not_used]
+    story += [Spacer(1, 6 * mm), Paragraph(escape(view.footer), small)]
+    canvas_cls = _numbered_canvas()
+    buffer = io.BytesIO()
+    SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        title=view.title,
+        author="labinterp",
+        leftMargin=margin,
+        rightMargin=margin,
+        topMargin=16 * mm + banner_h + (3 * mm if banner_h else 0),
+        bottomMargin=16 * mm,
+    ).build(story, onFirstPage=decorate, onLaterPages=decorate, canvasmaker=canvas_cls)
+    return buffer.getvalue()
+
+
+def attach(w: Written, f: Findings, k: Knowledge) -> None:
+    """Narrative from the rendered HTML; presentedForm with the HTML page and the PDF."""
+    view = build_view(w, f, k)
+    fragment = render_fragment(view)
+    w.resource["text"] = {"status": "generated", "div": fragment}
+    forms = [("text/html", render_html(view, fragment).encode("utf-8")), ("application/pdf", render_pdf(view))]
+    w.resource["presentedForm"] = [
+        {
+            "contentType": ct,
+            "language": "en",
+            "data": base64.b64encode(data).decode("ascii"),
+            "title": f"{view.title} ({'HTML' if ct == 'text/html' else 'PDF'})",
+        }
+        for ct, data in forms
+    ]
+
+
+REPORT_KINDS = ("linezolid", "magnesium", "renal", "genotype")
+
+
+def render_reports(written: list[Written], f: Findings, k: Knowledge) -> None:
+    for w in written:
+        if w.kind in REPORT_KINDS:
+            attach(w, f, k)

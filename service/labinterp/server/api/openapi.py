@@ -1,0 +1,133 @@
+"""The OpenAPI description of the service's own endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labinterp import __version__
+
+FHIR = {"application/fhir+json": {"schema": {"type": "object", "description": "a FHIR R4 resource"}}}
+OUTCOME = {"description": "OperationOutcome naming what went wrong", "content": FHIR}
+
+
+def _op(
+    summary: str,
+    params: list[dict[str, Any]] | None = None,
+    body: bool = False,
+    ok: str = "a FHIR Bundle",
+    headers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": ok, "content": FHIR}
+    if headers:
+        success["headers"] = headers
+    op: dict[str, Any] = {
+        "summary": summary,
+        "parameters": params or [],
+        "responses": {"200": success, "4XX": OUTCOME, "5XX": OUTCOME},
+        "security": [{"bearer": []}, {}],
+    }
+    if body:
+        op["requestBody"] = {"content": FHIR}
+    return op
+
+
+DRY = {
+    "name": "dry-run",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean"},
+    "description": "return the transaction without writing it",
+}
+STRICT = {
+    "name": "strict",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean"},
+    "description": "any resource that cannot be used (unknown unit, unreadable value, genotype or date, unresolvable "
+    "subject) fails the patient with a 422 OperationOutcome naming it, and nothing is written, for validating a "
+    "data feed (a search result the FHIR server returned without a resourceType: 502, the server's fault). "
+    "Default: the service's LABINTERP_STRICT (false): such a resource is left out, listed in the "
+    "report's 'Not used' section and answered as a warning",
+}
+WARNINGS = {
+    "X-Labinterp-Warnings": {"description": "how many resources were left out (0: none)", "schema": {"type": "integer"}},
+    "X-Labinterp-Created": {"description": "report kinds created", "schema": {"type": "string"}},
+    "X-Labinterp-Amended": {"description": "report kinds amended", "schema": {"type": "string"}},
+    "X-Labinterp-Unchanged": {"description": "report kinds already stored", "schema": {"type": "string"}},
+    "X-Labinterp-Requests": {"description": "HTTP requests to the FHIR server", "schema": {"type": "integer"}},
+}
+NOW = {
+    "name": "now",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "format": "date-time"},
+    "description": "evaluation time",
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"}}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "labinterp",
+            "version": __version__,
+            "description": "Interprets linezolid troughs, magnesium, renal function and PGx genotypes from a FHIR server and "
+            "writes DiagnosticReport, RiskAssessment and Provenance back. Errors are OperationOutcomes.",
+        },
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            "/Patient/{id}/$interpret": {
+                "post": _op(
+                    "Interpret one patient (one read, one write)",
+                    [pid, DRY, NOW, STRICT],
+                    ok="the server's transaction-response Bundle, or the planned transaction Bundle with dry-run. When "
+                    "resources were left out (not in strict mode), a Parameters instead, as FHIR returns an operation's "
+                    "two outputs: parameter 'return' holds that Bundle, parameter 'outcome' an OperationOutcome with one "
+                    "issue per resource left out (severity warning, code processing, expression = the resource and "
+                    "element, diagnostics = why); the patient's other reports are written",
+                    headers=WARNINGS,
+                )
+            },
+            "/$interpret": {
+                "post": _op(
+                    "Interpret the patients and/or Group members named in a Parameters resource",
+                    [DRY, NOW, STRICT],
+                    body=True,
+                    ok="batch-response Bundle, one entry per patient; each entry's response.outcome says what was "
+                    "written (information) and lists each resource left out (warning)",
+                )
+            },
+            "/Group/{id}/$interpret": {
+                "post": _op(
+                    "Interpret every member of a Group",
+                    [pid, DRY, NOW, STRICT],
+                    ok="batch-response Bundle, as POST /$interpret",
+                )
+            },
+            "/hook": {
+                "post": _op(
+                    "Subscription rest-hook endpoint (no payload or a notification Bundle)", body=True, ok="OperationOutcome"
+                )
+            },
+            "/hook/{type}/{id}": {
+                "put": _op("Subscription rest-hook endpoint with a resource payload", body=True, ok="OperationOutcome"),
+                "post": _op("Subscription rest-hook endpoint with a resource payload", body=True, ok="OperationOutcome"),
+            },
+            "/queue": {
+                "get": _op(
+                    "Work queue: counts by state, recent failures, and recent jobs that succeeded with resources left "
+                    "out ('warned', each with its warning lines)",
+                    ok="JSON",
+                )
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: FHIR server reachable, mappings loaded",
+                    "responses": {"200": {"description": "ready"}, "503": OUTCOME},
+                }
+            },
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
+        },
+    }

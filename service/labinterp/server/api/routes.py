@@ -1,0 +1,247 @@
+"""The HTTP API: parse, call the pipeline, render. No clinical logic here."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import traceback
+from typing import Any
+
+from flask import Blueprint, current_app, request
+from werkzeug.exceptions import BadRequest, Unauthorized
+
+from labinterp.cli.common import parse_json
+from labinterp.errors import InputError, LabinterpError
+from labinterp.extract.fhirtime import parse_now
+from labinterp.fhir.search import FHIR_ID, is_fhir_id
+from labinterp.server.api.openapi import openapi_document
+from labinterp.server.api.outcome import error_response, fhir_response, outcome, status_for, warnings_outcome, with_warnings
+from labinterp.server.services import Services
+
+__all__ = ["FHIR_ID", "bp", "register_errors", "services"]  # FHIR_ID: for modules that imported it from here
+log = logging.getLogger("labinterp.api")
+bp = Blueprint("api", __name__)
+PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
+
+
+def services() -> Services:
+    return current_app.extensions["labinterp"]
+
+
+@bp.before_app_request
+def require_token() -> None:
+    token = services().api_token
+    if not token or request.path in PUBLIC:
+        return
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise Unauthorized("a valid bearer token is required (Authorization: Bearer ...)")
+
+
+def _patient_id(value: str) -> str:
+    value = value.removeprefix("Patient/")
+    if not is_fhir_id(value):
+        raise BadRequest(f"{value!r} is not a FHIR resource id")
+    return value
+
+
+def _json_body() -> Any:
+    """The request body as JSON; None when there is none. A body that is not JSON, or not JSON a parser can hold
+    (nested too deeply, a number of thousands of digits), is a 400 naming it, never a 500."""
+    data = request.get_data(cache=True)
+    if not data.strip():
+        return None
+    try:
+        return parse_json(data, "request body")
+    except InputError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _flag(name: str) -> bool:
+    if name not in request.args:
+        return False
+    return request.args.get(name, "").lower() in ("", "true", "1", "yes")
+
+
+def _strict() -> bool | None:
+    """`?strict` (or `?strict=true`): any resource that cannot be used fails the patient (422), as a feed
+    validator wants; `?strict=false` leaves it out. Absent: the service's setting (LABINTERP_STRICT)."""
+    if "strict" not in request.args:
+        return None
+    value = request.args.get("strict", "").lower()
+    if value in ("", "true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"strict={value!r}: expected true or false")
+
+
+def _now() -> Any:
+    text = request.args.get("now")
+    try:
+        return parse_now(text) if text else None
+    except InputError as exc:  # a query parameter of the request: the request is wrong (400)
+        raise BadRequest(str(exc)) from None
+
+
+@bp.post("/Patient/<pid>/$interpret")
+def interpret_one(pid: str) -> Any:
+    """Interpret one patient; `?dry-run` returns the transaction Bundle without writing it.
+
+    200 with the Bundle (the server's transaction-response, or the planned transaction in a dry run); when
+    resources were left out, a Parameters with `return` (that Bundle) and `outcome` (an OperationOutcome of
+    warnings, one issue per resource). X-Labinterp-Warnings counts them either way."""
+    s = services()
+    dry = _flag("dry-run") or _flag("dry_run")
+    result = s.interpret(_patient_id(pid), dry_run=dry, now=_now(), strict=_strict())
+    headers = {
+        "X-Labinterp-Created": ",".join(result.plan.created),
+        "X-Labinterp-Amended": ",".join(result.plan.amended),
+        "X-Labinterp-Unchanged": ",".join(result.plan.unchanged),
+        "X-Labinterp-Requests": str(result.requests),
+        "X-Labinterp-Warnings": str(len(result.problems)),
+    }
+    body = result.plan.bundle if dry or result.response is None else result.response
+    return fhir_response(with_warnings(body, result.problems), 200, headers)
+
+
+def _patients_from_parameters(body: Any) -> tuple[list[str], str | None]:
+    """The patient ids and the Group id a Parameters names; 400 naming the parameter when it has another shape."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise BadRequest("expected a Parameters resource with 'patient' and/or 'group' references")
+    params = body.get("parameter")
+    if params is not None and not isinstance(params, list):
+        raise BadRequest("Parameters.parameter: expected a list of parameters")
+    patients, group = [], None
+    for i, p in enumerate(params or []):
+        where = f"Parameters.parameter[{i}]"
+        if not isinstance(p, dict):
+            raise BadRequest(f"{where}: expected a parameter object with a name and a valueReference")
+        name, value = p.get("name"), p.get("valueReference")
+        if value is not None and not isinstance(value, dict):
+            raise BadRequest(f'{where}.valueReference: expected a Reference object, e.g. {{"reference": "Patient/id"}}')
+        ref = (value or {}).get("reference") or p.get("valueString")
+        if name == "patient" and isinstance(ref, str):
+            patients.append(_patient_id(ref))
+        elif name == "group" and isinstance(ref, str):
+            group = ref.removeprefix("Group/")
+            if not is_fhir_id(group):
+                raise BadRequest(f"{where}: the group reference is not Group/ followed by a FHIR resource id")
+        else:
+            shown = repr(name) if isinstance(name, str) and is_fhir_id(name) else "without a usable name"
+            raise BadRequest(f"{where}: unknown or empty parameter {shown}: expected patient or group references")
+    if not patients and not group:
+        raise BadRequest("no patient or group given")
+    return patients, group
+
+
+def _many(patients: list[str], dry: bool, bad_members: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """One batch-response entry per patient: its result or its error, so one bad patient spoils nothing. A
+    patient's outcome says what was written, then one warning issue per resource left out. A Group member that
+    cannot be read is an entry of its own (422, naming it)."""
+    s = services()
+    entries: list[dict[str, Any]] = [
+        {"response": {"status": "422", "outcome": outcome("error", "processing", f"{where}: {what}", where)}}
+        for where, what in bad_members or []
+    ]
+    now, strict = _now(), _strict()
+    for pid in dict.fromkeys(patients):
+        try:
+            r = s.interpret(pid, dry_run=dry, now=now, strict=strict)
+        except LabinterpError as exc:
+            status, code = status_for(exc)
+            entries.append(
+                {"response": {"status": str(status), "location": f"Patient/{pid}", "outcome": outcome("error", code, str(exc))}}
+            )
+            continue
+        text = f"created {', '.join(r.plan.created) or '-'}; amended {', '.join(r.plan.amended) or '-'}; unchanged {', '.join(r.plan.unchanged) or '-'}"
+        entries.append(
+            {
+                "response": {
+                    "status": "200",
+                    "location": f"Patient/{pid}",
+                    "outcome": warnings_outcome(
+                        r.problems, [{"severity": "information", "code": "informational", "diagnostics": text}]
+                    ),
+                }
+            }
+        )
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": entries}
+
+
+@bp.post("/$interpret")
+def interpret_many() -> Any:
+    patients, group = _patients_from_parameters(_json_body())
+    bad: list[tuple[str, str]] = []
+    if group:
+        members, bad = services().group_members(group)
+        patients += members
+    return fhir_response(_many(patients, _flag("dry-run") or _flag("dry_run"), bad))
+
+
+@bp.post("/Group/<gid>/$interpret")
+def interpret_group(gid: str) -> Any:
+    if not is_fhir_id(gid):
+        raise BadRequest(f"{gid!r} is not a FHIR resource id")
+    members, bad = services().group_members(gid)
+    return fhir_response(_many(members, _flag("dry-run") or _flag("dry_run"), bad))
+
+
+@bp.route("/hook", methods=["POST"])
+@bp.route("/hook/<rtype>/<rid>", methods=["POST", "PUT"])
+def hook(rtype: str | None = None, rid: str | None = None) -> Any:
+    """The Subscription's rest-hook endpoint: enqueue the patient and answer at once."""
+    patient = services().patient_of_notification(_json_body(), rtype, rid)
+    if patient:
+        services().queue.enqueue(patient, "notification")
+    return fhir_response(outcome("information", "informational", "queued" if patient else "nothing to do"), 200)
+
+
+@bp.get("/queue")
+def queue_state() -> Any:
+    q = services().queue
+    return {"counts": q.counts(), "failed": q.failures(), "warned": q.warned()}
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz() -> Any:
+    problems = services().readiness_problems()
+    if problems:
+        return fhir_response(
+            {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "transient", "diagnostics": p} for p in problems],
+            },
+            503,
+        )
+    return {"status": "ready"}
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return openapi_document()
+
+
+def register_errors(app: Any) -> None:
+    from werkzeug.exceptions import HTTPException
+
+    from labinterp.server.api.outcome import http_error_response
+
+    app.register_error_handler(LabinterpError, error_response)
+    app.register_error_handler(HTTPException, http_error_response)
+    app.register_error_handler(Exception, unexpected_error_response)
+
+
+def unexpected_error_response(exc: Exception) -> Any:
+    """Defence in depth: any exception no handler expected is a 500 OperationOutcome, logged with the route's
+    template (/Patient/<pid>/$interpret), the exception's class and the code's frames: never the request path's
+    ids, nor the exception's text (which can quote any value of the input)."""
+    rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unexpected error on %s %s: %s\n%s", request.method, rule, type(exc).__name__, frames)
+    return fhir_response(outcome("error", "exception", f"internal error ({type(exc).__name__}): see the service's log"), 500)

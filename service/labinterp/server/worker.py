@@ -1,0 +1,214 @@
+"""Reports generated automatically: the worker that drains the queue, the R4 rest-hook Subscription that
+feeds it, and the reconciliation poll that catches what notifications missed (HAPI's rest-hook gives
+up after about a minute, and an Observation matched only by name cannot be subscribed to by code).
+
+Logs carry job ids, counts and error classes, never patient ids."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from labinterp.errors import FhirError, FhirTemporaryError, InputError, LabinterpError
+from labinterp.fhir.client import FhirClient
+from labinterp.fhir.retry import RetryPolicy
+from labinterp.fhir.search import is_fhir_id, query
+from labinterp.knowledge import Knowledge
+from labinterp.server.queue import Job, JobQueue
+
+log = logging.getLogger("labinterp.worker")
+SUBSCRIPTION_ID = "labinterp-observations"
+POLL_KEY = "poll.last_updated"
+
+
+class Worker:
+    """Threads that claim jobs and run `process(patient_id)`. Broken input fails the job at once (retrying
+    cannot mend it); anything else is retried with backoff, up to `attempts` tries. A job whose patient had
+    resources left out succeeds: `process` returns their warning lines, recorded with the finished job."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        process: Callable[[str], Any],
+        *,
+        threads: int = 2,
+        attempts: int = 5,
+        backoff: RetryPolicy | None = None,
+        idle_seconds: float = 0.5,
+    ) -> None:
+        self.queue, self.process, self.threads, self.attempts = queue, process, threads, attempts
+        self.backoff = backoff or RetryPolicy(base_delay=2.0, max_delay=300.0)
+        self.idle_seconds = idle_seconds
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def run_one(self) -> bool:
+        """Process one due job; False when there was none."""
+        job = self.queue.claim()
+        if job is None:
+            return False
+        try:
+            result = self.process(job.patient)
+        except InputError as exc:
+            log.warning("job %d failed for good: %s", job.id, type(exc).__name__)
+            self.queue.fail(job, str(exc))
+        except (LabinterpError, OSError) as exc:
+            self._retry_or_fail(job, exc)
+        except Exception as exc:  # a bug must not kill the worker thread; the job records it
+            # the exception's text can quote any value (a name, an identifier): logged and recorded by class only
+            log.error(
+                "job %d: unexpected error %s\n%s", job.id, type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__))
+            )
+            self._retry_or_fail(job, exc)
+        else:
+            warnings = [str(w) for w in result] if isinstance(result, list) else []
+            if warnings:
+                log.info("job %d done, %d resources left out (see GET /queue)", job.id, len(warnings))
+            self.queue.done(job, warnings)
+        return True
+
+    def _retry_or_fail(self, job: Job, exc: BaseException) -> None:
+        why = (
+            f"{type(exc).__name__}: {exc}" if isinstance(exc, LabinterpError | OSError) else f"{type(exc).__name__} (unexpected)"
+        )
+        permanent = (
+            isinstance(exc, FhirError) and not isinstance(exc, FhirTemporaryError) and exc.status in (400, 401, 403, 404, 422)
+        )
+        if permanent or job.attempts >= self.attempts:
+            log.warning("job %d failed after %d attempts: %s", job.id, job.attempts, type(exc).__name__)
+            self.queue.fail(job, why)
+        else:
+            delay = self.backoff.delay(job.attempts)
+            log.info("job %d: %s, retry in %.0f s", job.id, type(exc).__name__, delay)
+            self.queue.retry(job, why, delay)
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Process until no job is due (tests and one-shot runs)."""
+        deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+        while datetime.now(UTC) < deadline and self.run_one():
+            pass
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.run_one()
+            except Exception:  # the queue itself failed (disk, lock): wait and try again
+                log.exception("worker loop")
+                worked = False
+            if not worked:
+                self._stop.wait(self.idle_seconds)
+
+    def start(self) -> None:
+        for i in range(self.threads):
+            t = threading.Thread(target=self._loop, name=f"labinterp-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+
+
+def subscription_codes(k: Knowledge) -> list[str]:
+    """system|code of every Observation that should trigger a report: linezolid (site codes), magnesium,
+    creatinine and genotypes (IG codes and site genotype codes)."""
+    analytes = {"linezolid", "magnesium", "creatinine", "linezolid_mic", "urine_magnesium", "urine_creatinine"}
+    codes = [f"{c.system}|{c.code}" for c in k.analyte_codes if c.analyte in analytes]
+    loinc = k.output.systems["loinc"]
+    codes += [f"{loinc}|{k.genomics.codes['genotype']}", f"{loinc}|{k.genomics.codes['variant']}"]
+    codes += [f"{g.system}|{g.code}" for g in k.genotype_codes]
+    return list(dict.fromkeys(codes))
+
+
+def subscription(k: Knowledge, endpoint: str, token: str | None) -> dict[str, Any]:
+    channel: dict[str, Any] = {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"}
+    if token:
+        channel["header"] = [f"Authorization: Bearer {token}"]
+    return {
+        "resourceType": "Subscription",
+        "id": SUBSCRIPTION_ID,
+        "status": "requested",
+        "reason": "labinterp: interpret new or changed linezolid, magnesium, creatinine and genotype results",
+        "criteria": "Observation?code=" + ",".join(subscription_codes(k)),
+        "channel": channel,
+    }
+
+
+def register_subscription(client: FhirClient, k: Knowledge, endpoint: str, token: str | None = None) -> dict[str, Any]:
+    """Create or update labinterp's Subscription (PUT at a fixed id: registering twice changes nothing)."""
+    return client.update(subscription(k, endpoint, token))
+
+
+class Poller:
+    """Every `interval` seconds: Observations changed since the last poll → their patients enqueued. The
+    watermark is the server's own lastUpdated (no clock skew) and is stored in the queue's database."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], FhirClient],
+        queue: JobQueue,
+        k: Knowledge,
+        *,
+        interval: float = 30.0,
+        lookback: timedelta = timedelta(days=1),
+    ) -> None:
+        self.client_factory, self.queue, self.k, self.interval, self.lookback = client_factory, queue, k, interval, lookback
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll_once(self) -> int:
+        since = self.queue.get_meta(POLL_KEY) or (datetime.now(UTC) - self.lookback).strftime("%Y-%m-%dT%H:%M:%SZ")
+        client = self.client_factory()
+        found = client.search(
+            query(
+                "Observation",
+                [
+                    ("_lastUpdated", f"ge{since}"),
+                    ("_count", "500"),
+                    ("_elements", "subject,identifier"),
+                    ("_sort", "_lastUpdated"),
+                ],
+            )
+        )
+        series = self.k.output.systems["series_identifier"]
+        patients: set[str] = set()
+        newest = since
+        for obs in found:
+            meta = obs.get("meta")
+            stamp = meta.get("lastUpdated") if isinstance(meta, dict) else None
+            if isinstance(stamp, str) and stamp > newest:
+                newest = stamp
+            identifiers = obs.get("identifier")
+            if isinstance(identifiers, list) and any(isinstance(i, dict) and i.get("system") == series for i in identifiers):
+                continue  # labinterp's own derived eGFR
+            subject = obs.get("subject")
+            ref = subject.get("reference") if isinstance(subject, dict) else None
+            if isinstance(ref, str) and ref.startswith("Patient/") and is_fhir_id(ref.split("/", 1)[1]):
+                patients.add(ref.split("/", 1)[1])
+        for pid in sorted(patients):
+            self.queue.enqueue(pid, "poll")
+        self.queue.set_meta(POLL_KEY, newest)
+        if patients:
+            log.info("poll: %d patients enqueued", len(patients))
+        return len(patients)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll_once()
+            except LabinterpError as exc:
+                log.warning("poll failed: %s", type(exc).__name__)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="labinterp-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
