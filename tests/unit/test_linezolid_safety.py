@@ -391,3 +391,124 @@ def test_caveat_names_what_was_not_confirmed(site_k: Knowledge) -> None:
     f = findings_of(lzd_patient(9.0, count=1).bundle(), site_k)  # timing checked, steady state unknown
     assert f.exposure is not None and "(steady state unknown)" in f.exposure.over.rationale[0]
     assert "timing could not be checked" not in " ".join(f.exposure.over.rationale)
+
+
+# --- the second review round -----------------------------------------------------------------------------------
+
+
+def _mic(p: P, value: float, comparator: str | None = None) -> None:
+    p.lab(
+        loinc("29258-1", "Linezolid [Susceptibility]"),
+        value,
+        "mg/L",
+        "2026-01-13T10:00:00+01:00",
+        comparator=comparator,
+        kind="mic",
+    )
+
+
+def test_an_open_mic_is_said_whatever_the_band_and_stops_a_reduction(site_k: Knowledge) -> None:
+    above = lzd_patient(9.0)
+    _mic(above, 4, ">")
+    s = lz_of(above, site_k).suggestion
+    assert s.regimen is None and "ask the laboratory for a quantified MIC before any reduction" in s.text
+    below = lzd_patient(1.5)
+    _mic(below, 2, "<=")
+    assert "quantified MIC" in lz_of(below, site_k).suggestion.text
+
+
+def test_a_censored_trough_at_the_upper_limit_is_not_low_overexposure(site_k: Knowledge) -> None:
+    for value, comparator in ((8.0, ">="), (7.9, ">")):
+        f = findings_of(lzd_patient(value, comparator=comparator).bundle(), site_k)
+        assert f.exposure is not None and f.exposure.over.risk == "moderate" and f.exposure.over.measured
+        assert f.linezolid is not None and "platelet" in f.linezolid.suggestion.text
+
+
+def test_the_last_trough_of_the_course_decides_when_the_latest_level_is_not_one(site_k: Knowledge) -> None:
+    p = course_with_troughs([3.0])
+    p.doses((SAMPLE + timedelta(hours=24)).isoformat(), 1)  # a dose on the next morning ...
+    p.lab(lzd_site(), 15.0, "mg/L", (SAMPLE + timedelta(hours=26)).isoformat(), kind="lzd")  # ... and a level 2 h after it
+    f = findings_of(p.bundle(), site_k)
+    assert f.linezolid is not None and f.linezolid.band is None and f.linezolid.last_trough is not None
+    assert f.exposure is not None and f.exposure.over.risk == "low" and f.exposure.over.measured
+    assert "the last trough of this course, 3 mg/L" in f.exposure.over.rationale[0]
+
+
+def test_the_trend_does_not_cross_a_change_of_dose(site_k: Knowledge) -> None:
+    p = P("q6", "male", "1960-01-01", "")
+    start = SAMPLE - timedelta(hours=12 + 12 * 16)
+    p.doses(start.isoformat(), 8, mg=600)  # 600 mg every 12 h for 4 days ...
+    p.doses((start + timedelta(hours=96)).isoformat(), 9, mg=300)  # ... then 300 mg every 12 h
+    p.lab(lzd_site(), 12.0, "mg/L", (start + timedelta(hours=96, minutes=-5)).isoformat(), kind="lzd")  # the trough before the cut
+    p.lab(lzd_site(), 5.0, "mg/L", SAMPLE.isoformat(), kind="lzd")
+    lz = lz_of(p, site_k)
+    assert lz.regimen.dose_mg == 300 and lz.trend == "" and lz.previous == []
+    assert any("before the change to 300 mg every 12 h" in why for _, why in lz.not_used)
+    assert "repeat it early" not in lz.suggestion.text
+
+
+def test_a_rifampicin_stopped_within_its_wash_out_is_said_as_stopped(site_k: Knowledge) -> None:
+    p = lzd_patient(5.0)
+    p.med("MedicationStatement", {"coding": [{"system": ATC, "code": "J04AB02"}]}, status="completed", when="2025-12-01")
+    p.resources[-1]["effectivePeriod"] = {"start": "2025-12-01", "end": "2026-01-11"}
+    text = lz_of(p, site_k).suggestion.text
+    assert "was stopped (ended 2026-01-11" in text and "the trough may rise" in text and "co-prescribed" not in text
+
+
+def test_a_sample_without_a_time_gets_no_continue(site_k: Knowledge) -> None:
+    p = P("q7", "male", "1960-01-01", "")
+    p.doses((SAMPLE - timedelta(hours=12 * 8)).isoformat(), 8)
+    p.lab(lzd_site(), 5.0, "mg/L", "2026-01-15", kind="lzd")
+    s = lz_of(p, site_k).suggestion
+    assert s.regimen is None and "Continue" not in s.text and "the sample has no time of collection" in s.text
+
+
+def test_a_very_low_level_before_steady_state_checks_adherence(site_k: Knowledge) -> None:
+    text = lz_of(lzd_patient(0.5, count=4), site_k).suggestion.text
+    assert "adherence" in text and "steady state" in text
+
+
+def test_a_missed_dose_above_the_range_speaks_of_the_record_not_of_an_increase(site_k: Knowledge) -> None:
+    p = P("q8", "female", "1960-01-01", "")
+    first = SAMPLE - timedelta(hours=12 * 12)
+    for i in range(12):
+        if i != 9:
+            p.med("MedicationAdministration", LZD, when=(first + timedelta(hours=12 * i)).isoformat(), dose_mg=600)
+    p.lab(lzd_site(), 12.0, "mg/L", SAMPLE.isoformat(), kind="lzd")
+    lz = lz_of(p, site_k)
+    assert "before any dose increase" not in lz.suggestion.text and "dosing record" in lz.suggestion.text
+    reason = next(r for r in lz.timing.reasons if "missing between" in r)
+    assert "and 2026-01-14 07:00 UTC" in reason  # both ends dated
+
+
+def test_a_last_dose_not_recorded_interrupts_steady_state(site_k: Knowledge) -> None:
+    lz = lz_of(lzd_patient(5.0, hours_after_last=24), site_k)
+    assert lz.timing.steady_state == "interrupted" and lz.timing.is_trough is False
+
+
+def test_doses_without_times_are_not_called_unrecorded(site_k: Knowledge) -> None:
+    p = P("q9", "male", "1960-01-01", "")
+    for day in range(10, 15):
+        p.med("MedicationAdministration", LZD, when=f"2026-01-{day}", dose_mg=600)
+    p.lab(lzd_site(), 5.0, "mg/L", SAMPLE.isoformat(), kind="lzd")
+    text = lz_of(p, site_k).suggestion.text
+    assert "the doses are recorded without times" in text and "neither the doses" not in text
+
+
+def test_an_order_that_disagrees_with_the_administrations_is_said(site_k: Knowledge) -> None:
+    p = lzd_patient(5.0, every_h=8, count=12)
+    p.med("MedicationRequest", LZD, when="2026-01-09T08:00:00+01:00", dose_mg=600, every_h=12)
+    notes = " ".join(lz_of(p, site_k).notes)
+    assert "600 mg every 8 h (1800 mg/day)" in notes and "600 mg every 12 h (1200 mg/day): check which is given" in notes
+
+
+def test_the_laboratorys_disagreeing_flag_is_said(site_k: Knowledge) -> None:
+    p = P("q10", "female", "1960-01-01", "")
+    p.doses((SAMPLE - timedelta(hours=12 * 8)).isoformat(), 8)
+    p.lab(lzd_site(), 7.5, "mg/L", SAMPLE.isoformat(), flag="H", kind="lzd")
+    notes = " ".join(lz_of(p, site_k).notes)
+    assert "the laboratory flags this result H" in notes and "the source's category is kept" in notes
+
+
+def test_rifampicin_is_cited_as_a_reader_can_find_it(site_k: Knowledge) -> None:
+    assert "Gandelman et al., ref. 37 of Linezolid TDM and pharmacogenetics cohort" in site_k.linezolid.rifampicin.text

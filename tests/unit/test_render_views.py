@@ -40,3 +40,10 @@ def test_magnesium_page_states_the_lab_flag_and_a_stale_creatinine(site_k: Knowl
     p.lab(SCR, 1.0, "mg/dL", (SAMPLE - timedelta(days=30)).isoformat())
     html = _html(interpret_bundle(p.bundle(), site_k, NOW).bundle, "Serum magnesium")
     assert "laboratory flags this result low" in html and "stale" in html
+
+
+def test_a_censored_result_keeps_its_comparator_on_the_range_bar(site_k: Knowledge) -> None:
+    from tests.unit.test_linezolid_safety import lzd_patient
+
+    html = _html(interpret_bundle(lzd_patient(8.0, comparator=">").bundle(), site_k, NOW).bundle, "Linezolid")
+    assert "&gt;8.0 mg/L (censored: the marker is at the limit)" in html

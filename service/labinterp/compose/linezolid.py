@@ -24,6 +24,9 @@ def linezolid_report(ctx: Context, f: Findings, lz: LinezolidFinding, risk: Writ
     lines.append(f"{timing}: {'; '.join(lz.timing.reasons)}.")
     if lz.trend_text:
         lines.append(f"{lz.trend_text}.")
+    if lz.last_trough is not None:
+        m, last = lz.last_trough
+        lines.append(f"The last trough of this course: {m.original} ({m.time.text if m.time else 'undated'}): {last.text}.")
     if lz.mic is not None:
         level = "level" if lz.timing.is_trough is False else "trough"
         verdict = {
@@ -36,7 +39,8 @@ def linezolid_report(ctx: Context, f: Findings, lz: LinezolidFinding, risk: Writ
     lines += [f"Note: {n}." for n in lz.notes]
     conclusion = " ".join(lines)
     codes = [ctx.interpretation(band.interpretation)] if band else []
-    inputs: list[Measurement] = [*lz.previous, t] + ([lz.mic] if lz.mic else [])
+    earlier = [lz.last_trough[0]] if lz.last_trough else []
+    inputs: list[Measurement] = [*earlier, *lz.previous, t] + ([lz.mic] if lz.mic else [])
     rows = [[m.time.text if m.time else "-", m.original, m.status] for m in [*lz.previous, t]]
     assay = k.linezolid.assay
     facts = [

@@ -48,6 +48,7 @@ class RangeBar:
     low: float
     high: float
     top: float  # right end of the scale
+    comparator: str = ""  # a censored result (">8") is shown with its comparator, never as the bare number
 
     def position(self, v: float) -> float:
         """0..100 on a log scale from top/100 to top (troughs and concentrations span decades)."""
@@ -96,7 +97,7 @@ FRAGMENT = """<div xmlns="{{ xhtml }}">
 {% if v.bar %}<div style="position:relative;height:14px;width:320px;background:#eee;border:1px solid #999">
 <div style="position:absolute;left:{{ v.bar.position(v.bar.low) }}%;width:{{ (v.bar.position(v.bar.high) - v.bar.position(v.bar.low)) | round(1) }}%;height:14px;background:#9c9;font-size:1px">&#160;</div>
 <div style="position:absolute;left:{{ v.bar.position(v.bar.value) }}%;width:3px;height:14px;background:#c00;font-size:1px">&#160;</div></div>
-<p>{{ v.bar.label }}: {{ v.bar.value }} {{ v.bar.unit }}; range {{ v.bar.low }}-{{ v.bar.high }} {{ v.bar.unit }} (green); scale to {{ v.bar.top }} {{ v.bar.unit }}</p>{% endif %}
+<p>{{ v.bar.label }}: {{ v.bar.comparator }}{{ v.bar.value }} {{ v.bar.unit }}{% if v.bar.comparator %} (censored: the marker is at the limit){% endif %}; range {{ v.bar.low }}-{{ v.bar.high }} {{ v.bar.unit }} (green); scale to {{ v.bar.top }} {{ v.bar.unit }}</p>{% endif %}
 {% if v.interpretation %}<p><b>Interpretation</b></p><ul>{% for line in v.interpretation %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
 {% if v.genotypes %}<table><tr>{% for h in genotype_header %}<th>{{ h }}</th>{% endfor %}</tr>
 {% for row in v.genotypes %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
@@ -293,6 +294,7 @@ def build_view(w: Written, f: Findings, k: Knowledge) -> View:
                 within.lower,
                 within.upper,
                 k.linezolid.assay.linearity_upper_mg_per_l * 1.25,
+                _get(lz, "trough.comparator", "") or "",
             )
         view.interpretation = [band.text if band else _get(lz, "why_indeterminate", ""), *(_get(lz, "timing.reasons") or ())]
         if _get(lz, "trend_text"):
@@ -305,7 +307,8 @@ def build_view(w: Written, f: Findings, k: Knowledge) -> View:
                 + (" BELOW the MIC" if _get(lz, "below_mic") else " not below the MIC")
             )
         view.suggestion = (_get(lz, "suggestion.text") or "").removeprefix("Suggestion for the clinician: ")
-        view.basis = [b for b in (_get(lz, "suggestion.basis"), within.source) if b]
+        basis = list(dict.fromkeys(b for b in (_get(lz, "suggestion.basis"), within.source) if b))
+        view.basis = [b for b in basis if not any(b != other and b in other for other in basis)]  # a citation said once
         view.not_used += [f"{m.source.reference} ({m.original}): {why}" for m, why in _get(lz, "not_used") or ()]
         view.risks = _risk_rows(f, "linezolid")
     elif w.kind == "magnesium" and f.magnesium:
@@ -313,7 +316,8 @@ def build_view(w: Written, f: Findings, k: Knowledge) -> View:
         normal = next(b for b in k.magnesium.bands if b.name == "normal")
         value = _get(mg, "mg.value")
         if value is not None and normal.lower is not None and normal.upper is not None:
-            view.bar = RangeBar("Serum magnesium", round(value, 2), "mg/dL", normal.lower, normal.upper, 5.0)
+            comparator = _get(mg, "mg.comparator", "") or ""
+            view.bar = RangeBar("Serum magnesium", round(value, 2), "mg/dL", normal.lower, normal.upper, 5.0, comparator)
         band = _get(mg, "band")
         view.interpretation = [
             band.text if band else _get(mg, "why_indeterminate", ""),
@@ -525,7 +529,14 @@ def render_pdf(view: View) -> bytes:
         story += [
             Spacer(1, 2 * mm),
             d,
-            Paragraph(escape(f"{bar.label}: {bar.value} {bar.unit}; range {bar.low}-{bar.high} {bar.unit}"), small),
+            Paragraph(
+                escape(
+                    f"{bar.label}: {bar.comparator}{bar.value} {bar.unit}"
+                    + (" (censored: the marker is at the limit)" if bar.comparator else "")
+                    + f"; range {bar.low}-{bar.high} {bar.unit}"
+                ),
+                small,
+            ),
         ]
     if view.interpretation:
         story += [Spacer(1, 3 * mm), Paragraph("<b>Interpretation</b>", body)]

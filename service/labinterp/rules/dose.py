@@ -32,6 +32,7 @@ class DoseContext:
     child: bool
     trend: str = ""  # "rising" | "falling" | "stable" | ""
     inducer: str = ""  # the current CYP3A inducer's words, "" without one
+    possible: tuple[str, ...] = ()  # for a censored trough that spans bands: the bands it may be in
 
 
 def _sentence(parts: list[str]) -> str:
@@ -93,6 +94,35 @@ def _mic_words(c: DoseContext, lz: LinezolidFile) -> tuple[str, str]:
     return "", ""
 
 
+def _no_number(c: DoseContext, lz: LinezolidFile) -> str:
+    """Why no dose is named for a level whose timing cannot be set against the doses, "" when it can."""
+    t = c.timing
+    if t.sample_untimed:
+        return "no dose is named: the sample has no time of collection; record it, or repeat the level as a timed trough"
+    if t.is_trough is None and t.untimed_doses:
+        return (
+            "no dose is named: the doses are recorded without times, so the level cannot be placed in the dosing interval; "
+            "record the dose and sampling times, or repeat the level one dosing interval after a dose"
+        )
+    if t.is_trough is None and not c.known:
+        return (
+            "no dose is named: neither the doses nor the regimen are recorded; record the dose and sampling times, "
+            "or repeat the level one dosing interval after a dose"
+        )
+    return ""
+
+
+def _censored(c: DoseContext, lz: LinezolidFile) -> list[str]:
+    """What a censored trough spanning bands ("<=2", ">=8") still calls for."""
+    ds, sides = lz.dose_suggestion, lz.comparators
+    out = []
+    if set(c.possible) & set(sides.high_side):
+        out += [ds.platelet_text]
+    if set(c.possible) & set(sides.low_side):
+        out += [ds.check_first_text]
+    return [*out, "ask the laboratory for a quantified result"] if out else []
+
+
 def suggest_dose(c: DoseContext, lz: LinezolidFile) -> Suggestion:
     """What to do, with its safety in the sentence itself."""
     ds = lz.dose_suggestion
@@ -106,64 +136,52 @@ def suggest_dose(c: DoseContext, lz: LinezolidFile) -> Suggestion:
                 None,
                 lz.trough.source,
             )
-        return Suggestion(_sentence(["no dose suggestion: the result cannot be placed in one category", mic, mic_open]), None, "")
+        words = ["no dose suggestion: the result cannot be placed in one category", *_censored(c, lz), mic, mic_open]
+        return Suggestion(_sentence(words), None, "")
     if band.name == "above_linearity":
         return Suggestion(_sentence([ds.hold_linearity_text, ds.platelet_text]), None, f"{lz.assay.source}; {ds.safety_source}")
     if band.name == "not_quantifiable":
         return Suggestion(
             _sentence(["not quantifiable: " + ds.check_first_text, "repeat the trough", mic, c.inducer]), None, band.source
         )
-    safety = [ds.hold_text, ds.platelet_text] if band.name == "above" else []
-    check = [ds.check_first_text] if band.name == "below" else []
+    above, below = band.name == "above", band.name == "below"
+    safety = [ds.hold_text, ds.platelet_text] if above else []
+    far = below and (c.trough.comparator.startswith("<") or (c.trough.value or 0.0) < ds.far_below_mg_per_l)
+    check = [ds.check_first_text] if far else []
+    context = [mic, mic_open, c.inducer]
     if c.child:
-        return Suggestion(
-            _sentence([*safety, mic, mic_open, c.inducer, ds.child_text]), None, f"{lz.cohort.name}; {ds.safety_source}"
-        )
+        return Suggestion(_sentence([*safety, *context, ds.child_text]), None, f"{lz.cohort.name}; {ds.safety_source}")
     if timing.steady_state == "interrupted":
+        record = "check adherence and the dosing record" if not below else ds.check_first_text
         wait = "a dose appears to have been missed: recheck the trough at steady state before changing the dose"
-        return Suggestion(_sentence([*safety, mic, ds.check_first_text, wait]), None, lz.trough.source)
+        return Suggestion(_sentence([*safety, *context, record, wait]), None, lz.trough.source)
     if timing.steady_state == "not_reached":
         wait = "the trough may still rise before steady state: recheck it at steady state before changing the dose"
         if band.name == "within":
             wait = (
                 "within the range before steady state, where it may still rise: no change yet; recheck the trough at steady state"
             )
-        return Suggestion(_sentence([*safety, mic, c.inducer, wait]), None, lz.trough.source)
-    if timing.is_trough is None and not c.known:
-        record = (
-            "no dose is named: neither the doses nor the regimen are recorded; record the dose and sampling times, "
-            "or repeat the level one dosing interval after a dose"
-        )
-        return Suggestion(_sentence([*safety, mic, mic_open, c.inducer, *check, record]), None, lz.trough.source)
+        return Suggestion(_sentence([*safety, *check, *context, wait]), None, lz.trough.source)
+    if no_number := _no_number(c, lz):
+        return Suggestion(_sentence([*safety, *check, *context, no_number]), None, lz.trough.source)
     if_trough = "if this was a trough (the time since the last dose is not recorded): " if timing.is_trough is None else ""
     unchecked = ""
     if timing.is_trough and timing.status != "valid":
         unchecked = "steady state could not be confirmed (start of therapy unknown): check it first"
     if band.name == "within":
         if mic or mic_open:
-            return Suggestion(_sentence([mic, mic_open, c.inducer, unchecked]), None, ds.mic_source)
+            return Suggestion(_sentence([*context, unchecked]), None, ds.mic_source)
         keep = f"{if_trough}continue {c.regimen.label()}; the trough is within the therapeutic range"
         if falling:
             keep = f"{if_trough}continue {c.regimen.label()} for now; {falling}"
         return Suggestion(_sentence([keep, c.inducer, unchecked]), c.regimen, band.source)
     if c.trough.comparator or c.trough.value is None:  # "<2", ">8": a side, not a number to scale by
-        return Suggestion(
-            _sentence(
-                [
-                    *safety,
-                    mic,
-                    c.inducer,
-                    *check,
-                    "no proportional dose: the trough is not a quantified value",
-                    "repeat the trough",
-                ]
-            ),
-            None,
-            band.source,
-        )
-    far = [ds.check_first_text] if band.name == "below" and c.trough.value < ds.far_below_mg_per_l else []
+        words = [*safety, *context, *check, "no proportional dose: the trough is not a quantified value", "repeat the trough"]
+        return Suggestion(_sentence(words), None, band.source)
+    if above and mic_open:  # a lower dose could take the trough further below an MIC that may already exceed it
+        return Suggestion(_sentence([*safety, mic_open + " before any reduction", c.inducer]), None, ds.mic_source)
     sentence, regimen, basis = _proportional(c, lz)
-    text = _sentence([*safety, mic, c.inducer, *far, if_trough + sentence, unchecked])
+    text = _sentence([*safety, *context, *check, if_trough + sentence, unchecked])
     if regimen is not None:
         text = "Suggestion for the clinician: " + text[:1].lower() + text[1:]
     return Suggestion(text, regimen, f"{basis}; {ds.safety_source}")

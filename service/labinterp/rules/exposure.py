@@ -246,13 +246,17 @@ def _measured(p: Prediction, level: str, observed: str, caveat: str) -> None:
 
 
 def _censored(under: Prediction, over: Prediction, lzf: LinezolidFinding, observed: str, lz: LinezolidFile) -> None:
-    """A censored trough that spans bands ("<=2", ">=8") still rules a side out: "<=2" cannot be above the range."""
+    """A censored trough that spans bands ("<=2", ">=8") still says something: "<=2" cannot be above the range
+    (that side low), and may be below it (that side at least the censored-value risk, never the prior's "low")."""
     c = lz.comparators
     for p, side, words in ((under, c.low_side, "below the range"), (over, c.high_side, "above the range")):
-        if lzf.possible and not set(lzf.possible) & set(side):
+        if not lzf.possible:
+            p.rationale.insert(0, f"{observed}; the prior stands")
+        elif not set(lzf.possible) & set(side):
             _measured(p, "low", f"{observed}; it cannot be {words}", "")
         else:
-            p.rationale.insert(0, f"{observed}; the prior stands")
+            level = _max_risk(p.risk, c.may_be_risk) or c.may_be_risk
+            _measured(p, level, f"{observed}; it may be {words}", "")
 
 
 def assess_exposure(
@@ -288,6 +292,13 @@ def assess_exposure(
                     1,
                     f"the trough is below the MIC of the patient's isolate ({lzf.mic.original}): exposure is likely insufficient for it",
                 )
+        elif lzf.last_trough is not None:  # the latest level is not a trough: the course's last trough is the measurement
+            m, last = lzf.last_trough
+            when = m.time.text if m.time else "undated"
+            observed = f"the latest level is not a trough; the last trough of this course, {m.original} ({when}): {last.text}"
+            level = lz.measured_risk(last.name)
+            _measured(under, level.underexposure, observed, "")
+            _measured(over, level.overexposure, observed, "")
         else:
             observed = f"latest linezolid level {lzf.trough.original}: {lzf.why_indeterminate}"
             _censored(under, over, lzf, observed, lz)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 
 from labinterp.extract.facts import Measurement, MedicationExposure, PatientRecord
@@ -15,8 +15,16 @@ from labinterp.knowledge import Knowledge
 from labinterp.knowledge.model import Band, LinezolidFile, Regimen
 from labinterp.rules.bands import classify
 from labinterp.rules.dose import DoseContext, Suggestion, suggest_dose
-from labinterp.rules.medications import rifampicin_exposures
-from labinterp.rules.trough_timing import Timing, check_timing, course_doses, current_regimen, doses_before, level_is_trough
+from labinterp.rules.medications import current_note, rifampicin_exposures
+from labinterp.rules.trough_timing import (
+    Timing,
+    check_timing,
+    course_doses,
+    current_regimen,
+    doses_before,
+    level_is_trough,
+    regimen_change_at,
+)
 
 __all__ = ["LinezolidFinding", "Suggestion", "Timing", "check_timing", "classify_trough", "interpret_linezolid"]
 
@@ -50,6 +58,7 @@ class LinezolidFinding:
     not_used: list[tuple[Measurement, str]] = field(default_factory=list)  # earlier levels left out of the trend
     child: bool = False
     possible: tuple[str, ...] = ()  # for a censored trough that spans bands ("<=2", ">=8"): the bands it may be in
+    last_trough: tuple[Measurement, Band] | None = None  # the course's last trough, when the latest level is not one
 
     @property
     def category(self) -> str:
@@ -149,6 +158,96 @@ def compare_mic(trough: Measurement, mic: Measurement) -> bool | None:
     return None
 
 
+def _course_levels(
+    levels: list[Measurement], exposures: list[MedicationExposure], regimen: Regimen, at: datetime | None, lz: LinezolidFile
+) -> tuple[list[Measurement], list[tuple[Measurement, str]]]:
+    """Earlier troughs of the current course and regimen (oldest first), and the other earlier levels with why
+    they are left out of the trend: an earlier course, a change of dose or interval since, not a trough."""
+    previous: list[Measurement] = []
+    not_used: list[tuple[Measurement, str]] = []
+    course = course_doses(doses_before(exposures, at), lz) if at else []
+    course_from = course[0].at - timedelta(hours=lz.trough.course_gap_h) if course else None
+    changed = regimen_change_at(exposures, at, regimen, lz)
+    for m in levels:
+        t = m.time.start if m.time else None
+        if course_from is not None and t is not None and t < course_from:
+            not_used.append((m, "an earlier course of linezolid: not part of this course's trend"))
+        elif changed is not None and t is not None and t < changed:
+            not_used.append((m, f"before the change to {regimen.label()}: not part of the trend of the current regimen"))
+        elif not level_is_trough(m, exposures, regimen, lz):
+            not_used.append((m, "not a trough (timing against the recorded doses): not part of the trend"))
+        else:
+            previous.append(m)
+    return previous, not_used
+
+
+def _notes(
+    latest: Measurement,
+    band: Band | None,
+    exposures: list[MedicationExposure],
+    regimen: Regimen,
+    child_age: int | None,
+    lz: LinezolidFile,
+) -> list[str]:
+    notes = []
+    if latest.matched_by == "name":
+        notes.append("the linezolid result was recognized by its name, not by a configured code")
+    if latest.preliminary:
+        notes.append("the result is preliminary")
+    if child_age is not None:
+        notes.append(
+            f"the patient is {child_age} years old: the range, regimens and cohort findings are from adults "
+            f"({lz.cohort.age_min}-{lz.cohort.age_max} years)"
+        )
+    flags = sorted(latest.lab_flags & {"H", "HH", "HU", "L", "LL", "LU", "N", "A", "AA"})
+    if band is not None and flags and band.interpretation not in flags:
+        within = lz.band("within")
+        notes.append(
+            f"the laboratory flags this result {'/'.join(flags)}; by the source's range ({within.lower:g}-{within.upper:g} mg/L) "
+            f"it is {band.name.replace('_', ' ')}: the source's category is kept"
+        )
+    for e in exposures:  # the administrations show another regimen than the order: say so, the record may be wrong
+        if (
+            e.kind != "MedicationAdministration"
+            and e.dose_mg
+            and e.interval_h
+            and regimen.label() != Regimen(dose_mg=e.dose_mg, interval_h=e.interval_h).label()
+        ):
+            ordered = Regimen(dose_mg=e.dose_mg, interval_h=e.interval_h)
+            notes.append(
+                f"the recorded doses show {regimen.label()} ({regimen.daily_mg:g} mg/day) but {e.kind} {e.source.reference} "
+                f"says {ordered.label()} ({ordered.daily_mg:g} mg/day): check which is given"
+            )
+            break
+    return notes
+
+
+def _inducer(record: PatientRecord, at: datetime | None, k: Knowledge) -> str:
+    """The rifampicin the suggestion must name: current, or stopped within its wash-out window."""
+    current, _ = rifampicin_exposures(record, k, at)
+    if not current:
+        return ""
+    stopped = [note for m in current if (note := current_note(m, at, k))]
+    if stopped and len(stopped) == len(current):
+        return (
+            f"rifampicin (CYP3A inducer) was stopped ({stopped[0]}): its induction wears off, so the trough may rise; recheck it"
+        )
+    return f"co-prescribed {k.linezolid.rifampicin.text}"
+
+
+def _last_trough(
+    levels: list[Measurement], exposures: list[MedicationExposure], regimen: Regimen, lz: LinezolidFile
+) -> tuple[Measurement, Band] | None:
+    """The most recent trough of the course before a latest level that is not one, with its band."""
+    for m in reversed(levels):
+        if m.value is None or check_timing(m, exposures, regimen, lz).is_trough is not True:
+            continue
+        band = classify_trough(m.value, m.comparator, lz)
+        if band is not None:
+            return m, band
+    return None
+
+
 def interpret_linezolid(record: PatientRecord, k: Knowledge, age: int | None = None) -> LinezolidFinding | None:
     """None when the patient has no linezolid concentration."""
     lz = k.linezolid
@@ -167,53 +266,35 @@ def interpret_linezolid(record: PatientRecord, k: Knowledge, age: int | None = N
         within = lz.band("within")
         why = f"not a trough, so not compared with the trough range ({within.lower:g}-{within.upper:g} mg/L)"
         band = None
-    # the trend runs over the troughs of this course: earlier courses and post-dose levels are left out, and said so
-    previous: list[Measurement] = []
-    not_used: list[tuple[Measurement, str]] = []
-    course = course_doses(doses_before(exposures, at), lz) if at else []
-    course_from = course[0].at - timedelta(hours=lz.trough.course_gap_h) if course else None
-    for m in levels[:-1]:
-        if course_from is not None and m.time is not None and m.time.start < course_from:
-            not_used.append((m, "an earlier course of linezolid: not part of this course's trend"))
-        elif not level_is_trough(m, exposures, regimen, lz):
-            not_used.append((m, "not a trough (timing against the recorded doses): not part of the trend"))
-        else:
-            previous.append(m)
+    previous, not_used = _course_levels(levels[:-1], exposures, regimen, at, lz)
+    last_trough = _last_trough(previous, exposures, regimen, lz) if band is None and timing.is_trough is False else None
+    if band is None:
+        previous = []
     direction, steps, trend_text = trend_of([*previous, latest] if band is not None else [], lz)
     mics = record.of("linezolid_mic")
     mic = mics[-1] if mics else None
     below_mic = compare_mic(latest, mic) if mic else None
     child = age is not None and age < lz.cohort.age_min
-    notes = []
-    if latest.matched_by == "name":
-        notes.append("the linezolid result was recognized by its name, not by a configured code")
-    if latest.preliminary:
-        notes.append("the result is preliminary")
-    if child:
-        notes.append(
-            f"the patient is {age} years old: the range, regimens and cohort findings are from adults "
-            f"({lz.cohort.age_min}-{lz.cohort.age_max} years)"
-        )
-    rifampicin, _ = rifampicin_exposures(record, k, at)
-    inducer = f"co-prescribed {lz.rifampicin.text}" if rifampicin else ""
-    context = DoseContext(band, latest, timing, regimen, known, below_mic, mic, child, direction, inducer)
     possible = () if band is not None or timing.is_trough is False else possible_bands(latest, lz)
+    inducer = _inducer(record, at, k)
+    context = DoseContext(band, latest, timing, regimen, known, below_mic, mic, child, direction, inducer, possible)
     return LinezolidFinding(
         trough=latest,
         band=band,
         why_indeterminate=why,
         timing=timing,
-        previous=previous if band is not None else [],
+        previous=previous,
         trend=direction,
         mic=mic,
         below_mic=below_mic,
         regimen=regimen,
         regimen_known=known,
         suggestion=suggest_dose(context, lz),
-        notes=notes,
+        notes=_notes(latest, band, exposures, regimen, age if child else None, lz),
         steps=steps,
         trend_text=trend_text,
-        not_used=not_used if band is not None else [(m, "the latest level is not a trough: no trend") for m in levels[:-1]],
+        not_used=not_used,
         child=child,
         possible=possible,
+        last_trough=last_trough,
     )

@@ -31,6 +31,8 @@ class Timing:
     interval_h: float = 12.0
     next_trough: datetime | None = None  # when a trough is due: one interval after the last dose
     draw_advice: str = ""  # when to draw a trough, for a level that is not one
+    sample_untimed: bool = False  # the sample has no time of collection
+    untimed_doses: bool = False  # administrations are recorded, but without times
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def _steady(
         return (
             "interrupted",
             therapy_h,
-            f"a dose appears to be missing between {a.at.strftime('%Y-%m-%d %H:%M')} and {b.at.strftime('%H:%M')} UTC "
+            f"a dose appears to be missing between {a.at.strftime('%Y-%m-%d %H:%M')} and {b.at.strftime('%Y-%m-%d %H:%M')} UTC "
             f"(a gap of {gap:.0f} h on an every-{regimen.interval_h:g}-h regimen) within the last {t.steady_state_h:g} h: "
             "the level may not reflect steady state",
         )
@@ -212,7 +214,12 @@ def check_timing(sample: Measurement, exposures: list[MedicationExposure], regim
     t = lz.trough
     interval = regimen.interval_h
     if sample.time is None or not sample.time.has_time:
-        return Timing("unchecked", ("the sample has no time of collection, so timing could not be checked",), interval_h=interval)
+        return Timing(
+            "unchecked",
+            ("the sample has no time of collection, so timing could not be checked",),
+            interval_h=interval,
+            sample_untimed=True,
+        )
     at = sample.time.start
     course = course_doses(doses_before(exposures, at), lz)
     steady, therapy_h, steady_words = _steady(exposures, course, at, regimen, lz)
@@ -226,7 +233,7 @@ def check_timing(sample: Measurement, exposures: list[MedicationExposure], regim
             else "no linezolid administrations are recorded, so the time since the last dose could not be checked",
         )
         status = "invalid" if steady in ("not_reached", "interrupted") else "unchecked"
-        return Timing(status, tuple(reasons), None, therapy_h, None, steady, interval)
+        return Timing(status, tuple(reasons), None, therapy_h, None, steady, interval, untimed_doses=untimed)
     last = course[-1].at
     elapsed = at - last
     since = elapsed.total_seconds() / 3600
@@ -253,6 +260,10 @@ def check_timing(sample: Measurement, exposures: list[MedicationExposure], regim
             "a dose may have been missed or not recorded",
         )
         advice = f"Draw a trough {interval:g} h after a dose, just before the next one, once doses are given on schedule."
+        if since >= t.missed_dose_factor * interval and steady == "reached":
+            # the dose due before the sample is not recorded: the level may not reflect steady state either
+            steady = "interrupted"
+            reasons[-1] = "the dose due before the sample is not recorded: the level may not reflect steady state"
     if not is_trough or steady in ("not_reached", "interrupted"):
         status = "invalid"
     elif steady == "reached":
@@ -260,6 +271,17 @@ def check_timing(sample: Measurement, exposures: list[MedicationExposure], regim
     else:
         status = "unchecked"
     return Timing(status, tuple(reasons), since, therapy_h, is_trough, steady, interval, next_trough, advice)
+
+
+def regimen_change_at(
+    exposures: list[MedicationExposure], at: datetime | None, regimen: Regimen, lz: LinezolidFile
+) -> datetime | None:
+    """When the current regimen (dose and interval) began, if it changed within the course; None otherwise."""
+    course = course_doses(doses_before(exposures, at), lz)
+    if not course:
+        return None
+    run = regimen_run(course, regimen.interval_h, lz)
+    return run.start.at if run.changed else None
 
 
 def level_is_trough(m: Measurement, exposures: list[MedicationExposure], regimen: Regimen, lz: LinezolidFile) -> bool:

@@ -38,6 +38,7 @@ class Trough(Strict):
 class Comparators(Strict):
     low_side: tuple[str, ...]
     high_side: tuple[str, ...]
+    may_be_risk: Risk
     source: str
 
 
