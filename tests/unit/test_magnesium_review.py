@@ -54,7 +54,13 @@ def adult(mg: float = 1.3, scr: float | None = 0.8) -> P:
 
 POTASSIUM = [
     # (potassium results (value, when), hypokalemia, judged value or None, words expected, note)
-    ([(3.0, "2025-10-16T09:00:00+01:00")], False, None, ["within 24 h", "3 mmol/L (2025-10-16, 92 days before"], "3 months old"),
+    (
+        [(3.0, "2025-10-16T09:00:00+01:00")],
+        False,
+        None,
+        ["from 24 h before to 24 h after", "3 mmol/L (2025-10-16, 92 days before"],
+        "3 months old",
+    ),
     (
         [(4.2, SAMPLE), (3.1, "2026-01-19T09:00:00+01:00")],
         False,
@@ -63,15 +69,15 @@ POTASSIUM = [
         "the sample's own potassium is normal; a later low one is not this sample's",
     ),
     ([(3.0, "2026-01-15T10:00:00+01:00")], True, 3.0, [], "23 h before: within the window"),
-    ([(3.0, "2026-01-15T08:00:00+01:00")], False, None, ["within 24 h", "25 h before"], "25 h before: outside"),
-    ([(3.0, "2026-01-16T10:00:00+01:00")], False, None, ["within 24 h", "1 h after this sample"], "1 h after: not this sample's"),
+    ([(3.0, "2026-01-15T08:00:00+01:00")], False, None, ["from 24 h before", "25 h before"], "25 h before: outside"),
+    ([(3.0, "2026-01-16T10:00:00+01:00")], True, 3.0, ["1 h after this sample: low"], "1 h after: within the window, counts"),
     ([(3.0, "2026-01-16")], True, 3.0, [], "dated by day only, on the sample's day: at the sample"),
     (
         [(3.0, "2026-01-15T13:00:00+01:00"), (4.0, "2026-01-16T07:00:00+01:00")],
-        False,
-        4.0,
-        [],
-        "two within the window: the nearest before the sample decides",
+        True,
+        3.0,
+        ["20 h before this sample: low", "Nearest this sample: potassium 4 mmol/L, 2026-01-16, 2 h before"],
+        "two within the window, the older one low: the low one counts, the nearest is quoted beside it",
     ),
     (
         [(4.0, "2026-01-15T13:00:00+01:00"), (3.2, "2026-01-16T07:00:00+01:00")],
@@ -84,7 +90,7 @@ POTASSIUM = [
 
 
 @pytest.mark.parametrize(("results", "hypo", "judged", "words", "note"), POTASSIUM)
-def test_potassium_is_the_one_at_or_just_before_the_sample(
+def test_potassium_is_judged_in_the_window_around_the_sample(
     k: Knowledge, results: list[tuple[float, str]], hypo: bool, judged: float | None, words: list[str], note: str
 ) -> None:
     p = adult()
@@ -107,7 +113,7 @@ def test_the_reviewers_old_potassium_is_not_hypokalemia_in_the_report(k: Knowled
     p.lab(K, 3.0, "mmol/L", "2025-10-16T09:00:00+01:00")
     text = conclusion(p, k)
     assert "Hypokalemia present" not in text and "hypokalemia" not in text.split("Guidance:")[0]
-    assert "No potassium result within 24 h at or before this magnesium sample: check potassium" in text
+    assert "No potassium result from 24 h before to 24 h after this magnesium sample: check potassium" in text
     assert "2025-10-16" in text
 
 
@@ -121,7 +127,8 @@ def test_calcium_matched_in_time_too(k: Knowledge) -> None:
     p.lab(CA, 7.9, "mg/dL", "2025-12-01T09:00:00+01:00")  # old and low: not this sample's
     f = mg_of(p, k)
     text = " ".join(f.electrolytes)
-    assert not f.hypocalcemia and "No calcium result within 24 h" in text and "total calcium 7.9 mg/dL (2025-12-01" in text
+    assert not f.hypocalcemia and "No calcium result from 24 h before to 24 h after" in text
+    assert "total calcium 7.9 mg/dL (2025-12-01" in text
     q = adult()
     q.lab(CA, 7.9, "mg/dL", "2026-01-16T06:00:00+01:00")
     assert mg_of(q, k).hypocalcemia
@@ -255,7 +262,7 @@ def test_child_with_creatinine_and_no_weight(k: Knowledge) -> None:
 
 def test_child_without_creatinine_is_asked_for_one(k: Knowledge) -> None:
     f = mg_of(child(None), k)
-    assert f.guidance[0].startswith(k.magnesium.renal.unknown_text)
+    assert f.guidance[0].startswith("Renal function not assessable (no creatinine or eGFR result): check creatinine")
 
 
 def test_child_renal_gate_says_why(k: Knowledge) -> None:
@@ -280,7 +287,8 @@ def test_hypermagnesemia_with_creatinine_but_no_estimate(k: Knowledge) -> None:
     p.lab(MG, 3.5, "mg/dL", SAMPLE)
     p.lab(SCR, 1.9, "mg/dL", SAMPLE)
     text = " ".join(mg_of(p, k).guidance)
-    assert k.magnesium.hypermagnesemia.renal_unknown_on_record in text and "check creatinine" not in text
+    head = k.magnesium.hypermagnesemia.renal_unknown_on_record.split(" ({why})")[0]
+    assert f"{head} (" in text and "check creatinine" not in text
 
 
 # --- 5. a converted value never reads as contradicting its band -----------------------------------

@@ -60,8 +60,8 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
     if mg.hypo:
         e = mgk.electrolytes
         basis.append(
-            f"Potassium and calcium: the result nearest at or before this sample, at most {e.max_age_hours:g} h before "
-            f"({e.max_age_source})."
+            f"Potassium and calcium: the results from {e.max_age_hours:g} h before to {e.max_after_hours:g} h after this sample; "
+            f"a low one counts, else the nearest ({e.max_age_source}; {e.max_after_source})."
         )
     if mg.judged:
         basis.append("Electrolytes: " + "; ".join(j.words for j in mg.judged) + ".")

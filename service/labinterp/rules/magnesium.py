@@ -5,8 +5,9 @@ each option with the condition it applies to; the clinician picks. Children (bel
 get only the source's mg/kg dose, computed for their weight; renal function is judged by `renal_gate`
 on the safe side, and with the gate met every dose sentence carries the reduced figures; the bands are
 compared in the unit the laboratory reported, at the source's precision, and a laboratory flag or range that
-disagrees with the source's category is stated beside it. Potassium and calcium are judged only when taken
-at or shortly before the magnesium sample (mappings/magnesium.toml electrolytes.max_age_hours)."""
+disagrees with the source's category is stated beside it. Potassium and calcium are judged when taken within
+a window around the magnesium sample (mappings/magnesium.toml electrolytes.max_age_hours before it,
+max_after_hours after it): a low one anywhere in the window counts, else the one nearest the sample is quoted."""
 
 from __future__ import annotations
 
@@ -48,10 +49,11 @@ class Electrolyte:
     state: str | None
     basis: str  # the laboratory's range or flag, or labinterp's default
     default_source: str = ""  # the default's source, when a default decided
+    when: str = ""  # its time relative to the magnesium sample ("" when taken at it, or nothing to compare)
 
     @property
     def words(self) -> str:
-        when = f", {self.m.time.start.date().isoformat()}" if self.m.time else ""
+        when = f", {self.when}" if self.when else f", {self.m.time.start.date().isoformat()}" if self.m.time else ""
         verdict = self.state or "not judged"
         return f"{self.name} {self.m.original}{when}: {verdict} ({self.basis})"
 
@@ -304,17 +306,17 @@ def _surely_above(v: float, comparator: str, limit: float) -> bool:
 
 @dataclass
 class Matched:
-    """One electrolyte's results set against the magnesium sample: the one judged with it (nearest at or
-    before it, within the configured hours) and the ones on record that are not this sample's."""
+    """One electrolyte's results set against the magnesium sample: the ones within the window around it
+    (at most the configured hours before or after it), nearest first, and the ones on record outside it."""
 
-    chosen: Measurement | None
+    within: list[Measurement]  # nearest the sample first; at equal distance, the one before it first
     older: list[Measurement]  # before the window, newest first
-    later: list[Measurement]  # after the sample, nearest first
+    later: list[Measurement]  # after the window, nearest first
     undated: list[Measurement]
 
     @property
     def any(self) -> bool:
-        return bool(self.chosen or self.older or self.later or self.undated)
+        return bool(self.within or self.older or self.later or self.undated)
 
 
 def _hours_before(m: FhirTime, sample: FhirTime) -> float:
@@ -325,29 +327,52 @@ def _hours_before(m: FhirTime, sample: FhirTime) -> float:
     return (sample.start - m.start).total_seconds() / 3600.0
 
 
-def match_to_sample(record: PatientRecord, analyte: str, sample: FhirTime | None, max_hours: float) -> Matched:
-    """The result of `analyte` nearest at or before the sample and at most `max_hours` before it (None when
-    there is none, or the sample has no date), and the rest of its results on record."""
+def match_to_sample(
+    record: PatientRecord, analyte: str, sample: FhirTime | None, max_hours: float, after_hours: float
+) -> Matched:
+    """The results of `analyte` at most `max_hours` before the sample and at most `after_hours` after it (none
+    when the sample has no date), nearest first, and the rest of its results on record."""
     found = [m for m in record.of(analyte) if m.value is not None]
     if sample is None:
-        return Matched(None, [m for m in found if m.time is not None][::-1], [], [m for m in found if m.time is None])
+        return Matched([], [m for m in found if m.time is not None][::-1], [], [m for m in found if m.time is None])
     within: list[tuple[float, Measurement]] = []
     older: list[Measurement] = []
-    later: list[Measurement] = []
+    later: list[tuple[float, Measurement]] = []
     undated: list[Measurement] = []
     for m in found:
         if m.time is None:
             undated.append(m)
             continue
         hours = _hours_before(m.time, sample)
-        if hours < 0:
-            later.append(m)
-        elif hours <= max_hours:
+        if -after_hours <= hours <= max_hours:
             within.append((hours, m))
+        elif hours < 0:
+            later.append((-hours, m))
         else:
             older.append(m)
-    chosen = min(within, key=lambda hm: hm[0])[1] if within else None
-    return Matched(chosen, older[::-1], later, undated)
+    within.sort(key=lambda hm: (abs(hm[0]), hm[0] < 0))
+    later.sort(key=lambda hm: hm[0])
+    return Matched([m for _, m in within], older[::-1], [m for _, m in later], undated)
+
+
+def pick_electrolyte(
+    name: str, matched: Matched, default: ElectrolyteDefault | None, sample: FhirTime | None
+) -> tuple[Electrolyte | None, Electrolyte | None]:
+    """The result judged with the sample, and the one nearest the sample when that is not it (else None): a low
+    result anywhere in the window decides (the low one nearest the sample); with none low, the nearest that can
+    be judged, else the nearest. Each carries its time relative to the sample."""
+    judged = [judge_electrolyte(name, m, default) for m in matched.within]
+    for j in judged:
+        assert j.m.time is not None and sample is not None  # only dated results fall within a dated sample's window
+        hours = _hours_before(j.m.time, sample)
+        if hours != 0:
+            j.when = _when_words(j.m, sample)
+        elif len(judged) > 1:  # beside another result of the window, "at" the sample is said too
+            j.when = f"{j.m.time.start.date().isoformat()}, at this sample"
+    if not judged:
+        return None, None
+    chosen = next((j for j in judged if j.state == "low"), None) or next((j for j in judged if j.state), judged[0])
+    return chosen, (judged[0] if chosen is not judged[0] else None)
 
 
 def _when_words(m: Measurement, sample: FhirTime | None) -> str:
@@ -379,25 +404,32 @@ def _electrolytes(record: PatientRecord, k: Knowledge, finding: MagnesiumFinding
     judged: list[Electrolyte] = []
     sample = finding.mg.time
     ionized, total, kalium = (
-        match_to_sample(record, analyte, sample, e.max_age_hours) for analyte in ("calcium_ionized", "calcium_total", "potassium")
+        match_to_sample(record, analyte, sample, e.max_age_hours, e.max_after_hours)
+        for analyte in ("calcium_ionized", "calcium_total", "potassium")
     )
 
     def check(matched: Matched, none_text: str, window_text: str) -> str:
         if not matched.any:
             return none_text
-        text = window_text.format(hours=e.max_age_hours)
+        text = window_text.format(before=e.max_age_hours, after=e.max_after_hours)
         return text + (" The magnesium sample has no date, so no result can be placed against it." if sample is None else "")
 
-    ca_i = judge_electrolyte("ionized calcium", ionized.chosen, d.get("calcium_ionized")) if ionized.chosen else None
-    ca_t = judge_electrolyte("total calcium", total.chosen, d.get("calcium_total")) if total.chosen else None
+    def nearest_too(chosen: Electrolyte, nearest: Electrolyte | None) -> None:
+        """With a low result that is not the nearest, the nearest is quoted beside it: both are in view."""
+        if nearest is not None and chosen.state == "low":
+            out.append(f"Nearest this sample: {nearest.words}; the low result in the window counts.")
+
+    ca_i, ca_i_nearest = pick_electrolyte("ionized calcium", ionized, d.get("calcium_ionized"), sample)
+    ca_t, ca_t_nearest = pick_electrolyte("total calcium", total, d.get("calcium_total"), sample)
     judged += [j for j in (ca_i, ca_t) if j is not None]
     deciding = ca_i if ca_i is not None and ca_i.state is not None else ca_t
     if deciding is None:
-        both = Matched(None, total.older + ionized.older, total.later + ionized.later, total.undated + ionized.undated)
+        both = Matched([], total.older + ionized.older, total.later + ionized.later, total.undated + ionized.undated)
         out.append(check(both, e.check_calcium_text, e.check_calcium_window_text))
     elif deciding.state == "low":
         finding.hypocalcemia = True
         out.append(f"{e.hypocalcemia_text.rstrip('.')} ({deciding.words}).")
+        nearest_too(deciding, ca_i_nearest if deciding is ca_i else ca_t_nearest)
     elif deciding.state == "high":
         out.append(f"{e.hypercalcemia_text.rstrip('.')} ({deciding.words}).")
     if ca_t is not None and ca_t.state == "low" and deciding is ca_i and ca_i is not None and ca_i.state != "low":
@@ -405,21 +437,26 @@ def _electrolytes(record: PatientRecord, k: Knowledge, finding: MagnesiumFinding
     for name, matched in (("ionized calcium", ionized), ("total calcium", total)):
         if words := _not_this_samples(name, matched, sample, older=deciding is None):
             out.append(words)
-    if kalium.chosen is None:
+    kj, kj_nearest = pick_electrolyte("potassium", kalium, d.get("potassium"), sample)
+    if kj is None:
         out.append(check(kalium, e.check_potassium_text, e.check_potassium_window_text))
     else:
-        kj = judge_electrolyte("potassium", kalium.chosen, d.get("potassium"))
         judged.append(kj)
         if kj.state == "low":
             finding.hypokalemia = True
             out.append(f"{e.hypokalemia_text.rstrip('.')} ({kj.words}).")
+            nearest_too(kj, kj_nearest)
         elif kj.state == "high":
             out.append(f"{e.hyperkalemia_text.rstrip('.')} ({kj.words}).")
-    if words := _not_this_samples("potassium", kalium, sample, older=kalium.chosen is None):
+    if words := _not_this_samples("potassium", kalium, sample, older=kj is None):
         out.append(words)
     finding.electrolytes = out
     finding.judged = judged
-    finding.inputs += [j.m for j in judged]
+    # every result in the window was read to decide (a new one there, a new report); the judged ones first
+    used = [j.m for j in judged] + [m for matched in (ionized, total, kalium) for m in matched.within]
+    for m in used:
+        if not any(m is i for i in finding.inputs):
+            finding.inputs.append(m)
 
 
 def _g(x: float) -> str:
@@ -502,7 +539,7 @@ def _renal_unknown(finding: MagnesiumFinding, renal: RenalFinding | None, gate: 
     if gate.measures:  # a reported bound that may lie on either side of the threshold
         return r.bound_text.format(gate=why, **numbers)
     if renal is None or renal.creatinine is None:
-        return f"{r.unknown_text} ({why})"
+        return r.unknown_text.format(why=why, **numbers)
     creatinine = _on_record(renal.creatinine)
     if finding.child:
         text = r.child_text.format(creatinine=creatinine, why=k.renal.settings.below_minimum_age, **numbers)
@@ -534,10 +571,8 @@ def _hyper_guidance(finding: MagnesiumFinding, record: PatientRecord, renal: Ren
         finding.guidance.append(f"{h.renal} (renal gate {gate.text})")
     elif gate is None or gate.met is None:
         on_record = renal is not None  # a creatinine or an eGFR is on record, but gives no usable figure
-        finding.guidance.append(
-            f"{h.renal_unknown_on_record if on_record else h.renal_unknown} "
-            f"({gate.text.removeprefix('not assessable: ') if gate else 'no renal result'})"
-        )
+        why = gate.text.removeprefix("not assessable: ") if gate else "no renal result"
+        finding.guidance.append((h.renal_unknown_on_record if on_record else h.renal_unknown).format(why=why))
     elif gate.stale or (renal is not None and renal.superseded):
         finding.guidance.append(f"Renal function: {gate.text}.")
     therapy = _magnesium_therapy(record, k)

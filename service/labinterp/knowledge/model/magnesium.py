@@ -14,6 +14,13 @@ from labinterp.knowledge.model.base import RISK_ORDER, Band, Meta, Risk, Strict,
 DoseKey = Literal["unstable", "symptomatic_severe", "non_emergent"]
 
 
+def _needs(name: str, text: str, *keys: str) -> None:
+    """A text must contain these placeholders (words the code places inside the sentence, not after it)."""
+    for key in keys:
+        if f"{{{key}}}" not in text:
+            raise ValueError(f"{name}: needs the placeholder {{{key}}}")
+
+
 def _check_template(name: str, text: str, **fields: object) -> None:
     """A text with {placeholders} must format with exactly the fields the code gives it."""
     try:
@@ -95,6 +102,13 @@ class MgHyper(Strict):
     critical_flags: tuple[str, ...]
     source: str
 
+    @model_validator(mode="after")
+    def _templates(self) -> MgHyper:
+        for name in ("renal_unknown", "renal_unknown_on_record"):
+            _needs(f"hypermagnesemia.{name}", getattr(self, name), "why")
+            _check_template(f"hypermagnesemia.{name}", getattr(self, name), why="x")
+        return self
+
 
 class MgRenal(Strict):
     threshold: float
@@ -111,6 +125,8 @@ class MgRenal(Strict):
     @model_validator(mode="after")
     def _templates(self) -> MgRenal:
         numbers = {"threshold": 30.0, "percent": 50.0}
+        _needs("renal.unknown_text", self.unknown_text, "why")
+        _check_template("renal.unknown_text", self.unknown_text, why="x", **numbers)
         _check_template("renal.applied_text", self.applied_text, **numbers)
         _check_template("renal.oral_reduced_text", self.oral_reduced_text, **numbers)
         _check_template("renal.no_estimate_text", self.no_estimate_text, creatinine="x", why="x", **numbers)
@@ -142,6 +158,8 @@ class MgElectrolytes(Strict):
     hypercalcemia_text: str
     max_age_hours: float = Field(gt=0)
     max_age_source: str = Field(min_length=1)
+    max_after_hours: float = Field(gt=0)  # results up to this many hours after the sample count too
+    max_after_source: str = Field(min_length=1)
     check_potassium_window_text: str
     check_calcium_window_text: str
     source: str
@@ -193,7 +211,7 @@ class MagnesiumFile(Strict):
     @model_validator(mode="after")
     def _check(self) -> MagnesiumFile:
         for name in ("check_potassium_window_text", "check_calcium_window_text"):
-            _check_template(f"electrolytes.{name}", getattr(self.electrolytes, name), hours=24.0)
+            _check_template(f"electrolytes.{name}", getattr(self.electrolytes, name), before=24.0, after=24.0)
         check_contiguous(self.bands, "bands", ("severe_hypomagnesemia", "hypomagnesemia", "normal", "hypermagnesemia"))
         for u in self.unit_edges:
             if len(u.edges) != len(self.bands) - 1:
