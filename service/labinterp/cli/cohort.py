@@ -42,6 +42,12 @@ def cohort_group(
             read_cohort_file(Path(str(input_path))) if input_path else read_cohort_server(Settings.from_env().client(fhir_url), k)
         )
         table = table_from_bundle(data, k, progress=sys.stderr.isatty())
+        if table.frame.empty:  # no patient with a linezolid trough: nothing to analyse (exit 0, no file written)
+            click.echo(
+                f"labinterp: nothing to analyse: no patient with a linezolid trough in the input ({table.skipped} without one)",
+                err=True,
+            )
+            return
         stats = analyze(table, k)
         figures = plots(table, stats, k, Path(out_path).resolve().parent / (Path(out_path).stem + "_plots"))
         stats["plots"] = {name: str(p) for name, p in figures.items()}

@@ -135,6 +135,8 @@ def interpret_cmd(
                 _print_summary(result, err=True)
             output = result.bundle
             problems = result.problems
+            if not result.patients:  # a readable Bundle with no Patient: an empty transaction, and one line saying so
+                click.echo("labinterp: note: no Patient in the input: nothing to interpret, nothing to write", err=True)
     except LabinterpError as exc:
         _fail(str(exc))
         return
