@@ -439,7 +439,9 @@ def test_the_trend_does_not_cross_a_change_of_dose(site_k: Knowledge) -> None:
     start = SAMPLE - timedelta(hours=12 + 12 * 16)
     p.doses(start.isoformat(), 8, mg=600)  # 600 mg every 12 h for 4 days ...
     p.doses((start + timedelta(hours=96)).isoformat(), 9, mg=300)  # ... then 300 mg every 12 h
-    p.lab(lzd_site(), 12.0, "mg/L", (start + timedelta(hours=96, minutes=-5)).isoformat(), kind="lzd")  # the trough before the cut
+    p.lab(
+        lzd_site(), 12.0, "mg/L", (start + timedelta(hours=96, minutes=-5)).isoformat(), kind="lzd"
+    )  # the trough before the cut
     p.lab(lzd_site(), 5.0, "mg/L", SAMPLE.isoformat(), kind="lzd")
     lz = lz_of(p, site_k)
     assert lz.regimen.dose_mg == 300 and lz.trend == "" and lz.previous == []
