@@ -1,19 +1,21 @@
 """The exception tree. Every error names its subject: file and key, resource and element,
-URL and status.
+URL and status. Each class says whether it is `temporary` (worth trying again later): the FHIR client's
+retries, the queue worker's retries and nothing else read that flag, so they cannot disagree.
 
-    LabinterpError
-    ├── MappingsError          a mappings/ file is missing, malformed or inconsistent (file, key)
-    ├── InputError             input that is not usable FHIR (where, what)
+    LabinterpError                                                                     temporary
+    ├── MappingsError          a mappings/ file is missing, malformed or inconsistent    no
+    ├── InputError             input that is not usable FHIR (where, what)               no
     │   ├── BundleError        not JSON, not a Bundle, a malformed entry
     │   └── ResourceError      a resource, unit, genotype string, date or reference that is broken: by
     │                          default caught per resource (extract) and turned into a Problem, listed
     │                          under "Not used" and warned about; raised as the error in strict mode
-    └── FhirError              a FHIR server answered with an error or not at all (method, URL, status, outcome)
-        ├── FhirTemporaryError 408, 429, 5xx, timeouts and connection errors: worth retrying
-        ├── FhirAuthError      401, 403
-        ├── FhirNotFound       404, 410
-        ├── FhirConflict       409, 412 (a version conflict or a conditional that matched several)
-        └── FhirRequestError   any other 4xx: the request itself is wrong (e.g. validation failed)
+    └── FhirError              a FHIR server answered with an error or not at all        no
+        ├── FhirTemporaryError 408, 429, 5xx, timeouts and connection errors              yes
+        ├── FhirAuthError      401, 403                                                   no
+        ├── FhirNotFound       404, 410                                                   no
+        ├── FhirConflict       409, 412 (a version conflict or a conditional that         yes: read and
+        │                      matched several)                                           plan again
+        └── FhirRequestError   any other 4xx (400, 405, 413, 422 …): the request is wrong no
 
 "Not enough data" is never an exception: rules return an indeterminate finding that says why.
 """
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 class LabinterpError(Exception):
     """Base class of every error labinterp raises on purpose."""
+
+    temporary: bool = False  # worth trying again later (a retry by the client or the queue worker)
 
 
 class MappingsError(LabinterpError):
@@ -60,7 +64,7 @@ class FhirError(LabinterpError):
 
 
 class FhirTemporaryError(FhirError):
-    pass
+    temporary = True
 
 
 class FhirAuthError(FhirError):
@@ -72,8 +76,15 @@ class FhirNotFound(FhirError):
 
 
 class FhirConflict(FhirError):
-    pass
+    temporary = True  # someone wrote meanwhile: reading and planning again resolves it
 
 
 class FhirRequestError(FhirError):
     pass
+
+
+def is_temporary(exc: BaseException) -> bool:
+    """Worth retrying: a temporary labinterp error, or an unexpected OS-level failure (disk, socket)."""
+    if isinstance(exc, LabinterpError):
+        return exc.temporary
+    return isinstance(exc, OSError)

@@ -99,7 +99,7 @@ class FhirClient:
                     return resp.status_code, parsed, dict(resp.headers)
                 err = error_for(method, url, resp.status_code, parsed, resp.reason or "")
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            if not isinstance(err, FhirTemporaryError) or attempt == self.retry.attempts:
+            if not isinstance(err, FhirTemporaryError) or attempt == self.retry.attempts:  # conflicts go back to the caller
                 log.warning("%s %s failed: HTTP %s", method, _kind(url), err.status)
                 raise err
             wait = self.retry.delay(attempt, retry_after)

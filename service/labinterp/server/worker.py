@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from labinterp.errors import FhirError, FhirTemporaryError, InputError, LabinterpError
+from labinterp.errors import InputError, LabinterpError, is_temporary
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.fhir.search import is_fhir_id, query
@@ -26,8 +26,9 @@ POLL_KEY = "poll.last_updated"
 
 
 class Worker:
-    """Threads that claim jobs and run `process(patient_id)`. Broken input fails the job at once (retrying
-    cannot mend it); anything else is retried with backoff, up to `attempts` tries. A job whose patient had
+    """Threads that claim jobs and run `process(patient_id)`. An error the error tree calls temporary (a FHIR
+    server's 408/429/5xx, no answer, a version conflict; an OS-level failure) is retried with backoff, up to
+    `attempts` tries; any other fails the job at once (retrying cannot mend it). A job whose patient had
     resources left out succeeds: `process` returns their warning lines, recorded with the finished job."""
 
     def __init__(
@@ -75,10 +76,7 @@ class Worker:
         why = (
             f"{type(exc).__name__}: {exc}" if isinstance(exc, LabinterpError | OSError) else f"{type(exc).__name__} (unexpected)"
         )
-        permanent = (
-            isinstance(exc, FhirError) and not isinstance(exc, FhirTemporaryError) and exc.status in (400, 401, 403, 404, 422)
-        )
-        if permanent or job.attempts >= self.attempts:
+        if not is_temporary(exc) or job.attempts >= self.attempts:  # the error tree says, nothing else
             log.warning("job %d failed after %d attempts: %s", job.id, job.attempts, type(exc).__name__)
             self.queue.fail(job, why)
         else:
