@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labinterp.knowledge import load_knowledge
 from labinterp.pipeline import interpret_bundle
-
 from tests.builders import ATC, MG, SCR, P, lzd_site
 
 SITE = Path(__file__).resolve().parents[1] / "service" / "labinterp" / "examples" / "site-mappings"

@@ -27,7 +27,6 @@ from labinterp.knowledge import load_knowledge
 from labinterp.pipeline import interpret_bundle, interpret_patient
 from labinterp.sandbox.hapi import Sandbox, load_file
 from labinterp.writeback import rewrite_references
-
 from scripts.bench import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]

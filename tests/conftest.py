@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from labinterp.extract import extract_patient, split_bundle
 from labinterp.extract.facts import PatientRecord
 from labinterp.knowledge import Knowledge, load_knowledge

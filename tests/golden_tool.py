@@ -16,7 +16,6 @@ from typing import Any
 from labinterp.cli.main import read_json
 from labinterp.knowledge import Knowledge, load_knowledge
 from labinterp.pipeline import interpret_bundle
-
 from tests.conftest import NOW, SITE
 
 DATA = Path(__file__).resolve().parent / "data"

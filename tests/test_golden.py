@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
 from labinterp.validate import validate_resource
-
 from tests.conftest import NOW
 from tests.golden_tool import GOLDEN, PATIENTS, normalize, run
 

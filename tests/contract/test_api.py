@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import responses
-from labinterp.server.app import create_app
 
+from labinterp.server.app import create_app
 from tests.conftest import SITE
 
 BASE = "http://fhir.test/fhir"
@@ -293,7 +293,6 @@ def test_version_conflict_reads_and_plans_again() -> None:
     from labinterp.fhir.client import FhirClient
     from labinterp.knowledge import load_knowledge
     from labinterp.pipeline import interpret_patient
-
     from tests.conftest import NOW
 
     k = load_knowledge(SITE)

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import responses
+
 from labinterp.server.app import create_app
 from labinterp.server.worker import Worker
-
 from tests.conftest import SITE
 from tests.contract.test_api import BASE, EXAMPLES, READ, batch_response_for, tx_response
 from tests.unit.test_odd_shapes import MRN, NAME, _identity_everywhere

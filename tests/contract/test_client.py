@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 import requests
 import responses
+from responses import matchers
+
 from labinterp.errors import FhirConflict, FhirError, FhirNotFound, FhirRequestError, FhirTemporaryError
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.retry import RetryPolicy, parse_retry_after
 from labinterp.fhir.search import patient_searches
-from responses import matchers
 
 BASE = "http://fhir.test/fhir"
 SERIES = "urn:labinterp:series"

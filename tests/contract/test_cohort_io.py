@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import responses
+
 from labinterp.cohort.io import read_cohort_server
 from labinterp.cohort.synth import as_bundle, table2_patients
 from labinterp.fhir.client import FhirClient

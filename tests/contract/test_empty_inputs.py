@@ -8,8 +8,8 @@ from pathlib import Path
 
 import responses
 from click.testing import CliRunner
-from labinterp.cli.main import cli
 
+from labinterp.cli.main import cli
 from tests.conftest import ROOT
 
 BASE = "http://fhir.test/fhir"

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import responses
 from flask import Flask
+
 from labinterp.fhir.client import FhirClient
 from labinterp.knowledge import Knowledge
 from labinterp.server.queue import JobQueue
@@ -76,7 +77,6 @@ def _app_serving_p08_with_a_bad_unit(tmp_path: Path, strict: bool) -> tuple[Flas
     import json
 
     from labinterp.server.app import create_app
-
     from tests.conftest import SITE
     from tests.contract.test_api import READ, batch_response_for, tx_response
 

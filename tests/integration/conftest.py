@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from labinterp.sandbox.hapi import Sandbox, load_file
 
+from labinterp.sandbox.hapi import Sandbox, load_file
 from tests.conftest import ROOT, SITE
 
 EXAMPLES = ROOT / "service" / "labinterp" / "examples" / "patients.json"

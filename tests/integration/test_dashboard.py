@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from labinterp.cli.main import cli
 from PIL import Image
 
+from labinterp.cli.main import cli
 from tests.integration.conftest import Service
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
 from labinterp.fhir.client import FhirClient
 from labinterp.server.app import create_app
 from labinterp.server.queue import JobQueue
-
 from tests.conftest import SITE
 from tests.integration.conftest import Service
 

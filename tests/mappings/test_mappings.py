@@ -8,10 +8,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from labinterp.errors import MappingsError
 from labinterp.knowledge import load_knowledge
 from labinterp.knowledge.loader import CSV_FILES, TOML_FILES, package_mappings_dir
-
 from tests.builders import P
 from tests.conftest import findings_of
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from labinterp.errors import MappingsError
 from labinterp.knowledge import load_knowledge
 

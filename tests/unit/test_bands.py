@@ -1,6 +1,7 @@
 """The generic band classifier, with comparators read as intervals."""
 
 import pytest
+
 from labinterp.knowledge.model import Band, check_contiguous
 from labinterp.rules.bands import classify
 

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
+
 from labinterp.cli.main import read_json
 from labinterp.errors import MappingsError
 from labinterp.knowledge import Knowledge, load_knowledge
 from labinterp.knowledge.loader import package_mappings_dir
 from labinterp.pipeline import interpret_bundle
-from pydantic import BaseModel
-
 from tests.conftest import NOW, ROOT
 from tests.golden_tool import PATIENTS
 

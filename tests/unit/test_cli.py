@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import responses
 from click.testing import CliRunner
-from labinterp.cli.main import cli
 
+from labinterp.cli.main import cli
 from tests.builders import MG, P
 from tests.conftest import SITE
 

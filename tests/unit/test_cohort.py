@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from labinterp.cli.main import cli
 from labinterp.cohort.analytics import analyze, table_from_bundle
 from labinterp.cohort.synth import as_bundle, realistic_patients, table2_patients

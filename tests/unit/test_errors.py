@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from labinterp.errors import BundleError, FhirError, LabinterpError, MappingsError, ResourceError, is_temporary
 from labinterp.fhir.retry import error_for
 from labinterp.server.queue import JobQueue

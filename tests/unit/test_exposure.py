@@ -7,11 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from labinterp.compose import Context, compose_patient, device
 from labinterp.knowledge import Knowledge
 from labinterp.rules import Findings
 from labinterp.rules.exposure import in_words, relative_risk
-
 from tests.builders import ATC, SCR, P, loinc, lzd_site
 from tests.conftest import NOW, findings_of
 from tests.unit.test_linezolid_safety import SAMPLE

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from labinterp.errors import BundleError
 from labinterp.extract import split_bundle
 from labinterp.extract.fhirtime import parse_fhir_time
 from labinterp.knowledge import Knowledge
-
 from tests.builders import ATC, LZD, MG, RXNORM, SCR, P, lzd_site
 from tests.conftest import record_of
 

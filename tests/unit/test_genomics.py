@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from labinterp.knowledge import Knowledge
 
+from labinterp.knowledge import Knowledge
 from tests.builders import LOINC, SCR, SITE, P
 from tests.conftest import findings_of, record_of
 
@@ -157,8 +157,9 @@ def test_assembly_filled_for_genotype_shape(k: Knowledge) -> None:
 
 
 def test_genomic_table_is_checked(k: Knowledge) -> None:
-    from labinterp.knowledge.model import Variant
     from pydantic import ValidationError
+
+    from labinterp.knowledge.model import Variant
 
     good = k.variant("rs776746")
     assert good is not None

@@ -4,9 +4,9 @@ sides of each threshold, trough timing, trend, MIC and the dose suggestion."""
 from __future__ import annotations
 
 import pytest
+
 from labinterp.knowledge import Knowledge
 from labinterp.rules.linezolid import classify_trough
-
 from tests.builders import LZD, RXNORM, P, loinc, lzd_site
 from tests.conftest import findings_of
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+
 from labinterp.knowledge import Knowledge
 from labinterp.rules.linezolid import LinezolidFinding
-
 from tests.builders import ATC, LZD, P, loinc, lzd_site
 from tests.conftest import findings_of
 

@@ -4,9 +4,9 @@ guidance, renal reduction, electrolytes, named causes, FEMg, digoxin and arrhyth
 from __future__ import annotations
 
 import pytest
+
 from labinterp.knowledge import Knowledge
 from labinterp.rules.bands import classify
-
 from tests.builders import ATC, MG, MG_MOL, SCR, P, loinc
 from tests.conftest import findings_of
 

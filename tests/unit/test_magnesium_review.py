@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from labinterp.errors import MappingsError
 from labinterp.knowledge import Knowledge, load_knowledge
 from labinterp.pipeline import interpret_bundle
 from labinterp.rules.magnesium import MagnesiumFinding, dose_sentence
-
 from tests.builders import MG, MG_MOL, SCR, P, loinc
 from tests.conftest import NOW, findings_of
 

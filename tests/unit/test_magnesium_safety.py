@@ -8,10 +8,10 @@ import json
 from typing import Any
 
 import pytest
+
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
 from labinterp.rules.magnesium import MagnesiumFinding
-
 from tests.builders import ATC, MG, MG_MOL, SCR, P, loinc
 from tests.conftest import NOW, findings_of
 

@@ -11,11 +11,11 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
+
 from labinterp.knowledge import Knowledge
 from labinterp.knowledge.model.magnesium import MgHyper, MgRenal
 from labinterp.pipeline import interpret_bundle
 from labinterp.rules.magnesium import MagnesiumFinding
-
 from tests.builders import MG, SCR, P, loinc
 from tests.conftest import NOW, findings_of
 

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from labinterp.extract.facts import FhirTime
 from labinterp.knowledge import Knowledge
 from labinterp.knowledge.model.medications import MedicationsFile
 from labinterp.rules.medications import current_medications, current_note, end_of
-from pydantic import ValidationError
-
 from tests.builders import ATC, LZD, RXNORM, P
 from tests.conftest import ROOT, findings_of, record_of
 

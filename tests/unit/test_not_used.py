@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from labinterp.extract.observations import has_phrase, recognize_analyte, words
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
-
 from tests.builders import MG, SCR, UCUM, P, loinc, lzd_site
 from tests.conftest import NOW, record_of
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from labinterp.cli.main import cli
 from labinterp.errors import BundleError, ResourceError
 from labinterp.extract import split_bundle
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
-
 from tests.builders import MG, SCR, P
 from tests.conftest import NOW, SITE, record_of
 

@@ -4,10 +4,10 @@ laboratory sends, the groups of Table 2, the odds ratios of Table 3, and broken 
 from __future__ import annotations
 
 import pytest
+
 from labinterp.errors import ResourceError
 from labinterp.extract.genotypes import parse_value
 from labinterp.knowledge import Knowledge
-
 from tests.builders import ATC, LZD, SCR, P
 from tests.conftest import findings_of, record_of
 

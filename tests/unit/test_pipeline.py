@@ -9,10 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from labinterp.errors import ResourceError
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
-
 from tests.builders import MG, SCR, P, lzd_site
 from tests.conftest import NOW
 

@@ -4,9 +4,9 @@ an eGFR cannot be given."""
 from __future__ import annotations
 
 import pytest
+
 from labinterp.knowledge import Knowledge
 from labinterp.rules.renal import ckd_epi_2021, cockcroft_gault, kdigo_stage, mdrd_idms
-
 from tests.builders import SCR, SCR_MOL, P, loinc
 from tests.conftest import findings_of
 

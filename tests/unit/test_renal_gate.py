@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
 from labinterp.rules.renal import RenalFinding, ckd_epi_2021, cockcroft_gault, renal_gate
-
 from tests.builders import MG, SCR, P, loinc
 from tests.conftest import NOW, findings_of
 

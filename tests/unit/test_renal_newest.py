@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from labinterp.compose.renal import renal_line
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
 from labinterp.rules.renal import RenalFinding, ckd_epi_2021, renal_gate, surely_below
-
 from tests.builders import MG, SCR, P, loinc
 from tests.conftest import NOW, findings_of
 

@@ -13,13 +13,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
+
 from labinterp.cli.main import read_json
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
 from labinterp.render import report as report_module
 from labinterp.render.report import REPORT_KINDS, XHTML, attach, when
-from pypdf import PdfReader
-
 from tests.builders import MG, SCR, P
 from tests.conftest import NOW
 from tests.golden_tool import PATIENTS

@@ -10,7 +10,6 @@ from typing import Any
 
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
-
 from tests.builders import MG_MOL, SCR, P, lzd_site
 from tests.conftest import NOW
 from tests.unit.test_linezolid_safety import SAMPLE, course_with_troughs

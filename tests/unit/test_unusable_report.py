@@ -7,7 +7,6 @@ from typing import Any
 
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
-
 from tests.builders import MG, P, lzd_site
 from tests.conftest import NOW
 

@@ -11,7 +11,6 @@ from labinterp.compose import Context, device
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
 from labinterp.writeback import plan_writeback
-
 from tests.conftest import NOW
 from tests.unit.test_pipeline import example
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +121,15 @@ class FhirClient:
     def search_page(self, rtype_query: str) -> list[dict[str, Any]]:
         """The first page of a search only (what a dashboard shows)."""
         return unpack_searchset(self.request("GET", rtype_query)[1]).resources
+
+    def search_pages(self, rtype_query: str) -> Iterator[list[dict[str, Any]]]:
+        """A search page by page, following `next` links with no ceiling: the caller stops when it wants
+        (the reconciliation poll saves its watermark after each page)."""
+        page = unpack_searchset(self.request("GET", rtype_query)[1])
+        yield list(page.resources)
+        while page.next_links:
+            page = unpack_searchset(self.request("GET", page.next_links[0])[1])
+            yield list(page.resources)
 
     def search(self, rtype_query: str) -> list[dict[str, Any]]:
         """All resources of a search, following `next` links up to max_pages."""

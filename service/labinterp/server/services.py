@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,8 @@ from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import LiveResult, interpret_patient
 from labinterp.server.queue import JobQueue
+
+LOCK_STRIPES = 256  # serializes one patient's read-plan-write within a process; two patients rarely share one
 
 log = logging.getLogger("labinterp.service")
 
@@ -38,7 +41,8 @@ class Services:
     session: requests.Session = field(default_factory=requests.Session)
     _ready_cache: tuple[float, list[str]] = (0.0, [])
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    # a fixed set of lock stripes (a patient's id picks one): bounded memory however many patients pass by
+    _locks: tuple[threading.Lock, ...] = field(default_factory=lambda: tuple(threading.Lock() for _ in range(LOCK_STRIPES)))
 
     def client(self) -> FhirClient:
         return FhirClient(
@@ -65,8 +69,7 @@ class Services:
             )
 
     def _patient_lock(self, patient_id: str) -> threading.Lock:
-        with self._lock:
-            return self._locks.setdefault(patient_id, threading.Lock())
+        return self._locks[zlib.crc32(patient_id.encode()) % len(self._locks)]
 
     def process(self, patient_id: str) -> list[str]:
         """What the worker does for one queued patient; returns the warnings (one line per resource left out)

@@ -142,6 +142,24 @@ def register_subscription(client: FhirClient, k: Knowledge, endpoint: str, token
     return client.update(subscription(k, endpoint, token))
 
 
+def _last_updated(obs: dict[str, Any]) -> str | None:
+    meta = obs.get("meta")
+    stamp = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    return stamp if isinstance(stamp, str) else None
+
+
+def _patient_of(obs: dict[str, Any], series: str) -> str | None:
+    """The patient a changed Observation belongs to; None for labinterp's own derived eGFR or an odd reference."""
+    identifiers = obs.get("identifier")
+    if isinstance(identifiers, list) and any(isinstance(i, dict) and i.get("system") == series for i in identifiers):
+        return None
+    subject = obs.get("subject")
+    ref = subject.get("reference") if isinstance(subject, dict) else None
+    if isinstance(ref, str) and ref.startswith("Patient/") and is_fhir_id(ref.split("/", 1)[1]):
+        return ref.split("/", 1)[1]
+    return None
+
+
 class Poller:
     """Every `interval` seconds: Observations changed since the last poll → their patients enqueued. The
     watermark is the server's own lastUpdated (no clock skew) and is stored in the queue's database."""
@@ -154,46 +172,45 @@ class Poller:
         *,
         interval: float = 30.0,
         lookback: timedelta = timedelta(days=1),
+        max_pages: int = 50,
     ) -> None:
         self.client_factory, self.queue, self.k, self.interval, self.lookback = client_factory, queue, k, interval, lookback
+        self.max_pages = max_pages
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def poll_once(self) -> int:
+        """One poll: page by page (sorted by lastUpdated), each page's patients enqueued and the watermark saved
+        before the next page is read, so a poll interrupted anywhere resumes where it stopped and a backlog of any
+        size is worked through over successive polls (at most `max_pages` per poll); it never fails for size."""
         since = self.queue.get_meta(POLL_KEY) or (datetime.now(UTC) - self.lookback).strftime("%Y-%m-%dT%H:%M:%SZ")
         client = self.client_factory()
-        found = client.search(
-            query(
-                "Observation",
-                [
-                    ("_lastUpdated", f"ge{since}"),
-                    ("_count", "500"),
-                    ("_elements", "subject,identifier"),
-                    ("_sort", "_lastUpdated"),
-                ],
-            )
+        search = query(
+            "Observation",
+            [("_lastUpdated", f"ge{since}"), ("_count", "500"), ("_elements", "subject,identifier"), ("_sort", "_lastUpdated")],
         )
         series = self.k.output.systems["series_identifier"]
-        patients: set[str] = set()
+        enqueued = 0
         newest = since
-        for obs in found:
-            meta = obs.get("meta")
-            stamp = meta.get("lastUpdated") if isinstance(meta, dict) else None
-            if isinstance(stamp, str) and stamp > newest:
-                newest = stamp
-            identifiers = obs.get("identifier")
-            if isinstance(identifiers, list) and any(isinstance(i, dict) and i.get("system") == series for i in identifiers):
-                continue  # labinterp's own derived eGFR
-            subject = obs.get("subject")
-            ref = subject.get("reference") if isinstance(subject, dict) else None
-            if isinstance(ref, str) and ref.startswith("Patient/") and is_fhir_id(ref.split("/", 1)[1]):
-                patients.add(ref.split("/", 1)[1])
-        for pid in sorted(patients):
-            self.queue.enqueue(pid, "poll")
-        self.queue.set_meta(POLL_KEY, newest)
-        if patients:
-            log.info("poll: %d patients enqueued", len(patients))
-        return len(patients)
+        for number, page in enumerate(client.search_pages(search), start=1):
+            patients: set[str] = set()
+            for obs in page:
+                stamp = _last_updated(obs)
+                if stamp is not None and stamp > newest:
+                    newest = stamp
+                pid = _patient_of(obs, series)
+                if pid is not None:
+                    patients.add(pid)
+            for pid in sorted(patients):
+                self.queue.enqueue(pid, "poll")
+            enqueued += len(patients)
+            self.queue.set_meta(POLL_KEY, newest)
+            if number >= self.max_pages:
+                log.info("poll: %d pages read, the rest at the next poll", number)
+                break
+        if enqueued:
+            log.info("poll: %d patients enqueued", enqueued)
+        return enqueued
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
