@@ -1,10 +1,15 @@
-"""Settings from the environment, prefix LABINTERP_, validated once."""
+"""One settings object for the command line and the service alike (issue 8 point 2): the environment with the
+prefix LABINTERP_, validated once by pydantic-settings; the service's `create_app(test_config)` overrides it
+key by key (FHIR_BASE_URL, WORKER, ...). A value that cannot be read is an InputError naming the variable, for
+the CLI (exit 2) and the service (it does not start) the same way."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from labinterp.errors import InputError
 from labinterp.fhir.client import FhirClient
@@ -12,76 +17,91 @@ from labinterp.fhir.client import FhirClient
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: service/labinterp/config.py
 
 EQUATIONS = {"ckd-epi-2021": "ckd_epi_2021", "mdrd": "mdrd_idms"}
-TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+PREFIX = "LABINTERP_"
+SECRETS = frozenset({"fhir_token", "fhir_basic", "api_token"})  # never quoted back in an error
 
 
-def flag_value(name: str, value: object) -> bool | None:
-    """A boolean setting (str from the environment, or a bool/int from Flask's JSON parsing); None when unset."""
-    if value is None:
-        return None
-    if isinstance(value, bool | int):
-        return bool(value)
-    text = str(value).strip().lower()
-    if not text:
-        return None
-    if text in TRUE:
-        return True
-    if text in FALSE:
-        return False
-    raise InputError(name, f"{value!r} is not true or false")
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, extra="forbid", frozen=True)
 
+    fhir_base_url: str | None = None  # the FHIR server (the service defaults to the local sandbox)
+    fhir_token: str | None = None  # bearer token for the FHIR server
+    fhir_basic: str | None = None  # "user:password" for the FHIR server
+    api_token: str | None = None  # bearer token required on the service's own endpoints
+    mappings_dir: str | None = None  # a site's overlay directory for mappings/
+    workdir: str = str(ROOT / ".labinterp")  # sandbox, queue database
+    queue_path: str | None = None  # the queue's SQLite file (default WORKDIR/queue.sqlite3)
+    worker: bool = False  # the service starts the queue worker and the reconciliation poll
+    worker_threads: int = Field(default=2, ge=1)
+    poll_seconds: float = Field(default=30.0, ge=0)  # 0: no poll
+    callback_url: str | None = None  # this service's URL as the FHIR server reaches it: registers the Subscription
+    egfr_equation: Literal["ckd-epi-2021", "mdrd"] | None = None  # None: the mappings' default
+    strict: bool | None = None  # any resource that cannot be used is an error (validating a feed)
+    lenient: bool | None = None  # deprecated (it is the default): an explicit false still means strict
+    validate_output: bool = True  # validate every written resource with fhir.resources R4B
+    render: bool = True  # HTML/PDF presentedForm and rendered narrative for each report
+    fhir_retries: int = Field(default=5, ge=1)  # tries per request
+    fhir_retry_delay: float = Field(default=0.5, ge=0)  # first backoff, seconds
+    queue_lease: float = Field(default=300.0, gt=0)  # seconds before a running job of a dead process is retried
+    cohort_stats: str | None = None  # a stats.json for the dashboard's cohort page
 
-def strict_setting(strict: object, lenient: object = None) -> bool:
-    """LABINTERP_STRICT: true makes any unusable resource an error (default false: it is left out, with a
-    warning). LABINTERP_LENIENT, from when strict was the default, keeps its meaning when STRICT is unset:
-    `true` is the default now, an explicit `false` still asks for strict."""
-    chosen = flag_value("LABINTERP_STRICT", strict)
-    old = flag_value("LABINTERP_LENIENT", lenient)
-    if chosen is not None:
-        return chosen
-    return old is False
+    @model_validator(mode="before")
+    @classmethod
+    def _unset_when_empty(cls, data: Any) -> Any:
+        """An empty variable (LABINTERP_STRICT=) is an unset one."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
 
+    @field_validator("fhir_basic")
+    @classmethod
+    def _user_and_password(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            raise ValueError("must be user:password")
+        return value
 
-@dataclass(frozen=True)
-class Settings:
-    mappings_dir: str | None = None  # a site's overlay directory (LABINTERP_MAPPINGS_DIR)
-    fhir_base_url: str | None = None  # LABINTERP_FHIR_BASE_URL
-    fhir_token: str | None = None  # LABINTERP_FHIR_TOKEN: bearer token for the FHIR server
-    fhir_basic: str | None = None  # LABINTERP_FHIR_BASIC: "user:password"
-    workdir: str = str(ROOT / ".labinterp")  # LABINTERP_WORKDIR: sandbox, queue database
-    egfr_equation: str | None = None  # "ckd-epi-2021" | "mdrd" (LABINTERP_EGFR_EQUATION); None: mappings default
-    validate_output: bool = True  # validate every written resource with fhir.resources R4B (LABINTERP_VALIDATE_OUTPUT)
-    render: bool = True  # HTML/PDF presentedForm and rendered narrative for each report (LABINTERP_RENDER)
-    strict: bool = False  # LABINTERP_STRICT: any resource that cannot be used is an error (validating a feed)
+    @property
+    def strict_mode(self) -> bool:
+        """STRICT when set; else an explicit LENIENT=false (from when strict was the default) means strict."""
+        return self.strict if self.strict is not None else self.lenient is False
+
+    @property
+    def equation(self) -> str | None:
+        """The rules' name of the eGFR equation, None for the mappings' default."""
+        return EQUATIONS[self.egfr_equation] if self.egfr_equation else None
+
+    @property
+    def basic(self) -> tuple[str, str] | None:
+        if not self.fhir_basic:
+            return None
+        user, _, password = self.fhir_basic.partition(":")
+        return user, password
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        equation = env.get("LABINTERP_EGFR_EQUATION") or None
-        if equation is not None and equation not in EQUATIONS:
-            raise InputError("LABINTERP_EGFR_EQUATION", f"{equation!r} is not one of {', '.join(EQUATIONS)}")
-        flag = env.get("LABINTERP_VALIDATE_OUTPUT", "true").lower()
-        if flag not in ("true", "false", "1", "0", "yes", "no"):
-            raise InputError("LABINTERP_VALIDATE_OUTPUT", f"{flag!r} is not true or false")
-        strict = strict_setting(env.get("LABINTERP_STRICT"), env.get("LABINTERP_LENIENT"))
-        return cls(
-            mappings_dir=env.get("LABINTERP_MAPPINGS_DIR") or None,
-            fhir_base_url=env.get("LABINTERP_FHIR_BASE_URL") or None,
-            fhir_token=env.get("LABINTERP_FHIR_TOKEN") or None,
-            fhir_basic=env.get("LABINTERP_FHIR_BASIC") or None,
-            workdir=env.get("LABINTERP_WORKDIR") or str(ROOT / ".labinterp"),
-            egfr_equation=equation,
-            validate_output=flag in ("true", "1", "yes"),
-            render=env.get("LABINTERP_RENDER", "true").lower() in ("true", "1", "yes"),
-            strict=strict,
-        )
+    def load(cls, overrides: dict[str, Any] | None = None) -> Settings:
+        """The environment, then `overrides` (keys as the variables without the prefix, any case). Errors name
+        the variable."""
+        given = {k.lower(): v for k, v in (overrides or {}).items()}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = PREFIX + str(first["loc"][0]).upper() if first["loc"] else PREFIX.rstrip("_")
+            shown = first.get("input")
+            secret = bool(first["loc"]) and str(first["loc"][0]) in SECRETS
+            found = (
+                f" (found {shown!r})"
+                if not secret and isinstance(shown, str | int | float | bool) and len(str(shown)) < 40
+                else ""
+            )
+            raise InputError(name, f"{first['msg']}{found}") from None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls.load()
 
     def client(self, base_url: str | None = None) -> FhirClient:
         url = base_url or self.fhir_base_url
         if not url:
             raise InputError("LABINTERP_FHIR_BASE_URL", "no FHIR server configured")
-        basic = None
-        if self.fhir_basic:
-            user, _, password = self.fhir_basic.partition(":")
-            basic = (user, password)
-        return FhirClient(url, token=self.fhir_token, basic=basic)
+        return FhirClient(url, token=self.fhir_token, basic=self.basic)

@@ -146,7 +146,7 @@ def test_strict_and_lenient_together_is_a_usage_error(tmp_path: Path) -> None:
     r = invoke("interpret", "--bundle", str(EXAMPLE), "--strict", "--lenient")
     assert r.exit_code == 2 and "give --strict or --lenient, not both" in r.stderr
     r = invoke("interpret", "--bundle", str(EXAMPLE), env={"LABINTERP_STRICT": "maybe"})
-    assert r.exit_code == 2 and "LABINTERP_STRICT: 'maybe' is not true or false" in r.stderr
+    assert r.exit_code == 2 and "LABINTERP_STRICT: Input should be a valid boolean" in r.stderr
 
 
 def test_bad_now_and_missing_file(tmp_path: Path) -> None:

@@ -101,10 +101,10 @@ def interpret_cmd(
             raise UsageFailure("--fhir-url needs --patient ID")
         if strict and lenient:
             raise UsageFailure("give --strict or --lenient, not both")
-        strict = strict or (settings.strict and not lenient)
+        strict = strict or (settings.strict_mode and not lenient)
         k = _knowledge(mappings)
         now = _now(now_text)
-        eq = EQUATIONS[equation] if equation else (EQUATIONS[settings.egfr_equation] if settings.egfr_equation else None)
+        eq = EQUATIONS[equation] if equation else settings.equation
         if fhir_url:
             live = interpret_patient(
                 settings.client(fhir_url), str(patient_id), k, now, dry_run=dry_run, strict=strict, equation=eq

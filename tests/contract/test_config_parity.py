@@ -1,0 +1,77 @@
+"""One configuration (issue 8 point 2): the command line and the service read the same settings object, so
+they read the same values and refuse the same bad ones, each naming the variable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from labinterp.cli.main import cli
+from labinterp.config import Settings
+from labinterp.errors import InputError
+from labinterp.server.app import create_app
+from tests.conftest import ROOT
+
+EXAMPLE = ROOT / "tests" / "data" / "patients" / "p01.json"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LABINTERP_EGFR_EQUATION", "cockcroft"),  # the CLI refused it, the service ignored it
+        ("LABINTERP_FHIR_BASIC", "alice"),  # the CLI authenticated with it, the service did not
+        ("LABINTERP_STRICT", "maybe"),
+        ("LABINTERP_RENDER", "perhaps"),
+        ("LABINTERP_WORKER_THREADS", "0"),
+        ("LABINTERP_POLL_SECONDS", "soon"),
+    ],
+)
+def test_both_refuse_the_same_bad_value(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    r = CliRunner().invoke(cli, ["interpret", "--bundle", str(EXAMPLE), "--out", str(tmp_path / "o.json")])
+    assert r.exit_code == 2 and variable in r.stderr and not (tmp_path / "o.json").exists()
+    with pytest.raises(InputError) as caught:
+        create_app({"QUEUE_PATH": str(tmp_path / "q.db")})
+    assert caught.value.where == variable
+    if variable == "LABINTERP_FHIR_BASIC":
+        assert value not in str(caught.value)  # a credential is never quoted back
+
+
+def test_both_read_the_same_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env = {
+        "LABINTERP_FHIR_BASE_URL": "http://fhir.test/fhir",
+        "LABINTERP_FHIR_BASIC": "user:secret",
+        "LABINTERP_EGFR_EQUATION": "mdrd",
+        "LABINTERP_STRICT": "yes",
+        "LABINTERP_RENDER": "off",
+        "LABINTERP_API_TOKEN": "0",  # a string, never read as JSON (0 / false / null must not turn auth off)
+        "LABINTERP_QUEUE_PATH": str(tmp_path / "q.db"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cli_settings = Settings.from_env()
+    app = create_app()
+    assert app.extensions["labinterp.settings"] == cli_settings
+    services = app.extensions["labinterp"]
+    assert services.fhir_basic == ("user", "secret") and services.equation == "mdrd_idms" and services.strict is True
+    assert services.render is False and services.api_token == "0"
+    assert app.test_client().get("/queue").status_code == 401  # the token "0" is required, not ignored
+    assert cli_settings.basic == ("user", "secret") and cli_settings.equation == "mdrd_idms" and cli_settings.strict_mode
+
+
+def test_test_config_overrides_and_unknown_keys_are_refused(tmp_path: Path) -> None:
+    app = create_app({"QUEUE_PATH": str(tmp_path / "q.db"), "STRICT": True, "FHIR_RETRIES": 2})
+    assert app.extensions["labinterp"].strict is True and app.config["FHIR_RETRIES"] == 2
+    with pytest.raises(InputError, match="LABINTERP_FHIR_RETRYS"):
+        create_app({"QUEUE_PATH": str(tmp_path / "q.db"), "FHIR_RETRYS": 2})
+
+
+def test_cli_writes_with_the_settings_it_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LABINTERP_RENDER", "false")
+    out = tmp_path / "o.json"
+    assert CliRunner().invoke(cli, ["interpret", "--bundle", str(EXAMPLE), "--out", str(out)]).exit_code == 0
+    reports = [e["resource"] for e in json.loads(out.read_text())["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    assert reports and all("presentedForm" not in r for r in reports)
