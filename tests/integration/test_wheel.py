@@ -20,7 +20,7 @@ def test_wheel_installs_and_interprets_from_elsewhere(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"labinterp"}
     assert "labinterp/mappings/linezolid.toml" in names and "labinterp/mappings/pgx/cyp3a5.toml" in names
-    assert "labinterp/examples/patients.json" in names
+    assert "labinterp/examples/patients.json" in names and "labinterp/templates/report_fragment.html" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)], check=True)
     elsewhere = tmp_path / "elsewhere"

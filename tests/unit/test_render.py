@@ -252,8 +252,12 @@ def test_no_template_is_compiled_per_report(site_k: Knowledge, monkeypatch: pyte
     def compile_again(*_: Any, **__: Any) -> Any:
         raise AssertionError("a template compiled while rendering a report")
 
-    monkeypatch.setattr(report_module._env, "from_string", compile_again)
-    monkeypatch.setattr(report_module._env, "get_template", compile_again)
+    from labinterp.jinja import ENV
+
+    assert report_module._FRAGMENT is not None  # the templates are loaded once, when the module is imported
+    monkeypatch.setattr(ENV, "from_string", compile_again)
+    monkeypatch.setattr(ENV, "get_template", compile_again)
+    monkeypatch.setattr(ENV, "_load_template", compile_again)
     assert magnesium_report(site_k)["presentedForm"]
 
 

@@ -204,10 +204,7 @@ def analyze(table: CohortTable, k: Knowledge) -> dict[str, Any]:
 
 def plots(table: CohortTable, stats: dict[str, Any], k: Knowledge, outdir: Path) -> dict[str, Path]:
     """Fig. 1 (box plot with the therapeutic window and the shares) and Fig. 2 (trough vs age with its trend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no global figure state shared between request threads
 
     outdir.mkdir(parents=True, exist_ok=True)
     df = table.frame
@@ -215,7 +212,8 @@ def plots(table: CohortTable, stats: dict[str, Any], k: Knowledge, outdir: Path)
     data = df[df["category"].notna() & ~(df["egfr"].notna() & (df["egfr"] < limit))]
     lo, hi = k.linezolid.band("within").lower, k.linezolid.band("within").upper
     pct = stats["categories"]["percent"]
-    fig1, ax = plt.subplots(figsize=(4.2, 5.2), dpi=110)
+    fig1 = Figure(figsize=(4.2, 5.2), dpi=110)
+    ax = fig1.subplots()
     ax.boxplot(data["trough"], widths=0.5, showfliers=True)
     for edge in (lo, hi):
         if edge is not None:
@@ -229,7 +227,8 @@ def plots(table: CohortTable, stats: dict[str, Any], k: Knowledge, outdir: Path)
     fig1.tight_layout()
     p1 = outdir / "fig1_troughs.png"
     fig1.savefig(p1)
-    fig2, ax2 = plt.subplots(figsize=(5.6, 4.2), dpi=110)
+    fig2 = Figure(figsize=(5.6, 4.2), dpi=110)
+    ax2 = fig2.subplots()
     pair = data[["age", "trough"]].dropna()
     ax2.scatter(pair["age"], pair["trough"], s=10, alpha=0.7)
     if len(pair) >= 2:
@@ -243,39 +242,13 @@ def plots(table: CohortTable, stats: dict[str, Any], k: Knowledge, outdir: Path)
     fig2.tight_layout()
     p2 = outdir / "fig2_trough_vs_age.png"
     fig2.savefig(p2)
-    plt.close(fig1)
-    plt.close(fig2)
     return {"fig1": p1, "fig2": p2}
-
-
-HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>labinterp cohort</title>
-<style>body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right}th{background:#eee}td:first-child,td:nth-child(2){text-align:left}
-img{max-width:48%;margin-right:1%}</style></head><body>
-<h1>Linezolid cohort: first trough by genotype</h1>
-<p>{{ s.n }} patients analysed; excluded: {{ s.excluded.below_loq }} below the limit of quantification,
-{{ s.excluded.egfr_below_30 }} with eGFR below {{ s.rules.egfr_exclude_below }} ({{ s.rules.egfr_equation }}).
-Below / within / above the 2-8 mg/L range: {{ s.categories.below }} / {{ s.categories.within }} / {{ s.categories.above }}
-({{ s.categories.percent.below }} % / {{ s.categories.percent.within }} % / {{ s.categories.percent.above }} %).</p>
-<h2>By genotype group (as Table 2 of the Milan linezolid cohort: 190 adults on linezolid 600 mg every 12 h, Luigi Sacco University Hospital)</h2>
-<table><tr><th>factor</th><th>group</th><th>n</th><th>below %</th><th>within %</th><th>above %</th><th>p (chi-square)</th></tr>
-{% for g in s.groups %}<tr><td>{{ g.factor }}</td><td>{{ g.group }}</td><td>{{ g.n }}</td><td>{{ g.below }}</td><td>{{ g.within }}</td>
-<td>{{ g.above }}</td><td>{{ "%.3f"|format(g.p_chi2) if g.p_chi2 is not none else "-" }}</td></tr>{% endfor %}</table>
-<h2>Multinomial logistic regression (reference: within range)</h2>
-<table><tr><th>factor</th><th>group vs reference</th><th>outcome</th><th>adjusted for</th><th>OR</th><th>95 % CI</th><th>p</th></tr>
-{% for a in s.associations %}<tr><td>{{ a.factor }}</td><td>{{ a.group }} vs {{ a.reference }}</td><td>{{ a.outcome }}</td>
-<td>{{ a.adjusted_for|join(", ") or "-" }}</td><td>{{ a.odds_ratio if a.odds_ratio is not none else "n/a" }}</td>
-<td>{{ "%s-%s"|format(a.ci95[0], a.ci95[1]) if a.ci95 else a.error }}</td><td>{{ a.p if a.p is not none else "-" }}</td></tr>{% endfor %}</table>
-<h2>Correlations</h2><ul>{% for c in s.correlations %}<li>trough vs {{ c.y }}: r = {{ c.r }} (p = {{ c.p }}, n = {{ c.n }})</li>{% endfor %}</ul>
-{% for name, data in figures.items() %}<img alt="{{ name }}" src="data:image/png;base64,{{ data }}">{% endfor %}
-</body></html>"""
 
 
 def html_report(stats: dict[str, Any], figures: dict[str, Path]) -> str:
     import base64
 
-    from jinja2 import Environment
+    from labinterp.jinja import template
 
-    env = Environment(autoescape=True)
     encoded = {name: base64.b64encode(path.read_bytes()).decode() for name, path in figures.items()}
-    return env.from_string(HTML).render(s=stats, figures=encoded)
+    return template("cohort_report.html").render(s=stats, figures=encoded)

@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jinja2 import Environment
-
 from labinterp import __version__
 from labinterp.compose.common import Written
 from labinterp.compose.renal import renal_line
 from labinterp.extract.facts import FhirTime, GenotypeCall, Measurement
+from labinterp.jinja import template
 from labinterp.knowledge import Knowledge
 from labinterp.rules import Findings
 from labinterp.rules.renal import RenalFinding
@@ -88,36 +87,6 @@ class View:
 
 GENOTYPE_HEADER = ["Gene", "Genotype", "Phenotype", "Cohort group"]
 RISK_HEADER = ["Risk", "Level", "Probability", "Basis and source"]
-
-FRAGMENT = """<div xmlns="{{ xhtml }}">
-{% if v.preliminary %}<p style="margin:0 0 .6em 0;padding:.4em .6em;border:2px solid #b00000;background:#ffe0e0;color:#900000;font-size:1.25em"><b>PRELIMINARY REPORT</b>: {{ note }}</p>
-{% endif %}<h3>{{ v.title }}</h3>
-<table style="border-collapse:collapse;margin:.2em 0 .6em 0">{% for row in v.header_rows() %}<tr>{% for label, value, span in row %}<th style="border:0;background:none;text-align:left;padding:0 .6em 0 0">{{ label }}</th><td{% if span > 1 %} colspan="{{ span }}"{% endif %} style="border:0;padding:0 1.5em 0 0{% if label == 'Status' and v.preliminary %};color:#900000;font-weight:bold{% endif %}">{{ value }}</td>{% endfor %}</tr>{% endfor %}</table>
-<p><b>{{ v.headline }}</b></p>
-{% if v.bar %}<div style="position:relative;height:14px;width:320px;background:#eee;border:1px solid #999">
-<div style="position:absolute;left:{{ v.bar.position(v.bar.low) }}%;width:{{ (v.bar.position(v.bar.high) - v.bar.position(v.bar.low)) | round(1) }}%;height:14px;background:#9c9;font-size:1px">&#160;</div>
-<div style="position:absolute;left:{{ v.bar.position(v.bar.value) }}%;width:3px;height:14px;background:#c00;font-size:1px">&#160;</div></div>
-<p>{{ v.bar.label }}: {{ v.bar.comparator }}{{ v.bar.value }} {{ v.bar.unit }}{% if v.bar.comparator %} (censored: the marker is at the limit){% endif %}; range {{ v.bar.low }}-{{ v.bar.high }} {{ v.bar.unit }} (green); scale to {{ v.bar.top }} {{ v.bar.unit }}</p>{% endif %}
-{% if v.interpretation %}<p><b>Interpretation</b></p><ul>{% for line in v.interpretation %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
-{% if v.genotypes %}<table><tr>{% for h in genotype_header %}<th>{{ h }}</th>{% endfor %}</tr>
-{% for row in v.genotypes %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
-{% if v.risks %}<table><tr>{% for h in risk_header %}<th>{{ h }}</th>{% endfor %}</tr>
-{% for row in v.risks %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
-{% if v.suggestion %}<p><b>Suggestion for the clinician</b>: {{ v.suggestion }}</p>{% endif %}
-{% if v.egfr %}<p><b>Renal function</b>: {{ v.egfr }}</p>{% endif %}
-{% if v.basis %}<p><b>Basis</b></p><ul>{% for line in v.basis %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
-{% if v.not_used %}<p><b>Not used</b></p><ul>{% for line in v.not_used %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
-<p>{{ v.footer }}</p>
-</div>"""
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"/><title>{{ v.title }}</title>
-<style>body{font-family:Helvetica,Arial,sans-serif;margin:2em;max-width:50em;color:#222}
-table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #bbb;padding:.2em .5em;vertical-align:top;text-align:left}
-th{background:#eee}h3{margin-top:0}</style></head>
-<body>{{ fragment }}</body></html>"""
-
-_env = Environment(autoescape=True)
 
 
 def _get(obj: Any, path: str, default: Any = None) -> Any:
@@ -351,8 +320,8 @@ def _sampled_at(w: Written, f: Findings) -> datetime | None:
     return t.start if t is not None else None
 
 
-_FRAGMENT = _env.from_string(FRAGMENT)  # compiled once: compiling per report cost ~70 % of the rendering time
-_PAGE = _env.from_string(PAGE)
+_FRAGMENT = template("report_fragment.html")  # compiled once: compiling per report cost ~70 % of the rendering time
+_PAGE = template("report_page.html")
 
 
 def render_fragment(view: View) -> str:
