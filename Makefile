@@ -25,7 +25,7 @@ test: $(VENV)/.installed  ## everything CI runs: lint, format check, type check,
 	$(PY) -m pytest
 
 unit: $(VENV)/.installed  ## the tests without the HAPI integration tier, quickly
-	LABINTERP_SKIP_INTEGRATION=1 $(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not integration"
 
 check-mappings: $(VENV)/.installed  ## validate mappings/ (and LABINTERP_MAPPINGS_DIR if set)
 	$(BIN)/labinterp check-mappings

@@ -75,3 +75,13 @@ def test_cli_writes_with_the_settings_it_read(monkeypatch: pytest.MonkeyPatch, t
     assert CliRunner().invoke(cli, ["interpret", "--bundle", str(EXAMPLE), "--out", str(out)]).exit_code == 0
     reports = [e["resource"] for e in json.loads(out.read_text())["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
     assert reports and all("presentedForm" not in r for r in reports)
+
+
+def test_no_render_flag_keeps_a_plain_narrative(tmp_path: Path) -> None:
+    out = tmp_path / "o.json"
+    assert CliRunner().invoke(cli, ["interpret", "--bundle", str(EXAMPLE), "--no-render", "--out", str(out)]).exit_code == 0
+    reports = [e["resource"] for e in json.loads(out.read_text())["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    assert reports and all("presentedForm" not in r and r["text"]["div"].startswith("<div") for r in reports)
+    assert all(
+        "Linezolid" in r["text"]["div"] or "genotype" in r["text"]["div"].lower() or "eGFR" in r["text"]["div"] for r in reports
+    )

@@ -16,6 +16,8 @@ from PIL import Image
 from labinterp.cli.main import cli
 from tests.integration.conftest import Service
 
+pytestmark = pytest.mark.integration
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 

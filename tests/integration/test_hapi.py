@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from labinterp.fhir.client import FhirClient
@@ -15,6 +16,8 @@ from labinterp.server.app import create_app
 from labinterp.server.queue import JobQueue
 from tests.conftest import SITE
 from tests.integration.conftest import Service
+
+pytestmark = pytest.mark.integration
 
 SERIES = "urn:labinterp:series"
 PATIENTS = [f"p{i:02d}" for i in range(1, 15)]

@@ -10,7 +10,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
 
 
 def test_wheel_installs_and_interprets_from_elsewhere(tmp_path: Path) -> None:
