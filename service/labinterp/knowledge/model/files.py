@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from labinterp.knowledge.model.base import RISK_ORDER, Band, Meta, Risk, Strict, check_contiguous  # noqa: F401
+from labinterp.knowledge.model.base import Meta, Strict
 
 # --- ruleset.toml, units.toml, analytes.toml -------------------------------------------------
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from labinterp.knowledge.model.base import RISK_ORDER, Band, Meta, Risk, Strict, check_contiguous  # noqa: F401
+from labinterp.knowledge.model.base import Band, Meta, Risk, Strict, check_contiguous
 
 # --- magnesium.toml ---------------------------------------------------------------------------
 
