@@ -11,6 +11,7 @@ A patient's results are all or nothing either way: composed whole, or not at all
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from labinterp.compose import Context, Written, compose_patient, device, transaction
 from labinterp.errors import FhirConflict, FhirError, ResourceError
 from labinterp.extract import extract_patient, split_bundle
-from labinterp.extract.facts import Problem
+from labinterp.extract.facts import PatientRecord, Problem
 from labinterp.fhir.client import FhirClient
 from labinterp.knowledge import Knowledge
 from labinterp.render.report import render_reports
@@ -48,6 +49,15 @@ def raise_first(problems: list[Problem]) -> None:
         first = problems[0]
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise ResourceError(first.where, first.what + more)
+
+
+def records_of(data: Any, k: Knowledge) -> Iterator[PatientRecord]:
+    """What labinterp reads about each patient of a Bundle (the pipeline's extract step, lenient: broken
+    resources are listed in each record's problems): the one way the dashboard and the cohort analytics read
+    FHIR data too."""
+    parsed = split_bundle(data)
+    for pinput in parsed.patients:
+        yield extract_patient(pinput, parsed.medications, k)
 
 
 def interpret_bundle(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from labinterp.extract import extract_patient, split_bundle
+from labinterp.extract.facts import PatientRecord
 from labinterp.knowledge import Knowledge
+from labinterp.pipeline import records_of
 from labinterp.rules.bands import classify
 from labinterp.rules.pgx import interpret_pgx
 from labinterp.rules.renal import assess_renal
@@ -36,16 +38,14 @@ class CohortTable:
 
 
 def table_from_bundle(data: Any, k: Knowledge, progress: bool = False) -> CohortTable:
-    parsed = split_bundle(data)
     equation = k.cohort.population.egfr_equation
     rows, skipped = [], 0
-    patients = parsed.patients
+    records: Iterable[PatientRecord] = records_of(data, k)  # the pipeline's extract step, as everywhere
     if progress:
         from tqdm import tqdm
 
-        patients = tqdm(patients, desc="patients", unit="pt")
-    for pinput in patients:
-        record = extract_patient(pinput, parsed.medications, k)
+        records = tqdm(records, desc="patients", unit="pt")
+    for record in records:
         troughs = [m for m in record.of("linezolid") if m.value is not None]
         if not troughs:
             skipped += 1

@@ -12,9 +12,9 @@ from typing import Any
 from flask import Blueprint, current_app
 from werkzeug.exceptions import BadRequest
 
-from labinterp.extract import extract_patient, split_bundle
 from labinterp.fhir.search import is_fhir_id, query
 from labinterp.jinja import template as jinja_template
+from labinterp.pipeline import records_of
 from labinterp.server.api.routes import services
 
 dashboard = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -96,8 +96,7 @@ def patient(pid: str) -> str:
     s = services()
     k = s.knowledge
     data = s.client().fetch_patient(pid, k.output.systems["series_identifier"])
-    parsed = split_bundle(data.bundle)
-    record = extract_patient(parsed.patients[0], parsed.medications, k) if parsed.patients else None
+    record = next(records_of(data.bundle, k), None)
     troughs = record.of("linezolid") if record else []
     within = k.linezolid.band("within")
     points = [(m.time.text, m.value) for m in troughs if m.time and m.value is not None]
