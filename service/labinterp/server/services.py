@@ -13,8 +13,9 @@ from typing import Any
 
 import requests
 
-from labinterp.errors import BundleError, FhirError, LabinterpError
+from labinterp.errors import FhirError, LabinterpError
 from labinterp.fhir.client import FhirClient
+from labinterp.fhir.notifications import carried_resource, check_path, patient_of
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
@@ -109,57 +110,17 @@ class Services:
         return members, bad
 
     def patient_of_notification(self, body: Any, rtype: str | None, rid: str | None) -> str | None:
-        """The patient a rest-hook notification is about: from the resource it carries, or by reading it. None when
-        it is about no patient; InputError (422) naming the element when the notification is of the wrong shape."""
-        resource = body
-        if isinstance(body, dict) and body.get("resourceType") == "Bundle":  # a notification Bundle: take the focus
-            resource = None
-            entries = body.get("entry")
-            if entries is not None and not isinstance(entries, list):
-                raise BundleError("Bundle.entry", "must be a list")
-            for i, e in enumerate(entries or []):
-                if not isinstance(e, dict):
-                    raise BundleError(f"Bundle.entry[{i}]", "an entry must be a JSON object")
-                r = e.get("resource")
-                if r is not None and not isinstance(r, dict):
-                    raise BundleError(f"Bundle.entry[{i}].resource", "expected a FHIR resource (a JSON object)")
-                if isinstance(r, dict) and r.get("resourceType") not in (None, "Parameters", "SubscriptionStatus"):
-                    resource = r
-                    break
-        if not isinstance(resource, dict) and rtype and rid:
-            if not rtype.isalpha() or not is_fhir_id(rid):
-                raise BundleError("request path", "expected /hook/{resource type}/{FHIR resource id}")
+        """The patient a rest-hook notification is about: from the resource it carries (parsed by
+        labinterp.fhir.notifications), or by reading the resource the path names. None when it is about no
+        patient; BundleError (422) naming the element when the notification is of the wrong shape."""
+        resource = carried_resource(body)
+        if resource is None and rtype and rid:
+            check_path(rtype, rid)
             try:
                 resource = self.client().read(rtype, rid)
             except FhirError:
                 return None
-        if not isinstance(resource, dict):
-            return None
-        kind = resource.get("resourceType")
-        if kind == "Patient":
-            pid = resource.get("id")
-            if pid is None:
-                return None
-            if not is_fhir_id(pid):
-                raise BundleError("Patient.id", "is not a FHIR resource id")
-            return str(pid)
-        subject = resource.get("subject")
-        if subject is None:
-            return None
-        label = f"{kind if isinstance(kind, str) and kind.isalpha() else 'resource'}.subject"
-        if not isinstance(subject, dict):
-            raise BundleError(label, 'expected a Reference object, e.g. {"reference": "Patient/id"}')
-        ref = subject.get("reference")
-        if ref is None:
-            return None
-        if not isinstance(ref, str):
-            raise BundleError(f"{label}.reference", 'expected a reference text, e.g. "Patient/id"')
-        if not ref.startswith("Patient/"):
-            return None
-        pid = ref.split("/")[1]  # Patient/{id}, or Patient/{id}/_history/{version}
-        if not is_fhir_id(pid):
-            raise BundleError(f"{label}.reference", "is not Patient/ followed by a FHIR resource id")
-        return pid
+        return patient_of(resource) if isinstance(resource, dict) else None
 
     def readiness_problems(self) -> list[str]:
         """Empty when ready; cached for 5 s so probes do not hammer the FHIR server."""
