@@ -17,9 +17,6 @@ by its citation (mappings/sources.toml), and nothing here names a source file or
 from __future__ import annotations
 
 import base64
-import io
-import math
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,64 +26,10 @@ from labinterp.compose.renal import renal_line
 from labinterp.extract.facts import FhirTime, GenotypeCall, Measurement
 from labinterp.jinja import template
 from labinterp.knowledge import Knowledge
+from labinterp.render.pdf import render_pdf
+from labinterp.render.view import GENOTYPE_HEADER, NOT_RECORDED, PRELIMINARY_NOTE, RISK_HEADER, XHTML, RangeBar, View, when
 from labinterp.rules import Findings
 from labinterp.rules.renal import RenalFinding
-
-XHTML = "http://www.w3.org/1999/xhtml"
-NOT_RECORDED = "not recorded"
-PDF_MARGIN = 18 * 72 / 25.4  # 18 mm in points
-FOOTER_Y = 8 * 72 / 25.4
-PRELIMINARY_NOTE = "based on preliminary results: values and interpretation may change; a final report will follow."
-
-
-@dataclass
-class RangeBar:
-    label: str
-    value: float
-    unit: str
-    low: float
-    high: float
-    top: float  # right end of the scale
-    comparator: str = ""  # a censored result (">8") is shown with its comparator, never as the bare number
-
-    def position(self, v: float) -> float:
-        """0..100 on a log scale from top/100 to top (troughs and concentrations span decades)."""
-        lo = self.top / 100.0
-        v = min(max(v, lo), self.top)
-        return round(100.0 * (math.log(v) - math.log(lo)) / (math.log(self.top) - math.log(lo)), 1)
-
-
-@dataclass
-class View:
-    title: str
-    patient: str  # the patient line of the PDF's running header: name, identifier, birth date
-    sample: str
-    issued: str
-    status: str
-    headline: str
-    header: list[tuple[str, str]] = field(default_factory=list)  # (label, value) of the report's heading block
-    preliminary: bool = False
-    bar: RangeBar | None = None
-    interpretation: list[str] = field(default_factory=list)
-    genotypes: list[list[str]] = field(default_factory=list)
-    risks: list[list[str]] = field(default_factory=list)
-    suggestion: str = ""
-    egfr: str = ""
-    basis: list[str] = field(default_factory=list)
-    not_used: list[str] = field(default_factory=list)
-    footer: str = ""
-
-    def header_rows(self) -> list[list[tuple[str, str, int]]]:
-        """The heading block two (label, value) pairs a row; a last lone pair spans the row (colspan 3)."""
-        rows = []
-        for i in range(0, len(self.header), 2):
-            pair = self.header[i : i + 2]
-            rows.append([(label, value, 1 if len(pair) == 2 else 3) for label, value in pair])
-        return rows
-
-
-GENOTYPE_HEADER = ["Gene", "Genotype", "Phenotype", "Cohort group"]
-RISK_HEADER = ["Risk", "Level", "Probability", "Basis and source"]
 
 
 def _get(obj: Any, path: str, default: Any = None) -> Any:
@@ -105,23 +48,6 @@ def _lines(items: Any) -> list[str]:
 
 def _cells(row: list[Any]) -> list[str]:
     return [str(c) if c is not None and str(c).strip() else "-" for c in row]
-
-
-def when(text: str | None) -> str:
-    """A FHIR date/dateTime/instant as a report prints it: "2026-01-15 08:00 (UTC+01:00)"; dates as they are."""
-    if not text:
-        return ""
-    if "T" not in text:
-        return text
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return text
-    clock = t.strftime("%Y-%m-%d %H:%M") + (t.strftime(":%S") if t.second else "")
-    offset = t.strftime("%z")
-    if not offset:
-        return clock
-    return clock + (" UTC" if offset == "+0000" else f" (UTC{offset[:3]}:{offset[3:]})")
 
 
 def _risk_rows(f: Findings, kind: str) -> list[list[str]]:
@@ -332,209 +258,6 @@ def render_html(view: View, fragment: str | None = None) -> str:
     from markupsafe import Markup
 
     return _PAGE.render(v=view, fragment=Markup(fragment if fragment is not None else render_fragment(view)))
-
-
-_STYLES: dict[str, Any] = {}
-
-
-def _styles() -> Any:
-    """reportlab's stylesheet, built once per process."""
-    if not _STYLES:
-        from reportlab.lib.styles import getSampleStyleSheet
-
-        sheet = getSampleStyleSheet()
-        sheet.add(sheet["BodyText"].clone("small", fontSize=8, leading=10))
-        _STYLES["sheet"] = sheet
-    return _STYLES["sheet"]
-
-
-_CANVAS: dict[str, Any] = {}
-
-
-def _numbered_canvas() -> Any:
-    """A reportlab canvas that holds its pages back until the document is complete, then writes
-    "Page x of y" on each (the second pass of the page count), built once per process."""
-    if not _CANVAS:
-        from reportlab.pdfgen.canvas import Canvas
-
-        class NumberedCanvas(Canvas):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                self._pages: list[dict[str, Any]] = []
-
-            def showPage(self) -> None:
-                self._pages.append(dict(self.__dict__))
-                self._startPage()
-
-            def save(self) -> None:
-                total = len(self._pages)
-                for state in self._pages:
-                    self.__dict__.update(state)
-                    self.setFont("Helvetica", 8)
-                    self.setFillGray(0.25)
-                    self.drawRightString(self._pagesize[0] - PDF_MARGIN, FOOTER_Y, f"Page {self._pageNumber} of {total}")
-                    Canvas.showPage(self)
-                Canvas.save(self)
-
-        _CANVAS["cls"] = NumberedCanvas
-    return _CANVAS["cls"]
-
-
-def render_pdf(view: View) -> bytes:
-    from reportlab import rl_config
-
-    rl_config.invariant = 1  # no creation date or random id in the file: same findings, same bytes
-    from xml.sax.saxutils import escape
-
-    from reportlab.graphics.shapes import Drawing, Line, Rect
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.units import mm
-    from reportlab.pdfbase.pdfmetrics import stringWidth
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-
-    styles = _styles()
-    body, small = styles["BodyText"], styles["small"]
-    page_w, page_h = A4
-    prelim_red = colors.HexColor("#900000")
-    margin = PDF_MARGIN
-    banner_h = 9 * mm if view.preliminary else 0.0
-
-    def decorate(canvas: Any, _doc: Any) -> None:
-        """Every page: the patient's identification and the title at the top, the PRELIMINARY banner when the
-        report is preliminary, and the issue line at the bottom ("Page x of y" is added by the canvas)."""
-        canvas.saveState()
-        top = page_h - 10 * mm
-        canvas.setFont("Helvetica-Bold", 8)
-        canvas.setFillGray(0.2)
-        canvas.drawString(margin, top, view.patient)
-        canvas.setFont("Helvetica", 8)
-        canvas.drawRightString(page_w - margin, top, view.title)
-        canvas.setStrokeGray(0.6)
-        canvas.setLineWidth(0.5)
-        canvas.line(margin, top - 2 * mm, page_w - margin, top - 2 * mm)
-        if view.preliminary:
-            y = top - 3.5 * mm - banner_h
-            canvas.setFillColor(colors.HexColor("#ffe0e0"))
-            canvas.setStrokeColor(colors.HexColor("#b00000"))
-            canvas.setLineWidth(1.5)
-            canvas.rect(margin, y, page_w - 2 * margin, banner_h, stroke=1, fill=1)
-            canvas.setFillColor(colors.HexColor("#900000"))
-            canvas.setFont("Helvetica-Bold", 12)
-            canvas.drawString(margin + 3 * mm, y + 3.2 * mm, "PRELIMINARY REPORT")
-            x = margin + 6 * mm + canvas.stringWidth("PRELIMINARY REPORT", "Helvetica-Bold", 12)
-            canvas.setFont("Helvetica", 7.5)
-            canvas.drawString(x, y + 3.4 * mm, PRELIMINARY_NOTE)
-        canvas.setStrokeGray(0.6)
-        canvas.setLineWidth(0.5)
-        canvas.line(margin, 12 * mm, page_w - margin, 12 * mm)
-        canvas.setFont("Helvetica", 8)
-        canvas.setFillGray(0.25)
-        canvas.drawString(margin, FOOTER_Y, f"labinterp {__version__} · issued {when(view.issued) or '-'} · status {view.status}")
-        canvas.restoreState()
-
-    def table(header: list[str], rows: list[list[str]], widths: list[float]) -> Table:
-        data = [[Paragraph(f"<b>{escape(h)}</b>", small) for h in header]] + [
-            [Paragraph(escape(c), small) for c in row] for row in rows
-        ]
-        t = Table(data, colWidths=[w * mm for w in widths], repeatRows=1)
-        t.setStyle(
-            TableStyle(
-                [
-                    ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
-                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ]
-            )
-        )
-        return t
-
-    # The heading block as plain-string cells (a Paragraph per cell doubled the PDF's cost); a value too wide
-    # for its column becomes a wrapping Paragraph so that nothing is cut.
-    widths = [24 * mm, 62 * mm, 24 * mm, 64 * mm]
-    head_rows: list[list[Any]] = []
-    head_style: list[tuple[Any, ...]] = [
-        ("FONT", (0, 0), (-1, -1), "Helvetica", 8, 10),
-        ("FONT", (0, 0), (0, -1), "Helvetica-Bold", 8, 10),
-        ("FONT", (2, 0), (2, -1), "Helvetica-Bold", 8, 10),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LEFTPADDING", (0, 0), (-1, -1), 0),
-        ("TOPPADDING", (0, 0), (-1, -1), 1),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
-        ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.grey),
-    ]
-    for i, row in enumerate(view.header_rows()):
-        cells: list[Any] = []
-        for label, value, span in row:
-            col = len(cells) + 1
-            room = widths[col] + (widths[2] + widths[3] if span > 1 else 0) - 6
-            wide = stringWidth(value, "Helvetica", 8) > room
-            cells += [label, Paragraph(escape(value), small) if wide else value]
-            if label == "Status" and view.preliminary:
-                head_style += [
-                    ("FONT", (col, i), (col, i), "Helvetica-Bold", 8, 10),
-                    ("TEXTCOLOR", (col, i), (col, i), prelim_red),
-                ]
-            if span > 1:
-                cells += ["", ""]
-                head_style.append(("SPAN", (1, i), (3, i)))
-        head_rows.append(cells)
-    heading = Table(head_rows, colWidths=widths, hAlign="LEFT")
-    heading.setStyle(TableStyle(head_style))
-    story: list[Any] = [
-        Paragraph(escape(view.title), styles["Heading2"]),
-        heading,
-        Spacer(1, 3 * mm),
-        Paragraph(f"<b>{escape(view.headline)}</b>", body),
-    ]
-    if view.bar:
-        bar, width = view.bar, 120 * mm
-        d = Drawing(width, 8 * mm)
-        d.add(Rect(0, 2 * mm, width, 4 * mm, fillColor=colors.HexColor("#eeeeee"), strokeColor=colors.grey))
-        x0, x1 = width * bar.position(bar.low) / 100, width * bar.position(bar.high) / 100
-        d.add(Rect(x0, 2 * mm, x1 - x0, 4 * mm, fillColor=colors.HexColor("#99cc99"), strokeColor=None))
-        xv = width * bar.position(bar.value) / 100
-        d.add(Line(xv, 0.5 * mm, xv, 7.5 * mm, strokeColor=colors.red, strokeWidth=2))
-        story += [
-            Spacer(1, 2 * mm),
-            d,
-            Paragraph(
-                escape(
-                    f"{bar.label}: {bar.comparator}{bar.value} {bar.unit}"
-                    + (" (censored: the marker is at the limit)" if bar.comparator else "")
-                    + f"; range {bar.low}-{bar.high} {bar.unit}"
-                ),
-                small,
-            ),
-        ]
-    if view.interpretation:
-        story += [Spacer(1, 3 * mm), Paragraph("<b>Interpretation</b>", body)]
-        story += [Paragraph("&#8226; " + escape(line), body) for line in view.interpretation if line]
-    if view.genotypes:
-        story += [Spacer(1, 3 * mm), table(GENOTYPE_HEADER, view.genotypes, [22, 45, 45, 60])]
-    if view.risks:
-        story += [Spacer(1, 3 * mm), table(RISK_HEADER, view.risks, [35, 22, 20, 95])]
-    for title, text in (("Suggestion for the clinician", view.suggestion), ("Renal function", view.egfr)):
-        if text:
-            story += [Spacer(1, 3 * mm), Paragraph(f"<b>{title}</b>: {escape(text)}", body)]
-    if view.basis:
-        story += [Spacer(1, 3 * mm), Paragraph("<b>Basis</b>", body)] + [Paragraph(escape(b), small) for b in view.basis]
-    if view.not_used:
-        story += [Spacer(1, 3 * mm), Paragraph("<b>Not used</b>", body)] + [Paragraph(escape(b), small) for b in view.not_used]
-    story += [Spacer(1, 6 * mm), Paragraph(escape(view.footer), small)]
-    canvas_cls = _numbered_canvas()
-    buffer = io.BytesIO()
-    SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        title=view.title,
-        author="labinterp",
-        leftMargin=margin,
-        rightMargin=margin,
-        topMargin=16 * mm + banner_h + (3 * mm if banner_h else 0),
-        bottomMargin=16 * mm,
-    ).build(story, onFirstPage=decorate, onLaterPages=decorate, canvasmaker=canvas_cls)
-    return buffer.getvalue()
 
 
 def attach(w: Written, f: Findings, k: Knowledge) -> None:

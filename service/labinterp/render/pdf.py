@@ -1,0 +1,256 @@
+"""The PDF rendering of a report view (reportlab): the patient's identification, a PRELIMINARY banner and
+"page x of y" on every page; deterministic bytes. Pure: the PDF is built in memory."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from labinterp import __version__
+from labinterp.render.view import GENOTYPE_HEADER, PRELIMINARY_NOTE, RISK_HEADER, View, when
+
+PDF_MARGIN = 18 * 72 / 25.4  # 18 mm in points
+FOOTER_Y = 8 * 72 / 25.4
+PRELIM_RED_HEX = "#900000"
+
+
+_STYLES: dict[str, Any] = {}
+
+
+def _styles() -> Any:
+    """reportlab's stylesheet, built once per process."""
+    if not _STYLES:
+        from reportlab.lib.styles import getSampleStyleSheet
+
+        sheet = getSampleStyleSheet()
+        sheet.add(sheet["BodyText"].clone("small", fontSize=8, leading=10))
+        _STYLES["sheet"] = sheet
+    return _STYLES["sheet"]
+
+
+_CANVAS: dict[str, Any] = {}
+
+
+def _numbered_canvas() -> Any:
+    """A reportlab canvas that holds its pages back until the document is complete, then writes
+    "Page x of y" on each (the second pass of the page count), built once per process."""
+    if not _CANVAS:
+        from reportlab.pdfgen.canvas import Canvas
+
+        class NumberedCanvas(Canvas):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self._pages: list[dict[str, Any]] = []
+
+            def showPage(self) -> None:
+                self._pages.append(dict(self.__dict__))
+                self._startPage()
+
+            def save(self) -> None:
+                total = len(self._pages)
+                for state in self._pages:
+                    self.__dict__.update(state)
+                    self.setFont("Helvetica", 8)
+                    self.setFillGray(0.25)
+                    self.drawRightString(self._pagesize[0] - PDF_MARGIN, FOOTER_Y, f"Page {self._pageNumber} of {total}")
+                    Canvas.showPage(self)
+                Canvas.save(self)
+
+        _CANVAS["cls"] = NumberedCanvas
+    return _CANVAS["cls"]
+
+
+def render_pdf(view: View) -> bytes:
+    """The report as PDF bytes: the same view gives the same bytes."""
+    from reportlab import rl_config
+
+    rl_config.invariant = 1  # no creation date or random id in the file: same findings, same bytes
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.platypus import SimpleDocTemplate
+
+    banner_h = BANNER_MM * mm if view.preliminary else 0.0
+    buffer = io.BytesIO()
+    decorate = _decorate(view, banner_h)
+    SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        title=view.title,
+        author="labinterp",
+        leftMargin=PDF_MARGIN,
+        rightMargin=PDF_MARGIN,
+        topMargin=16 * mm + banner_h + (3 * mm if banner_h else 0),
+        bottomMargin=16 * mm,
+    ).build(_story(view), onFirstPage=decorate, onLaterPages=decorate, canvasmaker=_numbered_canvas())
+    return buffer.getvalue()
+
+
+BANNER_MM = 9
+
+
+def _decorate(view: View, banner_h: float) -> Any:
+    """What every page carries: the patient's identification and the title at the top, the PRELIMINARY banner
+    when the report is preliminary, and the issue line at the bottom ("Page x of y" is the canvas's)."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+
+    page_w, page_h = A4
+    margin = PDF_MARGIN
+
+    def decorate(canvas: Any, _doc: Any) -> None:
+        canvas.saveState()
+        top = page_h - 10 * mm
+        canvas.setFont("Helvetica-Bold", 8)
+        canvas.setFillGray(0.2)
+        canvas.drawString(margin, top, view.patient)
+        canvas.setFont("Helvetica", 8)
+        canvas.drawRightString(page_w - margin, top, view.title)
+        canvas.setStrokeGray(0.6)
+        canvas.setLineWidth(0.5)
+        canvas.line(margin, top - 2 * mm, page_w - margin, top - 2 * mm)
+        if view.preliminary:
+            y = top - 3.5 * mm - banner_h
+            canvas.setFillColor(colors.HexColor("#ffe0e0"))
+            canvas.setStrokeColor(colors.HexColor("#b00000"))
+            canvas.setLineWidth(1.5)
+            canvas.rect(margin, y, page_w - 2 * margin, banner_h, stroke=1, fill=1)
+            canvas.setFillColor(colors.HexColor("#900000"))
+            canvas.setFont("Helvetica-Bold", 12)
+            canvas.drawString(margin + 3 * mm, y + 3.2 * mm, "PRELIMINARY REPORT")
+            x = margin + 6 * mm + canvas.stringWidth("PRELIMINARY REPORT", "Helvetica-Bold", 12)
+            canvas.setFont("Helvetica", 7.5)
+            canvas.drawString(x, y + 3.4 * mm, PRELIMINARY_NOTE)
+        canvas.setStrokeGray(0.6)
+        canvas.setLineWidth(0.5)
+        canvas.line(margin, 12 * mm, page_w - margin, 12 * mm)
+        canvas.setFont("Helvetica", 8)
+        canvas.setFillGray(0.25)
+        canvas.drawString(margin, FOOTER_Y, f"labinterp {__version__} · issued {when(view.issued) or '-'} · status {view.status}")
+        canvas.restoreState()
+
+    return decorate
+
+
+def _table(header: list[str], rows: list[list[str]], widths: list[float]) -> Any:
+    from xml.sax.saxutils import escape
+
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Table, TableStyle
+
+    small = _styles()["small"]
+    data = [[Paragraph(f"<b>{escape(h)}</b>", small) for h in header]] + [
+        [Paragraph(escape(c), small) for c in row] for row in rows
+    ]
+    t = Table(data, colWidths=[w * mm for w in widths], repeatRows=1)
+    t.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
+    return t
+
+
+def _heading(view: View) -> Any:
+    """The heading block as plain-string cells (a Paragraph per cell doubled the PDF's cost); a value too wide
+    for its column becomes a wrapping Paragraph so that nothing is cut."""
+    from xml.sax.saxutils import escape
+
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+    from reportlab.platypus import Paragraph, Table, TableStyle
+
+    small = _styles()["small"]
+    widths = [24 * mm, 62 * mm, 24 * mm, 64 * mm]
+    rows: list[list[Any]] = []
+    style: list[tuple[Any, ...]] = [
+        ("FONT", (0, 0), (-1, -1), "Helvetica", 8, 10),
+        ("FONT", (0, 0), (0, -1), "Helvetica-Bold", 8, 10),
+        ("FONT", (2, 0), (2, -1), "Helvetica-Bold", 8, 10),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LEFTPADDING", (0, 0), (-1, -1), 0),
+        ("TOPPADDING", (0, 0), (-1, -1), 1),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+        ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.grey),
+    ]
+    for i, row in enumerate(view.header_rows()):
+        cells: list[Any] = []
+        for label, value, span in row:
+            col = len(cells) + 1
+            room = widths[col] + (widths[2] + widths[3] if span > 1 else 0) - 6
+            wide = stringWidth(value, "Helvetica", 8) > room
+            cells += [label, Paragraph(escape(value), small) if wide else value]
+            if label == "Status" and view.preliminary:
+                style += [
+                    ("FONT", (col, i), (col, i), "Helvetica-Bold", 8, 10),
+                    ("TEXTCOLOR", (col, i), (col, i), colors.HexColor(PRELIM_RED_HEX)),
+                ]
+            if span > 1:
+                cells += ["", ""]
+                style.append(("SPAN", (1, i), (3, i)))
+        rows.append(cells)
+    heading = Table(rows, colWidths=widths, hAlign="LEFT")
+    heading.setStyle(TableStyle(style))
+    return heading
+
+
+def _bar(view: View) -> list[Any]:
+    """The result against its range: a log-scale bar with the range in green and the result in red."""
+    from xml.sax.saxutils import escape
+
+    from reportlab.graphics.shapes import Drawing, Line, Rect
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer
+
+    bar, width = view.bar, 120 * mm
+    if bar is None:
+        return []
+    d = Drawing(width, 8 * mm)
+    d.add(Rect(0, 2 * mm, width, 4 * mm, fillColor=colors.HexColor("#eeeeee"), strokeColor=colors.grey))
+    x0, x1 = width * bar.position(bar.low) / 100, width * bar.position(bar.high) / 100
+    d.add(Rect(x0, 2 * mm, x1 - x0, 4 * mm, fillColor=colors.HexColor("#99cc99"), strokeColor=None))
+    xv = width * bar.position(bar.value) / 100
+    d.add(Line(xv, 0.5 * mm, xv, 7.5 * mm, strokeColor=colors.red, strokeWidth=2))
+    censored = " (censored: the marker is at the limit)" if bar.comparator else ""
+    words = f"{bar.label}: {bar.comparator}{bar.value} {bar.unit}{censored}; range {bar.low}-{bar.high} {bar.unit}"
+    return [Spacer(1, 2 * mm), d, Paragraph(escape(words), _styles()["small"])]
+
+
+def _story(view: View) -> list[Any]:
+    """The flowables of the report, top to bottom."""
+    from xml.sax.saxutils import escape
+
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer
+
+    styles = _styles()
+    body, small = styles["BodyText"], styles["small"]
+    story: list[Any] = [
+        Paragraph(escape(view.title), styles["Heading2"]),
+        _heading(view),
+        Spacer(1, 3 * mm),
+        Paragraph(f"<b>{escape(view.headline)}</b>", body),
+        *_bar(view),
+    ]
+    if view.interpretation:
+        story += [Spacer(1, 3 * mm), Paragraph("<b>Interpretation</b>", body)]
+        story += [Paragraph("&#8226; " + escape(line), body) for line in view.interpretation if line]
+    if view.genotypes:
+        story += [Spacer(1, 3 * mm), _table(GENOTYPE_HEADER, view.genotypes, [22, 45, 45, 60])]
+    if view.risks:
+        story += [Spacer(1, 3 * mm), _table(RISK_HEADER, view.risks, [35, 22, 20, 95])]
+    for title, text in (("Suggestion for the clinician", view.suggestion), ("Renal function", view.egfr)):
+        if text:
+            story += [Spacer(1, 3 * mm), Paragraph(f"<b>{title}</b>: {escape(text)}", body)]
+    for title, items in (("Basis", view.basis), ("Not used", view.not_used)):
+        if items:
+            story += [Spacer(1, 3 * mm), Paragraph(f"<b>{title}</b>", body)] + [Paragraph(escape(b), small) for b in items]
+    story += [Spacer(1, 6 * mm), Paragraph(escape(view.footer), small)]
+    return story
