@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -220,24 +220,64 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split("|") if v.strip())
 
 
+TOML_MODELS: dict[str, type[BaseModel]] = {
+    "ruleset.toml": m.RulesetFile,
+    "units.toml": m.UnitsFile,
+    "analytes.toml": m.AnalytesFile,
+    "linezolid.toml": m.LinezolidFile,
+    "renal.toml": m.RenalFile,
+    "magnesium.toml": m.MagnesiumFile,
+    "genomics.toml": m.GenomicsFile,
+    "output.toml": m.OutputFile,
+    "cohort.toml": m.CohortFile,
+    "medications.toml": m.MedicationsFile,
+}
+
+
 def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = None) -> Knowledge:
     """Load and validate every mappings file; raise MappingsError naming file and key on any problem."""
     src = _Sources(Path(base) if base else package_mappings_dir(), Path(overlay) if overlay else None)
     sources = _model(m.SourcesFile, src.toml("sources.toml"), src.label("sources.toml"))
     src.citations = _Citations(sources)  # from here on every string read has its source keys replaced
-    ruleset = _model(m.RulesetFile, src.toml("ruleset.toml"), src.label("ruleset.toml"))
-    units = _model(m.UnitsFile, src.toml("units.toml"), src.label("units.toml"))
-    analytes = _model(m.AnalytesFile, src.toml("analytes.toml"), src.label("analytes.toml"))
-    linezolid = _model(m.LinezolidFile, src.toml("linezolid.toml"), src.label("linezolid.toml"))
-    renal = _model(m.RenalFile, src.toml("renal.toml"), src.label("renal.toml"))
-    magnesium = _model(m.MagnesiumFile, src.toml("magnesium.toml"), src.label("magnesium.toml"))
-    genomics = _model(m.GenomicsFile, src.toml("genomics.toml"), src.label("genomics.toml"))
-    output = _model(m.OutputFile, src.toml("output.toml"), src.label("output.toml"))
-    cohort = _model(m.CohortFile, src.toml("cohort.toml"), src.label("cohort.toml"))
-    medications = _model(m.MedicationsFile, src.toml("medications.toml"), src.label("medications.toml"))
+    files = {name: _model(cls, src.toml(name), src.label(name)) for name, cls in TOML_MODELS.items()}
 
+    def one(name: str, cls: type[T]) -> T:
+        model = files[name]
+        assert isinstance(model, cls)
+        return model
+
+    genes, versions = _genes(src)
+    versions |= {"sources.toml": sources.meta.version} | {name: cast(Any, f).meta.version for name, f in files.items()}
+    analyte_codes = [(_model(m.AnalyteCode, row, label, f"line {i}"), label, i) for label, i, row in src.csv("analyte_codes.csv")]
+    genotype_codes = [
+        (_model(m.GenotypeCode, row, label, f"line {i}"), label, i) for label, i, row in src.csv("genotype_codes.csv")
+    ]
+    knowledge = Knowledge(
+        ruleset_version=one("ruleset.toml", m.RulesetFile).ruleset.version,
+        units=one("units.toml", m.UnitsFile),
+        analytes=one("analytes.toml", m.AnalytesFile).analytes,
+        linezolid=one("linezolid.toml", m.LinezolidFile),
+        genes=genes,
+        renal=one("renal.toml", m.RenalFile),
+        magnesium=one("magnesium.toml", m.MagnesiumFile),
+        genomics=one("genomics.toml", m.GenomicsFile),
+        output=one("output.toml", m.OutputFile),
+        cohort=one("cohort.toml", m.CohortFile),
+        medications=one("medications.toml", m.MedicationsFile),
+        analyte_codes=tuple(c for c, _, _ in analyte_codes),
+        drugs=_drugs(src),
+        mg_causes=_causes(src),
+        genotype_codes=tuple(c for c, _, _ in genotype_codes),
+        file_versions=versions,
+    )
+    _cross_check(knowledge, analyte_codes, genotype_codes, src)
+    return knowledge
+
+
+def _genes(src: _Sources) -> tuple[dict[str, m.GeneFile], dict[str, str]]:
+    """pgx/*.toml, one gene each, and their versions."""
     genes: dict[str, m.GeneFile] = {}
-    versions = {"ruleset.toml": ruleset.meta.version}
+    versions: dict[str, str] = {}
     for fname, (label, data) in src.gene_files().items():
         gene = _model(m.GeneFile, data, label)
         if gene.gene.symbol in genes:
@@ -246,18 +286,19 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
         versions[f"pgx/{fname}"] = gene.meta.version
     if not genes:
         raise MappingsError("mappings/pgx", "", "no gene files")
+    return genes, versions
 
-    analyte_codes = [(_model(m.AnalyteCode, row, label, f"line {i}"), label, i) for label, i, row in src.csv("analyte_codes.csv")]
-    drugs = []
+
+def _drugs(src: _Sources) -> tuple[m.Drug, ...]:
+    rows = []
     for label, i, row in src.csv("drugs.csv"):
-        data = {
-            **row,
-            "atc": _split(row.get("atc", "")),
-            "rxnorm": _split(row.get("rxnorm", "")),
-            "names": _split(row.get("names", "")),
-        }
-        drugs.append(_model(m.Drug, data, label, f"line {i}"))
-    causes = []
+        lists = {key: _split(row.get(key, "")) for key in ("atc", "rxnorm", "names")}
+        rows.append(_model(m.Drug, {**row, **lists}, label, f"line {i}"))
+    return tuple(rows)
+
+
+def _causes(src: _Sources) -> tuple[m.MgCause, ...]:
+    rows = []
     for label, i, row in src.csv("magnesium_causes.csv"):
         data = {
             "cls": row.get("class", ""),
@@ -266,45 +307,8 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
             "names": _split(row.get("names", "")),
             "source": row.get("source", ""),
         }
-        causes.append(_model(m.MgCause, data, label, f"line {i}"))
-    genotype_codes = [
-        (_model(m.GenotypeCode, row, label, f"line {i}"), label, i) for label, i, row in src.csv("genotype_codes.csv")
-    ]
-
-    for name, fmodel in (
-        ("sources.toml", sources),
-        ("units.toml", units),
-        ("analytes.toml", analytes),
-        ("linezolid.toml", linezolid),
-        ("renal.toml", renal),
-        ("magnesium.toml", magnesium),
-        ("genomics.toml", genomics),
-        ("output.toml", output),
-        ("cohort.toml", cohort),
-        ("medications.toml", medications),
-    ):
-        versions[name] = fmodel.meta.version
-
-    knowledge = Knowledge(
-        ruleset_version=ruleset.ruleset.version,
-        units=units,
-        analytes=analytes.analytes,
-        linezolid=linezolid,
-        genes=genes,
-        renal=renal,
-        magnesium=magnesium,
-        genomics=genomics,
-        output=output,
-        cohort=cohort,
-        medications=medications,
-        analyte_codes=tuple(c for c, _, _ in analyte_codes),
-        drugs=tuple(drugs),
-        mg_causes=tuple(causes),
-        genotype_codes=tuple(c for c, _, _ in genotype_codes),
-        file_versions=versions,
-    )
-    _cross_check(knowledge, analyte_codes, genotype_codes, src)
-    return knowledge
+        rows.append(_model(m.MgCause, data, label, f"line {i}"))
+    return tuple(rows)
 
 
 def _cross_check(
