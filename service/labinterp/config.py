@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout: service/labinterp/co
 EQUATIONS = {"ckd-epi-2021": "ckd_epi_2021", "mdrd": "mdrd_idms"}
 PREFIX = "LABINTERP_"
 SECRETS = frozenset({"fhir_token", "fhir_basic", "api_token"})  # never quoted back in an error
+URLS = frozenset({"fhir_base_url", "callback_url"})  # may carry credentials: not quoted either
 
 
 class Settings(BaseSettings):
@@ -33,7 +35,7 @@ class Settings(BaseSettings):
     queue_path: str | None = None  # the queue's SQLite file (default WORKDIR/queue.sqlite3)
     worker: bool = False  # the service starts the queue worker and the reconciliation poll
     worker_threads: int = Field(default=2, ge=1)
-    poll_seconds: float = Field(default=30.0, ge=0)  # 0: no poll
+    poll_seconds: float = Field(default=30.0, ge=0, allow_inf_nan=False)  # 0: no poll
     callback_url: str | None = None  # this service's URL as the FHIR server reaches it: registers the Subscription
     egfr_equation: Literal["ckd-epi-2021", "mdrd"] | None = None  # None: the mappings' default
     strict: bool | None = None  # any resource that cannot be used is an error (validating a feed)
@@ -41,8 +43,8 @@ class Settings(BaseSettings):
     validate_output: bool = True  # validate every written resource with fhir.resources R4B
     render: bool = True  # HTML/PDF presentedForm and rendered narrative for each report
     fhir_retries: int = Field(default=5, ge=1)  # tries per request
-    fhir_retry_delay: float = Field(default=0.5, ge=0)  # first backoff, seconds
-    queue_lease: float = Field(default=300.0, gt=0)  # seconds before a running job of a dead process is retried
+    fhir_retry_delay: float = Field(default=0.5, ge=0, allow_inf_nan=False)  # first backoff, seconds
+    queue_lease: float = Field(default=300.0, gt=0, allow_inf_nan=False)  # seconds before a dead process's job is retried
     cohort_stats: str | None = None  # a stats.json for the dashboard's cohort page
 
     @model_validator(mode="before")
@@ -52,6 +54,18 @@ class Settings(BaseSettings):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
         return data
+
+    @field_validator("fhir_base_url", "callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host, e.g. https://fhir.example.org/fhir")
+        if parts.username or parts.password:
+            raise ValueError("must not carry a user or password: use LABINTERP_FHIR_BASIC or LABINTERP_FHIR_TOKEN")
+        return value
 
     @field_validator("fhir_basic")
     @classmethod
@@ -88,7 +102,7 @@ class Settings(BaseSettings):
             first = exc.errors()[0]
             name = PREFIX + str(first["loc"][0]).upper() if first["loc"] else PREFIX.rstrip("_")
             shown = first.get("input")
-            secret = bool(first["loc"]) and str(first["loc"][0]) in SECRETS
+            secret = bool(first["loc"]) and str(first["loc"][0]) in SECRETS | URLS
             found = (
                 f" (found {shown!r})"
                 if not secret and isinstance(shown, str | int | float | bool) and len(str(shown)) < 40

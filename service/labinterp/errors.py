@@ -58,9 +58,9 @@ class FhirError(LabinterpError):
     def __init__(
         self, method: str, url: str, status: int | None, message: str, issues: list[dict[str, str]] | None = None
     ) -> None:
-        self.method, self.url, self.status, self.issues = method, url, status, issues or []
+        self.method, self.url, self.status, self.issues = method, shown_url(url), status, issues or []
         shown = f"HTTP {status}" if status is not None else "no response"
-        super().__init__(f"{method} {url}: {shown}: {message}")
+        super().__init__(f"{method} {self.url}: {shown}: {message}")
 
 
 class FhirTemporaryError(FhirError):
@@ -88,3 +88,20 @@ def is_temporary(exc: BaseException) -> bool:
     if isinstance(exc, LabinterpError):
         return exc.temporary
     return isinstance(exc, OSError)
+
+
+def shown_url(url: str) -> str:
+    """A URL as an error may show it: no user or password, no query values (a search may carry an identifier,
+    a URL a token), only the parameter names."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that cannot be read)"
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    names = sorted({p.split("=", 1)[0] for p in parts.query.split("&") if p})
+    query = ("?" + "&".join(f"{n}=…" for n in names)) if names else ""
+    return f"{parts.scheme}://{host}{parts.path}{query}" if parts.scheme else f"{parts.path}{query}"

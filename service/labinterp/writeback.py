@@ -28,7 +28,7 @@ class Plan:
 
     @property
     def writes(self) -> bool:
-        return bool(self.bundle["entry"])
+        return bool(self.bundle.get("entry"))
 
 
 def _identifier(resource: dict[str, Any], system: str) -> str | None:
@@ -54,7 +54,7 @@ def plan_writeback(composed: list[Written], existing: list[dict[str, Any]], ctx:
         series = _identifier(r, series_sys)
         if series:
             by_series[series] = r  # the latest of a series wins, should there ever be two
-    plan = Plan({"resourceType": "Bundle", "type": "transaction", "entry": []})
+    plan = Plan({"resourceType": "Bundle", "type": "transaction"})  # entries only when something is written
     refs: dict[str, str] = {}
     to_write: list[tuple[Written, dict[str, Any]]] = []
     for w in composed:

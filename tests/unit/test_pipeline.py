@@ -200,7 +200,7 @@ def test_patient_facts_unknown_are_said(site_k: Knowledge) -> None:
 
 def test_nothing_interpretable_writes_nothing(site_k: Knowledge) -> None:
     p = P("x2", "male", "1960-01-01", "")
-    assert interpret_bundle(p.bundle(), site_k, NOW).bundle == {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    assert interpret_bundle(p.bundle(), site_k, NOW).bundle == {"resourceType": "Bundle", "type": "transaction"}
 
 
 def test_narrative_is_escaped(site_k: Knowledge) -> None:

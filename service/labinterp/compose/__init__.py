@@ -15,6 +15,7 @@ from labinterp.compose.provenance import device, provenance
 from labinterp.compose.renal import renal_report
 from labinterp.compose.reports import unusable_report
 from labinterp.compose.risk import arrhythmia_risk, exposure_risk
+from labinterp.extract.facts import Problem
 from labinterp.knowledge import Knowledge
 from labinterp.rules import Findings
 
@@ -42,6 +43,11 @@ def compose_patient(f: Findings, k: Knowledge, now: datetime, dev: Written, with
             out.append(arrhythmia_risk(ctx, f.magnesium))
     for kind, finding in (("linezolid", f.linezolid), ("magnesium", f.magnesium)):
         unusable = [p for p in f.record.problems if p.about == kind and p.source is not None]
+        unusable += [  # a result sent without a value (dataAbsentReason) is answered too, not dropped silently
+            Problem(i.source.reference, i.why, kind, i.source)
+            for i in f.record.ignored
+            if i.about == kind and i.why.startswith("no value")
+        ]
         if finding is None and unusable:  # received, recognised, not usable: answered with a report that says so
             out.append(unusable_report(ctx, f, kind, unusable))
     if out and with_provenance:
@@ -64,4 +70,7 @@ def entry(w: Written) -> dict[str, Any]:
 
 def transaction(written: list[Written]) -> dict[str, Any]:
     """One transaction Bundle: conditional creates keyed on content identifiers, so a replay writes nothing new."""
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [entry(w) for w in written]}
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction"}
+    if written:  # FHIR JSON has no empty arrays: nothing to write is a Bundle without entries
+        bundle["entry"] = [entry(w) for w in written]
+    return bundle

@@ -157,7 +157,7 @@ def _recognised(record: PatientRecord, obs: dict[str, Any], ref: Any, k: Knowled
     analyte, matched_by, code_key = found
     m = extract_measurement(obs, ref, analyte, matched_by, code_key, k)
     if m is None:
-        record.ignored.append(Ignored(ref, f"no value (dataAbsentReason: {data_absent(obs)})"))
+        record.ignored.append(Ignored(ref, f"no value (dataAbsentReason: {data_absent(obs)})", analyte))
     else:
         record.measurements.append(m)
 

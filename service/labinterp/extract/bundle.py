@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labinterp.errors import BundleError, ResourceError
-from labinterp.extract.facts import Problem, SourceRef
+from labinterp.extract.facts import Problem, SourceRef, shown
 
 ACCEPTED_TYPES = ("collection", "searchset", "transaction", "batch")
 PATIENT_DATA = ("Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration")
@@ -90,10 +90,10 @@ def split_bundle(bundle: Any) -> InputBundle:
         raise BundleError("input", f"expected a FHIR Bundle (a JSON object), found {type(bundle).__name__}")
     rtype = bundle.get("resourceType")
     if rtype != "Bundle":
-        raise BundleError("input", f"expected resourceType 'Bundle', found {rtype!r}")
+        raise BundleError("input", f"expected resourceType 'Bundle', found {shown(rtype)}")
     btype = bundle.get("type")
     if btype not in ACCEPTED_TYPES:
-        raise BundleError("Bundle.type", f"{btype!r} is not one of {', '.join(ACCEPTED_TYPES)}")
+        raise BundleError("Bundle.type", f"{shown(btype)} is not one of {', '.join(ACCEPTED_TYPES)}")
     entries = bundle.get("entry")
     if entries is None:
         entries = []

@@ -21,7 +21,7 @@ _QUOTED = re.compile(r"(?<![A-Za-z0-9])(?:'([^'\n]{0,80})'|\"([^\"\n]{0,80})\")(
 
 def _safe_text(text: str) -> bool:
     if _DATEISH.fullmatch(text):
-        return True
+        return False  # a mistyped date may be a birth date: not quoted
     words = text.split()
     if not words or len(words) > 3 or len(text) > 40:
         return False
@@ -205,6 +205,7 @@ class MedicationExposure:
 class Ignored:
     source: SourceRef
     why: str
+    about: str = ""  # what the resource was recognised as (an analyte of analytes.toml, "genotype"), when known
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ class FhirClient:
                 err = error_for(method, url, resp.status_code, parsed, resp.reason or "")
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             if not isinstance(err, FhirTemporaryError) or attempt == self.retry.attempts:  # conflicts go back to the caller
-                log.warning("%s %s failed: HTTP %s", method, _kind(url), err.status)
+                log.info("%s %s failed: HTTP %s", method, _kind(url), err.status)  # the caller reports it, once
                 raise err
             wait = self.retry.delay(attempt, retry_after)
             self.stats.retries += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,10 +67,18 @@ def outcome_issues(body: Any) -> list[dict[str, str]]:
 
 
 def summarize_issues(issues: list[dict[str, str]], limit: int = 3) -> str:
+    """The server's issues as codes and FHIRPath locations. Their free text is not passed on: a server's
+    diagnostics may quote a patient's data (a name in a narrative, an identifier), and this message reaches
+    logs, OperationOutcomes and the queue."""
     errors = [i for i in issues if i["severity"] in ("error", "fatal")] or issues
-    parts = [
-        i["diagnostics"] + (f" [{i['expression']}]" if i.get("expression") else "") for i in errors[:limit] if i["diagnostics"]
-    ]
+    parts = []
+    for i in errors[:limit]:
+        server_codes = sorted(set(re.findall(r"\bHAPI-\d{1,5}\b", i.get("diagnostics", ""))))  # the server's message ids
+        parts.append(
+            (i["code"] or "error")
+            + (f" ({', '.join(server_codes)})" if server_codes else "")
+            + (f" at {i['expression']}" if i.get("expression") else "")
+        )
     more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
     return "; ".join(parts) + more
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from labinterp.config import Settings
-from labinterp.errors import LabinterpError
+from labinterp.errors import InputError, LabinterpError
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.knowledge import load_knowledge
 from labinterp.server.api.routes import bp, register_errors
@@ -41,7 +42,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping({k.upper(): v for k, v in settings.model_dump().items()})
     app.extensions["labinterp.settings"] = settings
     knowledge = load_knowledge(settings.mappings_dir)
-    queue = JobQueue(settings.queue_path or Path(settings.workdir) / "queue.sqlite3", lease_seconds=settings.queue_lease)
+    try:
+        queue = JobQueue(settings.queue_path or Path(settings.workdir) / "queue.sqlite3", lease_seconds=settings.queue_lease)
+    except (OSError, sqlite3.Error) as exc:
+        name = "LABINTERP_QUEUE_PATH" if settings.queue_path else "LABINTERP_WORKDIR"
+        raise InputError(name, f"the queue database cannot be opened there ({type(exc).__name__})") from None
     services = Services(
         knowledge,
         (settings.fhir_base_url or LOCAL_SANDBOX).rstrip("/"),

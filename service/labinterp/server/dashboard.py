@@ -92,7 +92,7 @@ def _trend_png(points: list[tuple[str, float]], low: float, high: float) -> str:
 @dashboard.get("/Patient/<pid>")
 def patient(pid: str) -> str:
     if not is_fhir_id(pid):
-        raise BadRequest(f"{pid!r} is not a FHIR resource id")
+        raise BadRequest("the patient id is not a FHIR resource id")
     s = services()
     k = s.knowledge
     data = s.client().fetch_patient(pid, k.output.systems["series_identifier"])

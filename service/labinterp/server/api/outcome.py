@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response, jsonify
@@ -21,10 +22,24 @@ from labinterp.extract.facts import Problem
 FHIR_JSON = "application/fhir+json"
 
 
+_WHERE = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)/[A-Za-z0-9.-]{1,64}(?: \([^)]*\))?(?: (?P<path>[A-Za-z][\w.\[\]]*))?$")
+
+
+def fhirpath(where: str) -> str | None:
+    """`OperationOutcome.issue.expression` is FHIRPath: "Observation/abc valueQuantity.unit" becomes
+    "Observation.valueQuantity.unit" (the resource's id stays in the diagnostics). None when `where` is no
+    resource and element (e.g. "input", "Bundle.entry[3]" stays as it is: that is FHIRPath already)."""
+    m = _WHERE.match(where)
+    if m:
+        return m["type"] + (f".{m['path']}" if m["path"] else "")
+    return where if re.fullmatch(r"[A-Z][A-Za-z]+(\.[\w\[\]]+)*", where) else None
+
+
 def outcome(severity: str, code: str, diagnostics: str, expression: str | None = None) -> dict[str, Any]:
     issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
-    if expression:
-        issue["expression"] = [expression]
+    path = fhirpath(expression) if expression else None
+    if path:
+        issue["expression"] = [path]
     return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
@@ -33,7 +48,11 @@ def warnings_outcome(problems: list[Problem], prefix: list[dict[str, Any]] | Non
     element (as the 422 errors do), `diagnostics` the reason. `prefix`: issues to put first."""
     issues = list(prefix or [])
     for p in problems:
-        issues.append({"severity": "warning", "code": "processing", "diagnostics": p.line, "expression": [p.where]})
+        issue: dict[str, Any] = {"severity": "warning", "code": "processing", "diagnostics": p.line}
+        path = fhirpath(p.where)
+        if path:
+            issue["expression"] = [path]
+        issues.append(issue)
     return {"resourceType": "OperationOutcome", "issue": issues}
 
 

@@ -41,7 +41,7 @@ def require_token() -> None:
 def _patient_id(value: str) -> str:
     value = value.removeprefix("Patient/")
     if not is_fhir_id(value):
-        raise BadRequest(f"{value!r} is not a FHIR resource id")
+        raise BadRequest("the patient reference is not a FHIR resource id (Patient/ and up to 64 letters, digits, - and .)")
     return value
 
 
@@ -57,23 +57,40 @@ def _json_body() -> Any:
         raise BadRequest(str(exc)) from None
 
 
-def _flag(name: str) -> bool:
+TRUE, FALSE = ("", "true", "1", "yes", "on"), ("false", "0", "no", "off")
+INTERPRET_PARAMETERS = frozenset({"dry-run", "dry_run", "strict", "now"})
+
+
+def _yes_no(name: str) -> bool | None:
+    """A boolean query parameter: None when absent; anything but true or false is a 400, never a guess (a
+    `?dry-run=maybe` read as false would write to the record)."""
     if name not in request.args:
+        return None
+    value = request.args.get(name, "").strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
         return False
-    return request.args.get(name, "").lower() in ("", "true", "1", "yes")
+    raise BadRequest(f"{name}: expected true or false")
+
+
+def _check_parameters() -> None:
+    """Unknown query parameters are refused: a misspelt `?dryrun` must not write to the record."""
+    unknown = sorted(set(request.args) - INTERPRET_PARAMETERS)
+    if unknown:
+        shown = ", ".join(u for u in unknown if FHIR_ID.fullmatch(u)) or "a parameter"
+        raise BadRequest(f"unknown query parameter ({shown}): expected dry-run, strict or now")
+
+
+def _dry_run() -> bool:
+    _check_parameters()
+    return bool(_yes_no("dry-run") or _yes_no("dry_run"))
 
 
 def _strict() -> bool | None:
     """`?strict` (or `?strict=true`): any resource that cannot be used fails the patient (422), as a feed
     validator wants; `?strict=false` leaves it out. Absent: the service's setting (LABINTERP_STRICT)."""
-    if "strict" not in request.args:
-        return None
-    value = request.args.get("strict", "").lower()
-    if value in ("", "true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    raise BadRequest(f"strict={value!r}: expected true or false")
+    return _yes_no("strict")
 
 
 def _now() -> Any:
@@ -92,7 +109,7 @@ def interpret_one(pid: str) -> Any:
     resources were left out, a Parameters with `return` (that Bundle) and `outcome` (an OperationOutcome of
     warnings, one issue per resource). X-Labinterp-Warnings counts them either way."""
     s = services()
-    dry = _flag("dry-run") or _flag("dry_run")
+    dry = _dry_run()
     result = s.interpret(_patient_id(pid), dry_run=dry, now=_now(), strict=_strict())
     headers = {
         "X-Labinterp-Created": ",".join(result.plan.created),
@@ -121,6 +138,8 @@ def _patients_from_parameters(body: Any) -> tuple[list[str], str | None]:
         if value is not None and not isinstance(value, dict):
             raise BadRequest(f'{where}.valueReference: expected a Reference object, e.g. {{"reference": "Patient/id"}}')
         ref = (value or {}).get("reference") or p.get("valueString")
+        if name == "patient" and isinstance((value or {}).get("identifier"), dict) and ref is None:
+            raise BadRequest(f"{where}: a logical reference (identifier) is not supported: give Patient/id")
         if name == "patient" and isinstance(ref, str):
             patients.append(_patient_id(ref))
         elif name == "group" and isinstance(ref, str):
@@ -176,15 +195,15 @@ def interpret_many() -> Any:
     if group:
         members, bad = services().group_members(group)
         patients += members
-    return fhir_response(_many(patients, _flag("dry-run") or _flag("dry_run"), bad))
+    return fhir_response(_many(patients, _dry_run(), bad))
 
 
 @bp.post("/Group/<gid>/$interpret")
 def interpret_group(gid: str) -> Any:
     if not is_fhir_id(gid):
-        raise BadRequest(f"{gid!r} is not a FHIR resource id")
+        raise BadRequest("the group id is not a FHIR resource id (up to 64 letters, digits, - and .)")
     members, bad = services().group_members(gid)
-    return fhir_response(_many(members, _flag("dry-run") or _flag("dry_run"), bad))
+    return fhir_response(_many(members, _dry_run(), bad))
 
 
 @bp.route("/hook", methods=["POST"])
