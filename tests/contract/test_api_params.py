@@ -9,10 +9,16 @@ import pytest
 import responses
 
 from labinterp.pipeline import interpret_bundle
+from labinterp.server.app import create_app
 from tests.builders import MG, P
-from tests.conftest import NOW
-from tests.contract.test_api import batch_response_for
-from tests.contract.test_api_robust import app, client, p08, serve  # noqa: F401  (fixtures)
+from tests.conftest import NOW, SITE
+from tests.contract.test_api import BASE, batch_response_for
+from tests.contract.test_api_robust import p08, serve
+
+
+@pytest.fixture
+def client(tmp_path: Any) -> Any:
+    return create_app({"FHIR_BASE_URL": BASE, "MAPPINGS_DIR": str(SITE), "QUEUE_PATH": str(tmp_path / "q.db")}).test_client()
 
 
 @pytest.mark.parametrize("query", ["dry-run=maybe", "dryrun", "dry-run=y", "strict=perhaps", "now2=x"])
