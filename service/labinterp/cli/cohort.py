@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from labinterp.cli.common import UsageFailure, _fail, _knowledge, write_json_atomic
+from labinterp.cli.common import (
+    OutputFailure,
+    UsageFailure,
+    _fail,
+    _knowledge,
+    check_writable,
+    write_json_atomic,
+    write_text_atomic,
+)
 from labinterp.config import Settings
 from labinterp.errors import LabinterpError
 from labinterp.knowledge import load_knowledge
@@ -37,32 +46,76 @@ def cohort_group(
     try:
         if bool(input_path) == bool(fhir_url):
             raise UsageFailure("give either --input FILE or --fhir-url URL")
+        outputs = [out_path] + ([html_path] if html_path else [])
+        for path in outputs:
+            if input_path and _same_file(path, input_path):
+                raise UsageFailure(f"{path}: an output would overwrite the input file")
+            check_writable(path)
         k = _knowledge(mappings)
         data = (
             read_cohort_file(Path(str(input_path))) if input_path else read_cohort_server(Settings.from_env().client(fhir_url), k)
         )
         table = table_from_bundle(data, k, progress=sys.stderr.isatty())
-        if table.frame.empty:  # no patient with a linezolid trough: nothing to analyse (exit 0, no file written)
+        if table.frame.empty:  # no patient with a linezolid trough: nothing to analyse (exit 0, no file left)
+            stale = _remove_earlier(outputs)  # an earlier run's file must not look like this run's
             click.echo(
-                f"labinterp: nothing to analyse: no patient with a linezolid trough in the input ({table.skipped} without one)",
+                f"labinterp: nothing to analyse: no patient with a linezolid trough in the input ({table.skipped} without one)"
+                + (f"; removed the earlier {' and '.join(stale)}" if stale else ""),
                 err=True,
             )
             return
         stats = analyze(table, k)
-        figures = plots(table, stats, k, Path(out_path).resolve().parent / (Path(out_path).stem + "_plots"))
+        plot_dir = Path(out_path).resolve().parent / (Path(out_path).stem + "_plots")
+        try:
+            figures = plots(table, stats, k, plot_dir)
+        except OSError as exc:
+            raise OutputFailure(f"{plot_dir}: cannot be written: {exc.strerror or exc}") from None
         stats["plots"] = {name: str(p) for name, p in figures.items()}
+        write_json_atomic(out_path, stats)
+        if html_path:
+            write_text_atomic(html_path, html_report(stats, figures))
     except LabinterpError as exc:
         _fail(str(exc))
         return
-    write_json_atomic(out_path, stats)
-    if html_path:
-        Path(html_path).write_text(html_report(stats, figures), encoding="utf-8")
+    except RecursionError:  # input nested deeper than the readers go: unreadable input, one line
+        _fail(f"{input_path or 'the server data'}: not readable: nested too deeply")
+        return
+    except Exception as exc:  # a bug: one line, no traceback (which could quote the input)
+        _internal(exc)
+        return
     c = stats["categories"]
     click.echo(
         f"{stats['n']} patients (excluded: {stats['excluded']['below_loq']} below LOQ, {stats['excluded']['egfr_below_30']} eGFR < 30); "
         f"below/within/above {c['below']}/{c['within']}/{c['above']}; wrote {out_path}"
         + (f" and {html_path}" if html_path else "")
     )
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # `a` does not exist (yet)
+        return False
+
+
+def _remove_earlier(paths: list[str]) -> list[str]:
+    """Remove the files an earlier run wrote at these output paths; the ones removed."""
+    removed = []
+    for path in paths:
+        if Path(path).is_file():
+            try:
+                Path(path).unlink()
+            except OSError as exc:
+                raise OutputFailure(
+                    f"nothing to analyse, but the earlier {path} cannot be removed and would look current: {exc.strerror or exc}"
+                ) from None
+            removed.append(path)
+    return removed
+
+
+def _internal(exc: BaseException) -> None:
+    click.echo(f"labinterp: error: unexpected internal error ({type(exc).__name__}); please report it", err=True)
+    sys.exit(1)
 
 
 @cohort_group.command("synth")
@@ -73,7 +126,9 @@ def cohort_group(
     show_default=True,
     help="table2: the 190 patients of Table 2 exactly (+ 6 below LOQ, + eGFR < 30); realistic: drawn from the distributions.",
 )
-@click.option("--patients", "n", default=1000, show_default=True, help="With --mode realistic: how many.")
+@click.option(
+    "--patients", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="With --mode realistic: how many."
+)
 @click.option("--seed", default=190, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["bundle", "ndjson"]), default="bundle", show_default=True)
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
@@ -82,7 +137,15 @@ def cohort_synth(mode: str, n: int, seed: int, fmt: str, out_path: str) -> None:
     from labinterp.cohort.io import write_cohort
     from labinterp.cohort.synth import realistic_patients, table2_patients
 
-    k = load_knowledge()
-    patients = table2_patients(k, seed) if mode == "table2" else realistic_patients(k, n, seed)
-    count = write_cohort(patients, k, Path(out_path), fmt, progress=sys.stderr.isatty())
+    try:
+        check_writable(out_path)
+        k = load_knowledge()
+        patients = table2_patients(k, seed) if mode == "table2" else realistic_patients(k, n, seed)
+        count = write_cohort(patients, k, Path(out_path), fmt, progress=sys.stderr.isatty())
+    except LabinterpError as exc:
+        _fail(str(exc))
+        return
+    except Exception as exc:  # a bug: one line, no traceback
+        _internal(exc)
+        return
     click.echo(f"{len(patients)} patients, {count} resources -> {out_path}")

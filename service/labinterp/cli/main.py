@@ -17,7 +17,7 @@ import click
 
 from labinterp import __version__
 from labinterp.cli.cohort import cohort_group
-from labinterp.cli.common import UsageFailure, _fail, _knowledge, read_json, write_json_atomic
+from labinterp.cli.common import UsageFailure, _fail, _knowledge, check_writable, read_json, write_json_atomic
 from labinterp.cli.sandbox import sandbox_group
 from labinterp.config import EQUATIONS, Settings
 from labinterp.errors import LabinterpError
@@ -102,6 +102,8 @@ def interpret_cmd(
         if strict and lenient:
             raise UsageFailure("give --strict or --lenient, not both")
         strict = strict or (settings.strict_mode and not lenient)
+        if out_path:
+            check_writable(out_path)  # before any work (and before --fhir-url writes to the server)
         k = _knowledge(mappings)
         now = _now(now_text)
         eq = EQUATIONS[equation] if equation else settings.equation
@@ -148,7 +150,10 @@ def interpret_cmd(
         sys.exit(1)
     _warn(problems)
     if out_path:
-        write_json_atomic(out_path, output)
+        try:
+            write_json_atomic(out_path, output)
+        except LabinterpError as exc:  # the directory went away, the disk is full: one line naming the path
+            _fail(str(exc))
     else:
         click.echo(json.dumps(output, indent=2, ensure_ascii=False))
 
