@@ -11,14 +11,13 @@ import click
 from labinterp.cli.common import (
     OutputFailure,
     UsageFailure,
-    _fail,
     _knowledge,
     check_writable,
+    one_line_errors,
     write_json_atomic,
     write_text_atomic,
 )
 from labinterp.config import Settings
-from labinterp.errors import LabinterpError
 from labinterp.knowledge import load_knowledge
 
 
@@ -43,7 +42,7 @@ def cohort_group(
     from labinterp.cohort.analytics import analyze, html_report, plots, table_from_bundle
     from labinterp.cohort.io import read_cohort_file, read_cohort_server
 
-    try:
+    with one_line_errors(str(input_path or "the server data")):
         if bool(input_path) == bool(fhir_url):
             raise UsageFailure("give either --input FILE or --fhir-url URL")
         outputs = [out_path] + ([html_path] if html_path else [])
@@ -74,15 +73,6 @@ def cohort_group(
         write_json_atomic(out_path, stats)
         if html_path:
             write_text_atomic(html_path, html_report(stats, figures))
-    except LabinterpError as exc:
-        _fail(str(exc))
-        return
-    except RecursionError:  # input nested deeper than the readers go: unreadable input, one line
-        _fail(f"{input_path or 'the server data'}: not readable: nested too deeply")
-        return
-    except Exception as exc:  # a bug: one line, no traceback (which could quote the input)
-        _internal(exc)
-        return
     c = stats["categories"]
     click.echo(
         f"{stats['n']} patients (excluded: {stats['excluded']['below_loq']} below LOQ, {stats['excluded']['egfr_below_30']} eGFR < 30); "
@@ -113,11 +103,6 @@ def _remove_earlier(paths: list[str]) -> list[str]:
     return removed
 
 
-def _internal(exc: BaseException) -> None:
-    click.echo(f"labinterp: error: unexpected internal error ({type(exc).__name__}); please report it", err=True)
-    sys.exit(1)
-
-
 @cohort_group.command("synth")
 @click.option(
     "--mode",
@@ -137,15 +122,9 @@ def cohort_synth(mode: str, n: int, seed: int, fmt: str, out_path: str) -> None:
     from labinterp.cohort.io import write_cohort
     from labinterp.cohort.synth import realistic_patients, table2_patients
 
-    try:
+    with one_line_errors("the synthetic cohort"):
         check_writable(out_path)
         k = load_knowledge()
         patients = table2_patients(k, seed) if mode == "table2" else realistic_patients(k, n, seed)
         count = write_cohort(patients, k, Path(out_path), fmt, progress=sys.stderr.isatty())
-    except LabinterpError as exc:
-        _fail(str(exc))
-        return
-    except Exception as exc:  # a bug: one line, no traceback
-        _internal(exc)
-        return
     click.echo(f"{len(patients)} patients, {count} resources -> {out_path}")

@@ -8,6 +8,8 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,26 @@ class UsageFailure(LabinterpError):
 def _fail(message: str) -> None:
     click.echo(f"labinterp: error: {message}", err=True)
     sys.exit(2)
+
+
+def _internal(exc: BaseException) -> None:
+    """A bug: one line, no traceback (which could quote the input), exit 1."""
+    click.echo(f"labinterp: error: unexpected internal error ({type(exc).__name__}); please report it", err=True)
+    sys.exit(1)
+
+
+@contextmanager
+def one_line_errors(subject: str) -> Iterator[None]:
+    """How every command fails: one line on standard error, never a traceback. Input, settings or output
+    that cannot be used: exit 2; input nested deeper than the readers go: exit 2; a bug: exit 1."""
+    try:
+        yield
+    except LabinterpError as exc:
+        _fail(str(exc))
+    except RecursionError:
+        _fail(f"{subject}: not readable: nested too deeply")
+    except Exception as exc:
+        _internal(exc)
 
 
 class OutputFailure(LabinterpError):

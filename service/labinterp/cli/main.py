@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -17,7 +16,7 @@ import click
 
 from labinterp import __version__
 from labinterp.cli.cohort import cohort_group
-from labinterp.cli.common import UsageFailure, _fail, _knowledge, check_writable, read_json, write_json_atomic
+from labinterp.cli.common import UsageFailure, _fail, _knowledge, check_writable, one_line_errors, read_json, write_json_atomic
 from labinterp.cli.sandbox import sandbox_group
 from labinterp.config import EQUATIONS, Settings
 from labinterp.errors import LabinterpError
@@ -92,7 +91,7 @@ def interpret_cmd(
     no_render: bool,
 ) -> None:
     """Interpret patients from a Bundle file (--bundle) or from a FHIR server (--fhir-url --patient)."""
-    try:
+    with one_line_errors(str(bundle_path or "the server data")):
         settings = Settings.from_env()
         fhir_url = fhir_url or (settings.fhir_base_url if not bundle_path else None)
         if bool(bundle_path) == bool(fhir_url):
@@ -139,15 +138,6 @@ def interpret_cmd(
             problems = result.problems
             if not result.patients:  # a readable Bundle with no Patient: an empty transaction, and one line saying so
                 click.echo("labinterp: note: no Patient in the input: nothing to interpret, nothing to write", err=True)
-    except LabinterpError as exc:
-        _fail(str(exc))
-        return
-    except RecursionError:  # input nested deeper than the readers go: unreadable input, one line
-        _fail(f"{bundle_path or 'the server data'}: not readable: nested too deeply")
-        return
-    except Exception as exc:  # a bug: one line, no traceback (which could quote the input)
-        click.echo(f"labinterp: error: unexpected internal error ({type(exc).__name__}); please report it", err=True)
-        sys.exit(1)
     _warn(problems)
     if out_path:
         try:

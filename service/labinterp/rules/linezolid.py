@@ -72,7 +72,7 @@ def linezolid_exposures(record: PatientRecord) -> list[MedicationExposure]:
 def classify_trough(value: float, comparator: str, lz: LinezolidFile) -> Band | None:
     """The trough's band. A censored value ("<2", ">8") takes the band its side of the range allows:
     the highest of the low side for "<", the lowest of the high side for ">" (issue 7 point 4). A result
-    reported as ">=48" (at or above the assay's linear limit) reached the top of the assay: above linearity."""
+    reported at or above the assay's linear limit (">=" that limit) reached the top of the assay: above linearity."""
     band = classify(value, lz.bands, comparator)
     if band is not None or not comparator:
         return band
@@ -105,7 +105,7 @@ def classify_hit(band: Band, value: float, comparator: str) -> bool:
 def _step(prev: Measurement, cur: Measurement, rcv: float) -> TrendStep:
     assert prev.value is not None and cur.value is not None
     if prev.comparator or cur.comparator or prev.value == 0:
-        # "<0.4" then 3.1 is certainly a rise; "<2" then "<0.4" says nothing certain
+        # below the LOQ, then a quantified result: certainly a rise; two "below" results say nothing certain
         lo_prev = 0.0 if prev.comparator.startswith("<") else prev.value
         hi_prev = math.inf if prev.comparator.startswith(">") else prev.value
         lo_cur = 0.0 if cur.comparator.startswith("<") else cur.value
