@@ -109,6 +109,33 @@ def _mnlogit(df: pd.DataFrame, exposed: str, adjust: list[str]) -> dict[str, dic
 
 
 def analyze(table: CohortTable, k: Knowledge) -> dict[str, Any]:
+    """The paper's analysis of the first troughs: exclusions, categories, groups with chi-square p, multinomial
+    odds ratios (unadjusted and age-adjusted) and correlations."""
+    data, excluded = _included(table, k)
+    groups, unclassified = _groups(data, k)
+    excluded |= unclassified
+    n = len(data)
+    counts = {c: int((data["category"] == c).sum()) if n else 0 for c in ("below", "within", "above")}
+    stats: dict[str, Any] = {
+        "n": n,
+        "excluded": excluded,
+        "categories": {**counts, "percent": {c: _percent(v, n) for c, v in counts.items()}},
+        "groups": groups,
+        "associations": _associations(data, k),
+        "correlations": _correlations(data),
+        "rules": {
+            "first_trough": True,
+            "egfr_equation": k.cohort.population.egfr_equation,
+            "egfr_exclude_below": k.cohort.population.egfr_exclude_below,
+            "loq_mg_per_l": k.linezolid.assay.loq_mg_per_l,
+        },
+    }
+    return stats
+
+
+def _included(table: CohortTable, k: Knowledge) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The patients the paper analysed (a categorised trough, above the LOQ, eGFR not below the limit), and
+    how many were left out for each reason."""
     df = table.frame
     limit = k.cohort.population.egfr_exclude_below
     below_loq = int((df["band"] == "not_quantifiable").sum()) if len(df) else 0
@@ -118,28 +145,22 @@ def analyze(table: CohortTable, k: Knowledge) -> dict[str, Any]:
     rest = rest[~renal_low] if len(rest) else rest
     indeterminate = int(rest["category"].isna().sum()) if len(rest) else 0
     data = rest[rest["category"].notna()].copy() if len(rest) else rest
-    n = len(data)
-    counts = {c: int((data["category"] == c).sum()) if n else 0 for c in ("below", "within", "above")}
-    stats: dict[str, Any] = {
-        "n": n,
-        "excluded": {
-            "below_loq": below_loq,
-            "egfr_below_30": egfr_low,
-            "indeterminate": indeterminate,
-            "no_trough_or_unreadable": table.skipped,
-        },
-        "categories": {**counts, "percent": {c: _percent(v, n) for c, v in counts.items()}},
-        "groups": [],
-        "associations": [],
-        "correlations": [],
-        "rules": {
-            "first_trough": True,
-            "egfr_equation": k.cohort.population.egfr_equation,
-            "egfr_exclude_below": limit,
-            "loq_mg_per_l": k.linezolid.assay.loq_mg_per_l,
-        },
+    excluded = {
+        "below_loq": below_loq,
+        "egfr_below_30": egfr_low,
+        "indeterminate": indeterminate,
+        "no_trough_or_unreadable": table.skipped,
     }
+    return data, excluded
+
+
+def _groups(data: pd.DataFrame, k: Knowledge) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Below / within / above by genotype group with the chi-square p of each factor (Table 2), and how many
+    patients each factor could not classify."""
+    n = len(data)
     order = {(r.factor, r.group): i for i, r in enumerate(k.linezolid.cohort.table2)}
+    out: list[dict[str, Any]] = []
+    unclassified: dict[str, int] = {}
     for factor in FACTORS:
         groups = sorted({g for g in data[factor].dropna()} if n else set(), key=lambda g: order.get((factor, g), 99))
         matrix = (
@@ -155,7 +176,7 @@ def analyze(table: CohortTable, k: Knowledge) -> dict[str, Any]:
         p = _chi2_p(matrix) if len(groups) >= 2 else None
         for g, row in zip(groups, matrix, strict=True):
             total = int(row.sum())
-            stats["groups"].append(
+            out.append(
                 {
                     "factor": factor,
                     "group": g,
@@ -167,39 +188,49 @@ def analyze(table: CohortTable, k: Knowledge) -> dict[str, Any]:
                     "p_chi2": p,
                 }
             )
-        stats["excluded"][f"unclassified {factor}"] = int(data[factor].isna().sum()) if n else 0
+        unclassified[f"unclassified {factor}"] = int(data[factor].isna().sum()) if n else 0
+    return out, unclassified
+
+
+def _associations(data: pd.DataFrame, k: Knowledge) -> list[dict[str, Any]]:
+    """Multinomial logistic regression odds ratios, below and above vs within, unadjusted and age-adjusted
+    (Table 3); "not estimable" with the reason where the data cannot give one."""
+    out: list[dict[str, Any]] = []
     for f in k.linezolid.factors:
-        subset = data[data[f.factor].isin([f.group, f.reference])].rename(columns={f.factor: "group"}) if n else data
+        subset = data[data[f.factor].isin([f.group, f.reference])].rename(columns={f.factor: "group"}) if len(data) else data
         for adjust in ([], ["age"]):
             base = {"factor": f.factor, "group": f.group, "reference": f.reference, "adjusted_for": adjust}
             try:
                 usable = subset.dropna(subset=adjust) if adjust else subset
                 result = _mnlogit(usable, f.group, adjust)
             except Exception as exc:  # separation, too few patients: say so rather than print a number
-                for outcome in ("below", "above"):
-                    stats["associations"].append(
-                        {
-                            **base,
-                            "outcome": f"{outcome} vs within",
-                            "odds_ratio": None,
-                            "ci95": None,
-                            "p": None,
-                            "error": f"not estimable: {type(exc).__name__}",
-                        }
-                    )
+                out += [
+                    {
+                        **base,
+                        "outcome": f"{outcome} vs within",
+                        "odds_ratio": None,
+                        "ci95": None,
+                        "p": None,
+                        "error": f"not estimable: {type(exc).__name__}",
+                    }
+                    for outcome in ("below", "above")
+                ]
                 continue
-            for outcome, r in result.items():
-                stats["associations"].append({**base, "outcome": f"{outcome} vs within", **r, "n": len(usable)})
+            out += [{**base, "outcome": f"{outcome} vs within", **r, "n": len(usable)} for outcome, r in result.items()]
+    return out
+
+
+def _correlations(data: pd.DataFrame) -> list[dict[str, Any]]:
+    """Pearson r of the trough with age and with eGFR."""
     from scipy.stats import pearsonr
 
+    out = []
     for var in ("age", "egfr"):
-        pair = data[["trough", var]].dropna() if n else data
+        pair = data[["trough", var]].dropna() if len(data) else data
         if len(pair) >= 3 and pair[var].nunique() > 1:
             r, p = pearsonr(pair["trough"], pair[var])
-            stats["correlations"].append(
-                {"x": "trough", "y": var, "r": round(float(r), 4), "p": round(float(p), 4), "n": len(pair)}
-            )
-    return stats
+            out.append({"x": "trough", "y": var, "r": round(float(r), 4), "p": round(float(p), 4), "n": len(pair)})
+    return out
 
 
 def plots(table: CohortTable, stats: dict[str, Any], k: Knowledge, outdir: Path) -> dict[str, Path]:
