@@ -69,6 +69,19 @@ def linezolid_exposures(record: PatientRecord) -> list[MedicationExposure]:
     return [m for m in record.medications if "linezolid" in m.drugs]
 
 
+def timing_exposures(record: PatientRecord, k: Knowledge) -> list[MedicationExposure]:
+    """What the trough timing reads: every linezolid administration, and the orders and statements the
+    medication policy (mappings/medications.toml) does not rule out: never given, or ended at a time the
+    resource does not say (which can then be no course's start or regimen)."""
+    statuses = k.medications.statuses
+    return [
+        m
+        for m in linezolid_exposures(record)
+        if m.kind == "MedicationAdministration"
+        or not (m.status in statuses.never or (m.status in statuses.ended and m.end is None))
+    ]
+
+
 def classify_trough(value: float, comparator: str, lz: LinezolidFile) -> Band | None:
     """The trough's band. A censored value ("<2", ">8") takes the band its side of the range allows:
     the highest of the low side for "<", the lowest of the high side for ">" (issue 7 point 4). A result
@@ -256,7 +269,7 @@ def interpret_linezolid(record: PatientRecord, k: Knowledge, age: int | None = N
         return None
     latest = levels[-1]
     assert latest.value is not None
-    exposures = linezolid_exposures(record)
+    exposures = timing_exposures(record, k)
     at = latest.time.start if latest.time else None
     regimen, known = current_regimen(exposures, at, lz)
     timing = check_timing(latest, exposures, regimen, lz)

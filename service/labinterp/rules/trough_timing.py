@@ -17,7 +17,6 @@ from labinterp.extract.facts import Measurement, MedicationExposure
 from labinterp.knowledge.model import LinezolidFile, Regimen
 
 ADMINISTRATION = "MedicationAdministration"
-ENDED = frozenset({"completed", "stopped", "cancelled", "entered-in-error", "not-taken", "ended"})
 
 
 @dataclass(frozen=True)
@@ -128,8 +127,6 @@ def _course_start(
     starts = []
     for e in exposures:
         if e.kind == ADMINISTRATION or e.start is None or e.start.start > at:
-            continue
-        if e.status in ENDED and e.end is None:  # ended at a time the resource does not say: not this course's start
             continue
         if e.end is not None and e.end.start < anchor - gap:  # an order or statement of an earlier course
             continue
