@@ -21,7 +21,7 @@ from labinterp.extract.fhirtime import parse_fhir_time
 from labinterp.extract.observations import codings, concept_text
 from labinterp.knowledge import Knowledge
 
-IGNORED = {
+IGNORED = {  # words for the statuses mappings/medications.toml calls "never" (that file decides which they are)
     "entered-in-error": "entered in error",
     "cancelled": "cancelled",
     "draft": "a draft",
