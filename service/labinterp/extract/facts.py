@@ -145,6 +145,7 @@ class Measurement:
     ref_high: float | None = None
     code_key: str = ""  # "system|code" that was matched, when matched by code
     performer: str = ""  # the performing laboratory or practitioner's display, when given
+    reported: tuple[float, str] | None = None  # the value and unit as the laboratory sent them (before conversion)
 
     @property
     def preliminary(self) -> bool:

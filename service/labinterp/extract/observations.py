@@ -241,6 +241,7 @@ def extract_measurement(
         comparator=comparator,
         unit=k.analytes[analyte].canonical_unit,
         original=f"{comparator}{value:g} {unit}",
+        reported=(float(value), unit),
         time=effective_time(obs, where),
         status=str(status),
         source=ref,

@@ -11,7 +11,6 @@ max_after_hours after it): a low one anywhere in the window counts, else the one
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,7 +26,6 @@ HYPO = ("severe_hypomagnesemia", "hypomagnesemia")
 LOW_FLAGS = frozenset({"L", "LL", "LU", "<"})  # v3 ObservationInterpretation: low, critical low, significantly low, off scale low
 HIGH_FLAGS = frozenset({"H", "HH", "HU", ">"})
 NORMAL_FLAGS = frozenset({"N"})
-_REPORTED = re.compile(r"^(<=|>=|<|>)?(\S+) (.+)$")
 
 
 @dataclass
@@ -106,15 +104,11 @@ def named_causes(record: PatientRecord, k: Knowledge, meds: list[MedicationExpos
 
 
 def reported_as(m: Measurement, k: Knowledge) -> tuple[float, str] | None:
-    """The value and UCUM unit as the laboratory sent them, read from Measurement.original."""
-    found = _REPORTED.match(m.original)
-    if not found:
+    """The value and UCUM unit as the laboratory sent them."""
+    if m.reported is None:
         return None
-    try:
-        value = float(found.group(2))
-    except ValueError:
-        return None
-    return value, k.ucum(found.group(3).strip())
+    value, unit = m.reported
+    return value, k.ucum(unit.strip())
 
 
 def classify_magnesium(m: Measurement, k: Knowledge) -> tuple[Band | None, str]:
