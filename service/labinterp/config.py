@@ -5,6 +5,10 @@ the CLI (exit 2) and the service (it does not start) the same way."""
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -19,7 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout: service/labinterp/co
 
 EQUATIONS = {"ckd-epi-2021": "ckd_epi_2021", "mdrd": "mdrd_idms"}
 PREFIX = "LABINTERP_"
-SECRETS = frozenset({"fhir_token", "fhir_basic", "api_token"})  # never quoted back in an error
+SECRETS = frozenset({"fhir_token", "fhir_basic", "api_token", "hook_token"})  # never quoted back in an error
+# LABINTERP_* variables that are not settings of labinterp but of its tests and of the HAPI launcher (docker/);
+# any other unknown LABINTERP_* variable is refused, so a misspelt one (LABINTERP_STRICT_MODE) is never ignored
+NOT_SETTINGS = frozenset({"LABINTERP_SKIP_INTEGRATION", "LABINTERP_TEST_FHIR_URL", "LABINTERP_UPDATE_SCREENSHOTS"})
+NOT_SETTINGS_PREFIXES = ("LABINTERP_HAPI_",)
+TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+MIN_TOKEN_LENGTH = 16
 URLS = frozenset({"fhir_base_url", "callback_url"})  # may carry credentials: not quoted either
 
 
@@ -46,6 +56,22 @@ class Settings(BaseSettings):
     fhir_retry_delay: float = Field(default=0.5, ge=0, allow_inf_nan=False)  # first backoff, seconds
     queue_lease: float = Field(default=300.0, gt=0, allow_inf_nan=False)  # seconds before a dead process's job is retried
     cohort_stats: str | None = None  # a stats.json for the dashboard's cohort page
+    public_url: str | None = None  # this service's base URL as its callers see it (CDS Hooks `aud`); default: the request's
+    # the FHIR server's notifications (Subscription.channel.header) carry this token, never the API token
+    hook_token: str | None = None
+    hook_max_bytes: int = Field(default=5_000_000, ge=1024)  # a larger notification body is refused (413)
+    hook_per_minute: int = Field(default=600, ge=1)  # notifications accepted per minute and caller, then 429
+    # CDS Hooks 2.0: JWT verification of every call (false only for a local sandbox: a warning at start)
+    cds_auth: bool = True
+    cds_issuers: str | None = None  # JSON object: trusted `iss` -> its JWK Set (a file path or an https URL)
+    cds_fhir_servers: str | None = None  # JSON list or comma-separated: FHIR servers a CDS call may name (default: the FHIR base)
+    # SMART Backend Services: client_credentials with a signed JWT assertion, beside bearer and basic
+    smart_client_id: str | None = None
+    smart_key: str | None = None  # a file: the private key as PEM or as a JWK (Set) with its `kid`
+    smart_kid: str | None = None  # the key id in the assertion's header (default: the JWK's `kid`)
+    smart_alg: Literal["RS384", "ES384"] | None = None  # default: from the key's type
+    smart_scope: str = "system/Patient.rs system/Observation.rs system/MedicationStatement.rs system/DiagnosticReport.cruds"
+    smart_token_url: str | None = None  # default: token_endpoint of FHIR_BASE_URL/.well-known/smart-configuration
 
     @model_validator(mode="before")
     @classmethod
@@ -55,7 +81,7 @@ class Settings(BaseSettings):
             return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
         return data
 
-    @field_validator("fhir_base_url", "callback_url")
+    @field_validator("fhir_base_url", "callback_url", "public_url", "smart_token_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -65,6 +91,19 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL with a host, e.g. https://fhir.example.org/fhir")
         if parts.username or parts.password:
             raise ValueError("must not carry a user or password: use LABINTERP_FHIR_BASIC or LABINTERP_FHIR_TOKEN")
+        return value
+
+    @field_validator("api_token", "hook_token")
+    @classmethod
+    def _usable_token(cls, value: str | None) -> str | None:
+        """A bearer token the service can compare safely: RFC 6750's token characters, long enough not to be guessed.
+        "0", "false" or "null" are refused, never read as "no token"."""
+        if value is None:
+            return None
+        if not TOKEN_CHARS.fullmatch(value):
+            raise ValueError("must be a bearer token: letters, digits and -._~+/ (then = padding), no spaces")
+        if len(value) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"is too short: use at least {MIN_TOKEN_LENGTH} random characters (openssl rand -hex 16)")
         return value
 
     @field_validator("fhir_basic")
@@ -96,6 +135,7 @@ class Settings(BaseSettings):
         """The environment, then `overrides` (keys as the variables without the prefix, any case). Errors name
         the variable."""
         given = {k.lower(): v for k, v in (overrides or {}).items()}
+        unknown_variables(os.environ)
         try:
             return cls(**given)
         except ValidationError as exc:
@@ -119,3 +159,16 @@ class Settings(BaseSettings):
         if not url:
             raise InputError("LABINTERP_FHIR_BASE_URL", "no FHIR server configured")
         return FhirClient(url, token=self.fhir_token, basic=self.basic)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> None:
+    """Refuse a LABINTERP_* variable that is no setting (nor one of the tests' or the HAPI launcher's): a typo
+    would otherwise be ignored silently, and LABINTERP_STRCT=true would run lenient."""
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(PREFIX) or upper in known or upper in NOT_SETTINGS or upper.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise InputError(upper, f"not a labinterp setting{hint} (see the README's settings)")

@@ -221,13 +221,13 @@ def test_fhir_server_down_is_upstream_error(tmp_path: Path) -> None:
 
 @responses.activate
 def test_bearer_token(tmp_path: Path) -> None:
-    app = create_app({"FHIR_BASE_URL": BASE, "QUEUE_PATH": str(tmp_path / "q.db"), "API_TOKEN": "t0ken"})
+    app = create_app({"FHIR_BASE_URL": BASE, "QUEUE_PATH": str(tmp_path / "q.db"), "API_TOKEN": "t0ken-t0ken-t0ken"})
     c = app.test_client()
     assert c.get("/healthz").status_code == 200
     r = c.post("/Patient/p01/$interpret")
     assert r.status_code == 401 and r.json["issue"][0]["code"] == "login"
     assert c.get("/queue", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert c.get("/queue", headers={"Authorization": "Bearer t0ken"}).status_code == 200
+    assert c.get("/queue", headers={"Authorization": "Bearer t0ken-t0ken-t0ken"}).status_code == 200
 
 
 def test_hook_enqueues_the_patient(client: Any, app: Any) -> None:

@@ -47,7 +47,7 @@ def test_both_read_the_same_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "LABINTERP_EGFR_EQUATION": "mdrd",
         "LABINTERP_STRICT": "yes",
         "LABINTERP_RENDER": "off",
-        "LABINTERP_API_TOKEN": "0",  # a string, never read as JSON (0 / false / null must not turn auth off)
+        "LABINTERP_API_TOKEN": "0000000000000000",  # a string, never read as JSON (a number)
         "LABINTERP_QUEUE_PATH": str(tmp_path / "q.db"),
     }
     for name, value in env.items():
@@ -57,8 +57,8 @@ def test_both_read_the_same_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert app.extensions["labinterp.settings"] == cli_settings
     services = app.extensions["labinterp"]
     assert services.fhir_basic == ("user", "secret") and services.equation == "mdrd_idms" and services.strict is True
-    assert services.render is False and services.api_token == "0"
-    assert app.test_client().get("/queue").status_code == 401  # the token "0" is required, not ignored
+    assert services.render is False and services.api_token == "0000000000000000"
+    assert app.test_client().get("/queue").status_code == 401  # the token is required, not ignored
     assert cli_settings.basic == ("user", "secret") and cli_settings.equation == "mdrd_idms" and cli_settings.strict_mode
 
 
@@ -110,3 +110,31 @@ def test_a_queue_path_that_cannot_be_opened_names_the_setting(tmp_path: Path) ->
     with pytest.raises(InputError) as caught:
         create_app({"QUEUE_PATH": str(blocker / "q.db")})
     assert caught.value.where == "LABINTERP_QUEUE_PATH"
+
+
+@pytest.mark.parametrize(
+    "value", ["0", "false", "null", "true", "short-token", "has a space in it ok", "tok\u00e9n-0123456789abcdef"]
+)
+def test_unusable_tokens_are_refused_by_both(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str) -> None:
+    """0 / false / null once turned auth off (read as JSON); now any unusable token stops both from starting."""
+    monkeypatch.setenv("LABINTERP_API_TOKEN", value)
+    with pytest.raises(InputError, match="LABINTERP_API_TOKEN") as cli:
+        Settings.from_env()
+    with pytest.raises(InputError, match="LABINTERP_API_TOKEN") as service:
+        create_app({"QUEUE_PATH": str(tmp_path / "q.db")})
+    assert value not in str(cli.value) and value not in str(service.value)
+
+
+@pytest.mark.parametrize("name", ["LABINTERP_STRCT", "LABINTERP_FHIR_URL", "labinterp_worker_thread"])
+def test_misspelt_variables_are_refused_by_both(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> None:
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(InputError, match=name.upper()):
+        Settings.from_env()
+    with pytest.raises(InputError, match=name.upper()):
+        create_app({"QUEUE_PATH": str(tmp_path / "q.db")})
+
+
+def test_tests_and_launcher_variables_are_not_settings_but_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LABINTERP_SKIP_INTEGRATION", "LABINTERP_TEST_FHIR_URL", "LABINTERP_HAPI_PORT", "LABINTERP_UPDATE_SCREENSHOTS"):
+        monkeypatch.setenv(name, "1")
+    Settings.from_env()
