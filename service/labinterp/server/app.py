@@ -22,6 +22,7 @@ from labinterp.config import Settings
 from labinterp.errors import InputError, LabinterpError
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.knowledge import load_knowledge
+from labinterp.server import cds, security
 from labinterp.server.api.routes import bp, register_errors
 from labinterp.server.dashboard import dashboard
 from labinterp.server.queue import JobQueue
@@ -62,6 +63,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["labinterp"] = services
     app.register_blueprint(bp)
     app.register_blueprint(dashboard)
+    cds.register(app, settings, services)
+    security.register(app, settings)
     register_errors(app)
     if settings.worker:
         start_background(app, services)
