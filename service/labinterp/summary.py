@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from labinterp.extract.observations import IGNORED_STATUSES
 from labinterp.pipeline import PatientResult
+
+AWAITED = f"status registered: {IGNORED_STATUSES['registered']}"  # how extract lists a result ordered, not yet sent
 
 
 def _risk(label: str, risk: str | None, probability: float | None, contributors: list[str]) -> str:
@@ -63,6 +66,12 @@ def summarize(result: PatientResult) -> list[str]:
     left_out = f.record.problems
     if left_out:
         lines.append(f"  left out: {len(left_out)} resource(s) that could not be used (listed under 'Not used')")
+    awaited = [i for i in f.record.ignored if i.why == AWAITED]
+    if awaited:  # ordered, no result yet: not a problem, and the run says it will come back to them
+        lines.append(
+            f"  awaiting: {len(awaited)} result(s) registered without a value yet; interpreted when the laboratory sends them"
+        )
     kinds = [w.kind for w in result.written]
-    lines.append(f"  writes: {', '.join(kinds) if kinds else 'nothing (no interpretable results)'}")
+    nothing = "nothing yet (results awaited)" if awaited else "nothing (no interpretable results)"
+    lines.append(f"  writes: {', '.join(kinds) if kinds else nothing}")
     return lines

@@ -182,6 +182,21 @@ def test_demo_writes_bundle(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "19 patients" in r.stdout and out.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--out", "{tmp}/no/such/dir/demo.json"), "no such directory"),
+        (("--out", "{tmp}"), "is a directory"),
+        (("--now", "yesterday"), "yesterday"),
+    ],
+)
+def test_demo_offline_fails_in_one_line_before_any_work(tmp_path: Path, args: tuple[str, str], says: str) -> None:
+    """The offline demo's output and evaluation time are checked first, with the one-line errors of every command."""
+    r = invoke("demo", "--offline", *(a.replace("{tmp}", str(tmp_path)) for a in args))
+    assert r.exit_code == 2, r.output
+    assert says in r.output and "Traceback" not in r.output and "patients" not in r.stdout
+
+
 def test_equation_option(tmp_path: Path) -> None:
     out = tmp_path / "o.json"
     r = invoke("interpret", "--bundle", str(EXAMPLE), "--out", str(out), "--equation", "mdrd", "--now", "2026-01-20T12:00:00Z")

@@ -209,8 +209,9 @@ def examples_dir() -> Path:
 @click.option("--service-port", default=8080, show_default=True)
 def demo_cmd(offline: bool, out_path: str, now_text: str, stop: bool, fhir_port: int, service_port: int) -> None:
     """The whole loop on the bundled example patients: local HAPI up, patients loaded, the service started,
-    reports written back and summarized. --offline does the same from a file, with no server."""
-    try:
+    reports written back and summarized. --offline does the same from a file, with no server. Exit 0 done;
+    2 the example, the evaluation time or the output path cannot be used, or the sandbox cannot be started."""
+    with one_line_errors("demo"):
         if not offline:
             from labinterp.sandbox.demo import run_demo
 
@@ -222,16 +223,15 @@ def demo_cmd(offline: bool, out_path: str, now_text: str, stop: bool, fhir_port:
                 echo=click.echo,
             )
             return
+        check_writable(out_path)
+        now = parse_now(now_text)
         k = load_knowledge(examples_dir() / "site-mappings")
         data = read_json(str(examples_dir() / "patients.json"))
-        result = interpret_bundle(data, k, parse_now(now_text))
-    except LabinterpError as exc:
-        _fail(str(exc))
-        return
-    _print_summary(result)
-    _warn(result.problems)
-    write_json_atomic(out_path, result.bundle)
-    click.echo(f"wrote {out_path}")
+        result = interpret_bundle(data, k, now)
+        _print_summary(result)
+        _warn(result.problems)
+        write_json_atomic(out_path, result.bundle)
+        click.echo(f"wrote {out_path}")
 
 
 @cli.command("serve")

@@ -85,7 +85,30 @@ def _normalize_reference(ref: str) -> str:
     return ref
 
 
+Entry = tuple[dict[str, Any], SourceRef | None, str]  # a resource, its reference (None: it has no id), where it is
+
+
 def split_bundle(bundle: Any) -> InputBundle:
+    """The Bundle's resources grouped by patient: read the entries, read each resource once, index what can be
+    referenced, then attribute each result and medication to its Patient."""
+    btype, entries = _checked_bundle(bundle)
+    problems: list[Problem] = []
+    ordered, full_urls = _entries(btype, entries, problems)
+    ordered, conflicts = _deduplicated(ordered, problems)
+    index, medications = _index(ordered, full_urls)
+    patients = _patients(ordered, problems)
+    _attribute(ordered, index, patients, problems)
+    for resource, _ref, problem in conflicts:  # on the patient's input when its subject says whose it is
+        try:
+            whose = _subject(resource, problem.where, index).reference
+        except ResourceError:
+            whose = ""
+        (patients[whose].problems if whose in patients else problems).append(problem)
+    return InputBundle(list(patients.values()), medications, problems)
+
+
+def _checked_bundle(bundle: Any) -> tuple[str, list[Any]]:
+    """Bundle.type and Bundle.entry, or a BundleError when the input is not a Bundle labinterp reads."""
     if not isinstance(bundle, dict):
         raise BundleError("input", f"expected a FHIR Bundle (a JSON object), found {type(bundle).__name__}")
     rtype = bundle.get("resourceType")
@@ -96,20 +119,24 @@ def split_bundle(bundle: Any) -> InputBundle:
         raise BundleError("Bundle.type", f"{shown(btype)} is not one of {', '.join(ACCEPTED_TYPES)}")
     entries = bundle.get("entry")
     if entries is None:
-        entries = []
+        return btype, []
     if not isinstance(entries, list):
         raise BundleError("Bundle.entry", "must be a list")
+    return btype, entries
 
-    problems: list[Problem] = []
-    ordered: list[tuple[dict[str, Any], SourceRef | None, str]] = []
+
+def _entries(btype: str, entries: list[Any], problems: list[Problem]) -> tuple[list[Entry], dict[str, str | None]]:
+    """Each entry's resource with its reference and place; the fullUrl of each place. A DELETE of a transaction
+    carries no resource and is skipped; an entry that is not a FHIR resource, beside others that are, is left
+    out with a Problem (a Bundle of none is not FHIR: BundleError)."""
+    ordered: list[Entry] = []
     untyped: list[BundleError] = []
-    full_urls: dict[str, str | None] = {}  # by entry
+    full_urls: dict[str, str | None] = {}
     for i, entry in enumerate(entries):
         where = f"Bundle.entry[{i}]"
         if not isinstance(entry, dict):
             raise BundleError(where, "an entry must be a JSON object")
-        resource = entry.get("resource")
-        request = entry.get("request")
+        resource, request = entry.get("resource"), entry.get("request")
         if (
             resource is None
             and btype in ("transaction", "batch")
@@ -121,21 +148,25 @@ def split_bundle(bundle: Any) -> InputBundle:
             raise BundleError(where, "entry has no resource")
         res_type = resource.get("resourceType")
         if not isinstance(res_type, str) or not res_type:
-            # one entry that is not a FHIR resource, beside others that are: left out (a Bundle of none is not FHIR)
             untyped.append(BundleError(f"{where}.resource", "has no resourceType: not a FHIR resource"))
             continue
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         try:
             ref: SourceRef | None = source_ref(resource, full_url)
         except ResourceError:
-            ref = None  # cannot be referenced: a Problem below, for the resources labinterp reads
+            ref = None  # cannot be referenced: a Problem later, for the resources labinterp reads
         full_urls[where] = full_url
         ordered.append((resource, ref, where))
     if untyped and not ordered:
         raise untyped[0]
     problems += [Problem(e.where, e.what) for e in untyped]
+    return ordered, full_urls
 
-    ordered, conflicts = _deduplicated(ordered, problems)
+
+def _index(
+    ordered: list[Entry], full_urls: dict[str, str | None]
+) -> tuple[dict[str, tuple[dict[str, Any], SourceRef]], dict[str, dict[str, Any]]]:
+    """Every resource by every key it can be referenced as (fullUrl, Type/id); the Medications among them."""
     index: dict[str, tuple[dict[str, Any], SourceRef]] = {}
     medications: dict[str, dict[str, Any]] = {}
     for resource, ref, where in ordered:
@@ -145,7 +176,10 @@ def split_bundle(bundle: Any) -> InputBundle:
             index[key] = (resource, ref)
             if resource["resourceType"] == "Medication":
                 medications[key] = resource
+    return index, medications
 
+
+def _patients(ordered: list[Entry], problems: list[Problem]) -> dict[str, PatientInput]:
     patients: dict[str, PatientInput] = {}
     for resource, ref, where in ordered:
         if resource["resourceType"] != "Patient":
@@ -154,6 +188,16 @@ def split_bundle(bundle: Any) -> InputBundle:
             problems.append(Problem(f"Patient ({where})", f"{NO_ID}: its results cannot be attributed to it"))
         else:
             patients.setdefault(ref.reference, PatientInput(resource, ref))
+    return patients
+
+
+def _attribute(
+    ordered: list[Entry],
+    index: dict[str, tuple[dict[str, Any], SourceRef]],
+    patients: dict[str, PatientInput],
+    problems: list[Problem],
+) -> None:
+    """Each result and medication onto its Patient's input; one whose Patient cannot be told is a Problem."""
     for resource, ref, where in ordered:
         if resource["resourceType"] not in PATIENT_DATA:
             continue
@@ -167,18 +211,11 @@ def split_bundle(bundle: Any) -> InputBundle:
             patients[patient_ref.reference].unreferenceable.append((resource, label))
         else:
             patients[patient_ref.reference].resources.append((resource, ref))
-    for resource, _ref, problem in conflicts:  # on the patient's input when its subject says whose it is
-        try:
-            whose = _subject(resource, problem.where, index).reference
-        except ResourceError:
-            whose = ""
-        (patients[whose].problems if whose in patients else problems).append(problem)
-    return InputBundle(list(patients.values()), medications, problems)
 
 
 def _deduplicated(
-    ordered: list[tuple[dict[str, Any], SourceRef | None, str]], problems: list[Problem]
-) -> tuple[list[tuple[dict[str, Any], SourceRef | None, str]], list[tuple[dict[str, Any], SourceRef, Problem]]]:
+    ordered: list[Entry], problems: list[Problem]
+) -> tuple[list[Entry], list[tuple[dict[str, Any], SourceRef, Problem]]]:
     """One copy of each resource. Identical copies are read once. A second Patient with the same id and other
     content: the first is used, with a Problem. Two different resources of another type under one id: which is
     right cannot be told, so both are left out, each with a Problem (returned with the resource, to be put on

@@ -14,9 +14,9 @@ it counts as below a threshold only when the whole bound lies below it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 
-from labinterp.extract.facts import Measurement, PatientRecord
+from labinterp.extract.facts import Measurement, PatientFacts, PatientRecord
 from labinterp.knowledge import Knowledge
 from labinterp.knowledge.model import Band, RenalFile
 from labinterp.rules.bands import classify
@@ -208,8 +208,6 @@ def assess_renal(record: PatientRecord, k: Knowledge, equation: str | None = Non
     that specimen, when there is one), or a reported eGFR newer than it. None when there is no creatinine and
     no eGFR. The older result of the two is named in `superseded`, never dropped silently."""
     r = k.renal
-    max_age = r.settings.creatinine_max_age_days
-    equation = equation or r.settings.default_equation
     creats = [m for m in record.of("creatinine") if m.value is not None and not m.comparator]
     egfrs = [m for m in record.of("egfr") if m.value is not None]
     if not creats and not egfrs:
@@ -225,46 +223,63 @@ def assess_renal(record: PatientRecord, k: Knowledge, equation: str | None = Non
                 f"the eGFR reported on {_date_words(newest_egfr).removeprefix(', ')} is newer"
             )
         return _reported(record, newest_egfr, scr, older, k)
-    assert scr.value is not None
-    when = scr.time.start.date() if scr.time else None
-    weight = nearest_weight(record, scr.time.start if scr.time else None, not_after=False)
     reported = next((e for e in reversed(egfrs) if _same_specimen(e, scr)), None)
-    superseded = ""
-    if newest_egfr is not None and reported is None:
-        egfr_when, scr_when = _date_words(newest_egfr).removeprefix(", "), _date_words(scr).removeprefix(", ")
-        if _newer(scr, newest_egfr):
-            superseded = f"an older reported eGFR {_egfr_value(newest_egfr)} ({egfr_when}) is not used: the creatinine of {scr_when} is newer"
-        else:  # same time, another specimen (or both undated): the creatinine is computed from, the eGFR stated
-            superseded = (
-                f"a reported eGFR {_egfr_value(newest_egfr)} ({egfr_when}) from another specimen is not used: "
-                f"the eGFR is computed from the creatinine ({scr_when})"
-            )
-    p = record.patient
-    age = p.age_at(when) if when else None
-    blocked = ""  # why no equation applies at all
+    superseded = _superseded_egfr(scr, newest_egfr) if newest_egfr is not None and reported is None else ""
+    finding = _from_creatinine(record, scr, reported, equation or r.settings.default_equation, r)
+    return replace(
+        finding,
+        max_age_days=r.settings.creatinine_max_age_days,
+        superseded=superseded,
+        egfr_comparator=reported.comparator if reported is not None else "",
+    )
+
+
+def _superseded_egfr(scr: Measurement, egfr: Measurement) -> str:
+    """Why a reported eGFR of another specimen than the creatinine used is not used."""
+    egfr_when, scr_when = _date_words(egfr).removeprefix(", "), _date_words(scr).removeprefix(", ")
+    if _newer(scr, egfr):
+        return f"an older reported eGFR {_egfr_value(egfr)} ({egfr_when}) is not used: the creatinine of {scr_when} is newer"
+    # same time, another specimen (or both undated): the creatinine is computed from, the eGFR stated
+    return (
+        f"a reported eGFR {_egfr_value(egfr)} ({egfr_when}) from another specimen is not used: "
+        f"the eGFR is computed from the creatinine ({scr_when})"
+    )
+
+
+def _blocked(when: date | None, p: PatientFacts, age: int | None, r: RenalFile) -> str:
+    """Why no equation applies at all; empty when one does."""
     if when is None:
-        blocked = "the creatinine sample has no date"
-    elif p.birth_date is None:
-        blocked = "the patient has no birth date"
-    elif age is not None and age < r.settings.minimum_age_years:
-        blocked = (
+        return "the creatinine sample has no date"
+    if p.birth_date is None:
+        return "the patient has no birth date"
+    if age is not None and age < r.settings.minimum_age_years:
+        return (
             f"the patient is {age} years old; the equations are validated from {r.settings.minimum_age_years} years "
             f"({r.settings.below_minimum_age})"
         )
-    comparator = reported.comparator if reported is not None else ""
+    return ""
 
-    def done(f: RenalFinding) -> RenalFinding:
-        return replace(f, max_age_days=max_age, superseded=superseded, egfr_comparator=comparator)
 
+def _from_creatinine(
+    record: PatientRecord, scr: Measurement, reported: Measurement | None, equation: str, r: RenalFile
+) -> RenalFinding:
+    """The eGFR computed from the creatinine by `equation` (both sexes when the sex is neither female nor
+    male), or the eGFR the laboratory reported for the same specimen, with the Cockcroft-Gault clearance."""
+    assert scr.value is not None
+    when = scr.time.start.date() if scr.time else None
+    weight = nearest_weight(record, scr.time.start if scr.time else None, not_after=False)
+    p = record.patient
+    age = p.age_at(when) if when else None
+    blocked = _blocked(when, p, age, r)
     rep_value = reported.value if reported is not None else None
     rep_stage = kdigo_stage_of(rep_value, reported.comparator, r) if reported is not None and rep_value is not None else None
     if blocked or age is None:
-        if reported is not None and rep_value is not None:
-            return done(RenalFinding(rep_value, "reported", scr, reported, age, None, weight, rep_stage, "", False))
-        return done(RenalFinding(None, equation, scr, None, age, None, weight, None, blocked, False))
+        if rep_value is not None:
+            return RenalFinding(rep_value, "reported", scr, reported, age, None, weight, rep_stage, "", False)
+        return RenalFinding(None, equation, scr, None, age, None, weight, None, blocked, False)
 
     def crcl_for(sex: str) -> float | None:
-        if weight is None or not weight.value or age is None or scr.value is None:
+        if weight is None or not weight.value or scr.value is None:
             return None
         return cockcroft_gault(scr.value, age, weight.value, sex, r)
 
@@ -276,15 +291,15 @@ def assess_renal(record: PatientRecord, k: Knowledge, equation: str | None = Non
             else SexEstimate(sex, (e := fn(scr.value, age, sex, r)), crcl_for(sex), kdigo_stage(e, r))
             for sex in SEXES
         )
-        if reported is not None and rep_value is not None:
-            return done(RenalFinding(rep_value, "reported", scr, reported, age, None, weight, rep_stage, "", False, both))
+        if rep_value is not None:
+            return RenalFinding(rep_value, "reported", scr, reported, age, None, weight, rep_stage, "", False, both)
         why = f"the patient's sex is {p.sex!r}; the equations need female or male, so both sexes are computed"
-        return done(RenalFinding(None, equation, scr, None, age, None, weight, None, why, True, both))
+        return RenalFinding(None, equation, scr, None, age, None, weight, None, why, True, both)
     crcl = crcl_for(p.sex)
-    if reported is not None and rep_value is not None:
-        return done(RenalFinding(rep_value, "reported", scr, reported, age, crcl, weight, rep_stage, "", False))
+    if rep_value is not None:
+        return RenalFinding(rep_value, "reported", scr, reported, age, crcl, weight, rep_stage, "", False)
     egfr = fn(scr.value, age, p.sex, r)
-    return done(RenalFinding(egfr, equation, scr, None, age, crcl, weight, kdigo_stage(egfr, r), "", True))
+    return RenalFinding(egfr, equation, scr, None, age, crcl, weight, kdigo_stage(egfr, r), "", True)
 
 
 def _reported(record: PatientRecord, rep: Measurement, scr: Measurement | None, superseded: str, k: Knowledge) -> RenalFinding:
