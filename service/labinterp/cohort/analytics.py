@@ -96,13 +96,15 @@ def _mnlogit(df: pd.DataFrame, exposed: str, adjust: list[str]) -> dict[str, dic
         warnings.simplefilter("ignore")
         fit = sm.MNLogit(y, x).fit(disp=0, maxiter=200)
     out: dict[str, dict[str, Any]] = {}
+    intervals = fit.conf_int(alpha=0.05).xs("exposed", level=1)  # one row per equation, as in fit.params' columns
     for eq, outcome_name in ((0, "below"), (1, "above")):  # statsmodels' equation 0 is y=1 (below), 1 is y=2 (above)
-        coef, se, p = float(fit.params.iloc[1, eq]), float(fit.bse.iloc[1, eq]), float(fit.pvalues.iloc[1, eq])
-        if not all(math.isfinite(v) for v in (coef, se, p)):
+        coef, p = float(fit.params.iloc[1, eq]), float(fit.pvalues.iloc[1, eq])
+        low, high = (float(v) for v in intervals.iloc[eq])
+        if not all(math.isfinite(v) for v in (coef, p, low, high)):
             raise ValueError("not estimable")
         out[outcome_name] = {
             "odds_ratio": round(math.exp(coef), 4),
-            "ci95": [round(math.exp(coef - 1.959964 * se), 4), round(math.exp(coef + 1.959964 * se), 4)],
+            "ci95": [round(math.exp(low), 4), round(math.exp(high), 4)],
             "p": round(p, 4),
         }
     return out
