@@ -237,3 +237,18 @@ def test_live_patient_warnings(args: list[str], code: int) -> None:
         assert "left out: 1 resource(s)" in r.stderr and json.loads(r.stdout)["type"] == "transaction"
     else:
         assert r.stderr.count("\n") == 1 and "furlongs" in r.stderr
+
+
+@responses.activate
+@pytest.mark.parametrize(("args", "forms"), [([], True), (["--no-render"], False)])
+def test_live_run_honours_no_render(args: list[str], forms: bool) -> None:
+    """--no-render (and LABINTERP_RENDER=false) apply to a run against a server as to a file: no presentedForm."""
+    from tests.contract.test_api import BASE, READ, batch_response_for, tx_response
+
+    READ[:] = [batch_response_for(json.loads((EXAMPLE.parent / "p01.json").read_text()))]
+    responses.add_callback(responses.POST, BASE, callback=tx_response)
+    r = invoke("interpret", "--fhir-url", BASE, "--patient", "p01", "--dry-run", *args, env={"LABINTERP_MAPPINGS_DIR": str(SITE)})
+    assert r.exit_code == 0, r.stderr
+    reports = [e["resource"] for e in json.loads(r.stdout)["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    assert reports and all(("presentedForm" in d) is forms for d in reports)
+    assert all(d["text"]["div"].startswith("<div") for d in reports)  # the narrative is there either way

@@ -23,7 +23,7 @@ from labinterp.errors import LabinterpError
 from labinterp.extract.facts import Problem
 from labinterp.extract.fhirtime import parse_now
 from labinterp.knowledge import load_knowledge
-from labinterp.pipeline import PatientResult, RunResult, interpret_bundle, interpret_patient
+from labinterp.pipeline import LiveResult, PatientResult, RunResult, interpret_bundle, interpret_patient
 from labinterp.summary import summarize
 
 
@@ -94,48 +94,26 @@ def interpret_cmd(
     with one_line_errors(str(bundle_path or "the server data")):
         settings = Settings.from_env()
         fhir_url = fhir_url or (settings.fhir_base_url if not bundle_path else None)
-        if bool(bundle_path) == bool(fhir_url):
-            raise UsageFailure("give either --bundle FILE or --fhir-url URL --patient ID")
-        if fhir_url and not patient_id:
-            raise UsageFailure("--fhir-url needs --patient ID")
-        if strict and lenient:
-            raise UsageFailure("give --strict or --lenient, not both")
-        strict = strict or (settings.strict_mode and not lenient)
+        strict = _checked_options(bundle_path, fhir_url, patient_id, strict, lenient, settings)
         if out_path:
             check_writable(out_path)  # before any work (and before --fhir-url writes to the server)
         k = _knowledge(mappings)
         now = _now(now_text)
         eq = EQUATIONS[equation] if equation else settings.equation
+        render = settings.render and not no_render
         if fhir_url:
             live = interpret_patient(
-                settings.client(fhir_url), str(patient_id), k, now, dry_run=dry_run, strict=strict, equation=eq
+                settings.client(fhir_url), str(patient_id), k, now, dry_run=dry_run, strict=strict, equation=eq, render=render
             )
-            problems = live.problems
-            if summary and live.findings is not None:
-                for line in summarize(PatientResult(live.findings, [])):
-                    click.echo(line, err=True)
-            plan = live.plan
-            click.echo(
-                f"created {plan.created or '-'}; amended {plan.amended or '-'}; unchanged {plan.unchanged or '-'}; "
-                f"{live.requests} HTTP requests" + (" (dry run: nothing sent)" if dry_run else ""),
-                err=True,
-            )
-            output: dict[str, Any] = plan.bundle if dry_run or live.response is None else live.response
+            output, problems = _live_output(live, dry_run, summary)
         else:
-            data = read_json(str(bundle_path))
+            validate = settings.validate_output and not no_validate
             result = interpret_bundle(
-                data,
-                k,
-                now,
-                strict=strict,
-                equation=eq,
-                validate=settings.validate_output and not no_validate,
-                render=settings.render and not no_render,
+                read_json(str(bundle_path)), k, now, strict=strict, equation=eq, validate=validate, render=render
             )
             if summary:
                 _print_summary(result, err=True)
-            output = result.bundle
-            problems = result.problems
+            output, problems = result.bundle, result.problems
             if not result.patients:  # a readable Bundle with no Patient: an empty transaction, and one line saying so
                 click.echo("labinterp: note: no Patient in the input: nothing to interpret, nothing to write", err=True)
     _warn(problems)
@@ -146,6 +124,35 @@ def interpret_cmd(
             _fail(str(exc))
     else:
         click.echo(json.dumps(output, indent=2, ensure_ascii=False))
+
+
+def _checked_options(
+    bundle_path: str | None, fhir_url: str | None, patient_id: str | None, strict: bool, lenient: bool, settings: Settings
+) -> bool:
+    """The one source of input (a file, or a server and a patient) and whether the run is strict; a UsageFailure
+    (exit 2) for options that contradict each other."""
+    if bool(bundle_path) == bool(fhir_url):
+        raise UsageFailure("give either --bundle FILE or --fhir-url URL --patient ID")
+    if fhir_url and not patient_id:
+        raise UsageFailure("--fhir-url needs --patient ID")
+    if strict and lenient:
+        raise UsageFailure("give --strict or --lenient, not both")
+    return strict or (settings.strict_mode and not lenient)
+
+
+def _live_output(live: LiveResult, dry_run: bool, summary: bool) -> tuple[dict[str, Any], list[Problem]]:
+    """What a run against a server prints: its summary and plan on standard error; the server's
+    transaction-response (or, in a dry run, the transaction that would be sent) as the output."""
+    if summary and live.findings is not None:
+        for line in summarize(PatientResult(live.findings, [])):
+            click.echo(line, err=True)
+    plan = live.plan
+    click.echo(
+        f"created {plan.created or '-'}; amended {plan.amended or '-'}; unchanged {plan.unchanged or '-'}; "
+        f"{live.requests} HTTP requests" + (" (dry run: nothing sent)" if dry_run else ""),
+        err=True,
+    )
+    return (plan.bundle if dry_run or live.response is None else live.response), live.problems
 
 
 def _warn(problems: list[Problem]) -> None:

@@ -74,12 +74,36 @@ def _functions(g: GeneFile, stars: tuple[str, str] | None) -> tuple[str, str] | 
 
 
 def interpret_gene(g: GeneFile, calls: list[GenotypeCall]) -> GeneResult:
+    """One gene's calls read together: the diplotype (reported, or from the variant's bases), the phenotype
+    from the allele functions, and the cohort's groups. Conflicting calls leave every group undetermined."""
     result = GeneResult(g.gene.symbol, calls)
     star_calls = {c.stars for c in calls if c.stars}
     if len(star_calls) > 1:
         result.notes.append("conflicting diplotypes reported: " + "; ".join(f"{a}/{b}" for a, b in sorted(star_calls)))
     elif star_calls:
         result.stars = _order(next(iter(star_calls)))
+    _read_bases(g, calls, result, bool(star_calls))
+    if any("conflicting" in n or "disagrees" in n for n in result.notes):
+        for rule in g.groups:
+            result.groups[rule.factor] = None
+        if g.haplotype:
+            result.groups[g.haplotype.factor] = None
+        return result
+    functions = _functions(g, result.stars)
+    if result.stars and functions is None:
+        unknown = [s for s in result.stars if s not in g.alleles]
+        result.notes.append(f"{g.gene.symbol} {', '.join(unknown)}: allele not in the function table (mappings/pgx)")
+    if functions:
+        result.phenotype = next((p for p in g.phenotypes if sorted(p.functions) == sorted(functions)), None)
+    _assign_groups(g, result, functions)
+    if g.haplotype:
+        _haplotype(g, result)
+    return result
+
+
+def _read_bases(g: GeneFile, calls: list[GenotypeCall], result: GeneResult, stars_reported: bool) -> None:
+    """Each variant's bases (reference first); the diplotype from them when none was reported; a note when two
+    calls of one variant differ or the bases disagree with the reported diplotype."""
     by_rsid: dict[str, set[tuple[str, str]]] = {}
     for c in calls:
         if c.rsid and c.bases:
@@ -91,7 +115,7 @@ def interpret_gene(g: GeneFile, calls: list[GenotypeCall]) -> GeneResult:
         bases = next(iter(found))
         variant = next(v for v in g.variants if v.rsid == rsid)
         result.bases[rsid] = (bases[0], bases[1]) if bases[0] == variant.reference else (bases[1], bases[0])
-        if variant.star_reference and not result.stars and not star_calls:
+        if variant.star_reference and not result.stars and not stars_reported:
             stars = tuple(
                 variant.star_reference if b == variant.reference else variant.star_alternate for b in result.bases[rsid]
             )
@@ -100,19 +124,11 @@ def interpret_gene(g: GeneFile, calls: list[GenotypeCall]) -> GeneResult:
             from_bases = sorted(variant.star_reference if b == variant.reference else variant.star_alternate for b in bases)
             if set(result.stars) <= {variant.star_reference, variant.star_alternate} and from_bases != sorted(result.stars):
                 result.notes.append(f"{rsid} {''.join(bases)} disagrees with the diplotype {result.stars[0]}/{result.stars[1]}")
-    if any("conflicting" in n or "disagrees" in n for n in result.notes):
-        for rule in g.groups:
-            result.groups[rule.factor] = None
-        if g.haplotype:
-            result.groups[g.haplotype.factor] = None
-        return result
 
-    functions = _functions(g, result.stars)
-    if result.stars and functions is None:
-        unknown = [s for s in result.stars if s not in g.alleles]
-        result.notes.append(f"{g.gene.symbol} {', '.join(unknown)}: allele not in the function table (mappings/pgx)")
-    if functions:
-        result.phenotype = next((p for p in g.phenotypes if sorted(p.functions) == sorted(functions)), None)
+
+def _assign_groups(g: GeneFile, result: GeneResult, functions: tuple[str, str] | None) -> None:
+    """The cohort's group of each factor (by a variant's alternate count, or by the allele functions); a note
+    for a factor the diplotype fits no group of."""
     for rule in g.groups:
         if rule.factor not in result.groups:
             result.groups[rule.factor] = None
@@ -135,9 +151,6 @@ def interpret_gene(g: GeneFile, calls: list[GenotypeCall]) -> GeneResult:
                 if result.stars
                 else f"{factor}: not determined"
             )
-    if g.haplotype:
-        _haplotype(g, result)
-    return result
 
 
 def _haplotype(g: GeneFile, result: GeneResult) -> None:
