@@ -269,16 +269,10 @@ def parse_value(
 
 
 def _variant_shape(obs: dict[str, Any], ref: SourceRef, k: Knowledge, where: str) -> GenotypeCall:
+    """A Genomics Reporting IG Variant: which variant (rsID or c.HGVS), on which assembly, present or absent,
+    heterozygous or homozygous; the bases in gene orientation."""
     codes, answers = k.genomics.codes, k.genomics.answers
-    rsid_value = _component_value(obs, codes["variation_code"])
-    rsid = None
-    for c in codings(rsid_value):
-        if isinstance(c.get("code"), str) and _RSID.fullmatch(c["code"]):
-            rsid = c["code"].lower()
-    hgvs = _component_value(obs, codes["hgvs_c"])
-    hgvs_text = next((c.get("code") for c in codings(hgvs) if c.get("code")), None) if isinstance(hgvs, dict) else hgvs
-    hgvs_match = _HGVS_C.search(hgvs_text) if isinstance(hgvs_text, str) else None
-    gene, variant = _variant_for(_gene_from_component(obs, k), rsid, hgvs_match.group(1) if hgvs_match else None, k, where)
+    gene, variant, hgvs_match = _which_variant(obs, k, where)
     assembly, said = _assembly(obs, k, where)
     table = next((t for a, t in variant.genomic.items() if a == assembly), None)
     if table is not None and assembly:
@@ -286,14 +280,7 @@ def _variant_shape(obs: dict[str, Any], ref: SourceRef, k: Knowledge, where: str
     present_codes = {c.get("code") for c in codings(obs.get("valueCodeableConcept"))}
     present_words = concept_text(obs.get("valueCodeableConcept")).strip().lower()
     state = {c.get("code") for c in codings(_component_value(obs, codes["allelic_state"]))}
-    ref_allele, alt_allele = _component_value(obs, codes["ref_allele"]), _component_value(obs, codes["alt_allele"])
-    ref_b = ref_allele.strip().upper() if isinstance(ref_allele, str) else ""
-    alt_b = alt_allele.strip().upper() if isinstance(alt_allele, str) else ""
-    genomic = not hgvs_match
-    if hgvs_match:  # c.HGVS is in gene orientation already
-        ref_b, alt_b = hgvs_match.group(2).upper(), hgvs_match.group(3).upper().split("/")[0]
-    elif ref_b and alt_b and ref_b == alt_b:
-        raise ResourceError(f"{where} component", f"{variant.rsid}: ref and alt alleles are both {ref_b}")
+    ref_b, alt_b, genomic = _stated_alleles(obs, k, hgvs_match, variant, where)
     if genomic and table is not None and ref_b and ref_b != table.reference:
         raise ResourceError(
             f"{where} component",
@@ -313,21 +300,7 @@ def _variant_shape(obs: dict[str, Any], ref: SourceRef, k: Knowledge, where: str
     else:
         if answers["present"] not in present_codes and present_words != "present":
             raise ResourceError(f"{where} valueCodeableConcept", "a Variant must say Present (LA9633-4) or Absent")
-        if answers["heterozygous"] in state:
-            if ref_b and alt_b:
-                pair = (ref_b, alt_b)
-            elif len(variant.alternates) == 1:
-                pair, genomic = (variant.reference, variant.alternates[0]), False
-            else:
-                raise ResourceError(where, f"heterozygous {variant.rsid} without ref/alt alleles: which alternate?")
-        elif answers["homozygous"] in state:
-            if not alt_b:
-                raise ResourceError(where, f"homozygous {variant.rsid} without the alternate allele: cannot tell which base")
-            pair = (alt_b, alt_b)
-        else:
-            raise ResourceError(
-                f"{where} component", f"allelic state ({codes['allelic_state']}) heterozygous or homozygous is required"
-            )
+        pair, genomic = _present_pair(state, ref_b, alt_b, genomic, variant, k, where)
         if genomic and table is not None:
             bases = _on_assembly(pair, table, variant, str(assembly), where)
         else:
@@ -344,6 +317,54 @@ def _variant_shape(obs: dict[str, Any], ref: SourceRef, k: Knowledge, where: str
         time=effective_time(obs, where),
         assembly=assembly,
     )
+
+
+def _which_variant(obs: dict[str, Any], k: Knowledge, where: str) -> tuple[str, Variant, re.Match[str] | None]:
+    """The gene and the variant the Observation names (by rsID, or by c.HGVS), with the c.HGVS match if any."""
+    codes = k.genomics.codes
+    rsid = None
+    for c in codings(_component_value(obs, codes["variation_code"])):
+        if isinstance(c.get("code"), str) and _RSID.fullmatch(c["code"]):
+            rsid = c["code"].lower()
+    hgvs = _component_value(obs, codes["hgvs_c"])
+    hgvs_text = next((c.get("code") for c in codings(hgvs) if c.get("code")), None) if isinstance(hgvs, dict) else hgvs
+    hgvs_match = _HGVS_C.search(hgvs_text) if isinstance(hgvs_text, str) else None
+    gene, variant = _variant_for(_gene_from_component(obs, k), rsid, hgvs_match.group(1) if hgvs_match else None, k, where)
+    return gene, variant, hgvs_match
+
+
+def _stated_alleles(
+    obs: dict[str, Any], k: Knowledge, hgvs_match: re.Match[str] | None, variant: Variant, where: str
+) -> tuple[str, str, bool]:
+    """The reference and alternate bases the Observation states, and whether they are genomic (on the assembly's
+    strand) rather than in gene orientation, as a c.HGVS is."""
+    codes = k.genomics.codes
+    ref_allele, alt_allele = _component_value(obs, codes["ref_allele"]), _component_value(obs, codes["alt_allele"])
+    ref_b = ref_allele.strip().upper() if isinstance(ref_allele, str) else ""
+    alt_b = alt_allele.strip().upper() if isinstance(alt_allele, str) else ""
+    if hgvs_match:  # c.HGVS is in gene orientation already
+        return hgvs_match.group(2).upper(), hgvs_match.group(3).upper().split("/")[0], False
+    if ref_b and alt_b and ref_b == alt_b:
+        raise ResourceError(f"{where} component", f"{variant.rsid}: ref and alt alleles are both {ref_b}")
+    return ref_b, alt_b, True
+
+
+def _present_pair(
+    state: set[Any], ref_b: str, alt_b: str, genomic: bool, variant: Variant, k: Knowledge, where: str
+) -> tuple[tuple[str, str], bool]:
+    """The two bases of a present variant from its allelic state; whether they are still genomic."""
+    codes, answers = k.genomics.codes, k.genomics.answers
+    if answers["heterozygous"] in state:
+        if ref_b and alt_b:
+            return (ref_b, alt_b), genomic
+        if len(variant.alternates) == 1:
+            return (variant.reference, variant.alternates[0]), False
+        raise ResourceError(where, f"heterozygous {variant.rsid} without ref/alt alleles: which alternate?")
+    if answers["homozygous"] in state:
+        if not alt_b:
+            raise ResourceError(where, f"homozygous {variant.rsid} without the alternate allele: cannot tell which base")
+        return (alt_b, alt_b), genomic
+    raise ResourceError(f"{where} component", f"allelic state ({codes['allelic_state']}) heterozygous or homozygous is required")
 
 
 def extract_genotype(obs: dict[str, Any], ref: SourceRef, k: Knowledge) -> GenotypeCall:
