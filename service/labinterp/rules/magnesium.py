@@ -607,8 +607,31 @@ def interpret_magnesium(
         return finding
     if not finding.hypo:
         return finding
-    g, p, r = mgk.guidance, mgk.pediatric, mgk.renal
     assert band is not None
+    _hypo_guidance(finding, record, renal, gate, band, at, k)
+    _electrolytes(record, k, finding)
+    finding.femg = _femg(record, mg, renal, k)
+    if finding.femg:
+        finding.inputs += [finding.femg.urine_mg, finding.femg.urine_creatinine, finding.femg.plasma_creatinine]
+    prefixes = mgk.digoxin.atc_prefixes
+    finding.digoxin = any("digoxin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes) for m in current)
+    _arrhythmia(finding, band, k)
+    return finding
+
+
+def _hypo_guidance(
+    finding: MagnesiumFinding,
+    record: PatientRecord,
+    renal: RenalFinding | None,
+    gate: RenalGate,
+    band: Band,
+    at: datetime | None,
+    k: Knowledge,
+) -> None:
+    """The replacement guidance for hypomagnesemia: a child's dose in mg/kg, an adult's by severity; the renal
+    gate's reduction (or why it cannot be judged) first; the recheck last."""
+    g, p, r = k.magnesium.guidance, k.magnesium.pediatric, k.magnesium.renal
+    age = finding.age
     finding.renal_reduction = reduced = bool(gate.met)
     finding.child = age is not None and age < p.below_age_years
     if finding.child:
@@ -632,14 +655,6 @@ def interpret_magnesium(
     elif gate.stale or (renal is not None and renal.superseded):
         finding.guidance.insert(0, f"Renal gate {gate.text}.")
     finding.guidance.append(g.recheck)
-    _electrolytes(record, k, finding)
-    finding.femg = _femg(record, mg, renal, k)
-    if finding.femg:
-        finding.inputs += [finding.femg.urine_mg, finding.femg.urine_creatinine, finding.femg.plasma_creatinine]
-    prefixes = mgk.digoxin.atc_prefixes
-    finding.digoxin = any("digoxin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes) for m in current)
-    _arrhythmia(finding, band, k)
-    return finding
 
 
 def _arrhythmia(finding: MagnesiumFinding, band: Band, k: Knowledge) -> None:
