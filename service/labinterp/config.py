@@ -15,9 +15,12 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from requests.auth import AuthBase
 
 from labinterp.errors import InputError
-from labinterp.fhir.client import FhirClient
+from labinterp.fhir.client import BasicAuth, BearerAuth, FhirClient
+from labinterp.fhir.retry import RetryPolicy
+from labinterp.fhir.smart import SMART_NAME, SMART_SCOPE, SmartAuth, load_signing_key
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: service/labinterp/config.py
 
@@ -113,6 +116,55 @@ class Settings(BaseSettings):
             raise ValueError("must be user:password")
         return value
 
+    @field_validator("smart_client_id", "smart_kid")
+    @classmethod
+    def _smart_name(cls, value: str | None) -> str | None:
+        """OAuth's client_id and a JWK's kid: printable characters a JWT header and a form can carry."""
+        if value is not None and not SMART_NAME.fullmatch(value):
+            raise ValueError("must be 1-255 printable characters (no control characters, no leading or trailing space)")
+        return value
+
+    @field_validator("smart_scope")
+    @classmethod
+    def _smart_scope(cls, value: str) -> str:
+        """RFC 6749 scope: scope-tokens separated by single spaces (SMART v2: system/Observation.rs ...)."""
+        if not SMART_SCOPE.fullmatch(value.strip()):
+            raise ValueError("must be scopes separated by spaces, e.g. system/Patient.rs system/Observation.rs")
+        return " ".join(value.split())
+
+    @model_validator(mode="after")
+    def _one_fhir_auth(self) -> Settings:
+        """SMART Backend Services complete (client id and key, the key usable) and at most one way to authenticate to
+        the FHIR server: an InputError naming the variable at start, never the secret."""
+        smart_parts = ("LABINTERP_SMART_KID", "LABINTERP_SMART_ALG", "LABINTERP_SMART_TOKEN_URL")
+        given = [
+            name for name, value in zip(smart_parts, (self.smart_kid, self.smart_alg, self.smart_token_url), strict=True) if value
+        ]
+        if self.smart_key or self.smart_client_id or given:
+            if not self.smart_key:
+                needs = "LABINTERP_SMART_CLIENT_ID" if self.smart_client_id else given[0]
+                raise InputError(
+                    "LABINTERP_SMART_KEY", f"is not set, and {needs} (SMART Backend Services) needs the private key file"
+                )
+            if not self.smart_client_id:
+                raise InputError(
+                    "LABINTERP_SMART_KEY", "needs LABINTERP_SMART_CLIENT_ID: the client id the authorization server registered"
+                )
+        ways = [
+            name
+            for name, value in (
+                ("LABINTERP_FHIR_TOKEN", self.fhir_token),
+                ("LABINTERP_FHIR_BASIC", self.fhir_basic),
+                ("LABINTERP_SMART_KEY", self.smart_key),
+            )
+            if value
+        ]
+        if len(ways) > 1:
+            raise InputError(ways[-1], f"{' and '.join(ways)} are set together: authenticate to the FHIR server one way")
+        if self.smart_key:
+            load_signing_key(self.smart_key, self.smart_kid, self.smart_alg)  # an unusable key stops the start
+        return self
+
     @property
     def strict_mode(self) -> bool:
         """STRICT when set; else an explicit LENIENT=false (from when strict was the default) means strict."""
@@ -154,11 +206,40 @@ class Settings(BaseSettings):
     def from_env(cls) -> Settings:
         return cls.load()
 
-    def client(self, base_url: str | None = None) -> FhirClient:
+    def fhir_auth(self, base_url: str | None = None) -> AuthBase | None:
+        """How to authenticate to the FHIR server at `base_url` (default FHIR_BASE_URL): a bearer token, basic auth,
+        SMART Backend Services, or None. Build it once and share it (FhirClient(..., auth=...)): a SMART auth caches
+        its access token for every client and thread that uses it."""
+        if self.fhir_token:
+            return BearerAuth(self.fhir_token)
+        if self.basic:
+            return BasicAuth(*self.basic)
+        if not (self.smart_client_id and self.smart_key):
+            return None
+        url = base_url or self.fhir_base_url
+        if not url:
+            raise InputError("LABINTERP_FHIR_BASE_URL", "no FHIR server configured (SMART Backend Services needs it)")
+        return SmartAuth(
+            url,
+            self.smart_client_id,
+            load_signing_key(self.smart_key, self.smart_kid, self.smart_alg),
+            scope=self.smart_scope,
+            token_url=self.smart_token_url,
+            retry=_retry_policy(self),
+        )
+
+    def client(self, base_url: str | None = None, *, auth: AuthBase | None = None) -> FhirClient:
+        """A FhirClient for `base_url` (default FHIR_BASE_URL) with the retry settings and `auth` (default: a new
+        `fhir_auth()`; pass a shared one where clients are made per request, so a SMART token is fetched once)."""
         url = base_url or self.fhir_base_url
         if not url:
             raise InputError("LABINTERP_FHIR_BASE_URL", "no FHIR server configured")
-        return FhirClient(url, token=self.fhir_token, basic=self.basic)
+        return FhirClient(url, auth=auth or self.fhir_auth(url), retry=_retry_policy(self))
+
+
+def _retry_policy(settings: Settings) -> RetryPolicy:
+    """FHIR_RETRIES and FHIR_RETRY_DELAY, for FHIR calls and SMART token requests alike."""
+    return RetryPolicy(attempts=settings.fhir_retries, base_delay=settings.fhir_retry_delay)
 
 
 def unknown_variables(environ: Mapping[str, str]) -> None:

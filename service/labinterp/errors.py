@@ -12,6 +12,12 @@ retries, the queue worker's retries and nothing else read that flag, so they can
     └── FhirError              a FHIR server answered with an error or not at all        no
         ├── FhirTemporaryError 408, 429, 5xx, timeouts and connection errors              yes
         ├── FhirAuthError      401, 403                                                   no
+        │   └── SmartAuthError the SMART token endpoint refused the client (400           no
+        │                      invalid_client, 401 …), or discovery or the token response
+        │                      cannot be used (its 408/429/5xx are FhirTemporaryErrors)
+        ├── FhirLinkError      a link the server gave (a Bundle's `next`) leads away      no
+        │                      from the configured FHIR base (another scheme, host, port
+        │                      or path): not followed, no credentials sent there
         ├── FhirNotFound       404, 410                                                   no
         ├── FhirConflict       409, 412 (a version conflict or a conditional that         yes: read and
         │                      matched several)                                           plan again
@@ -69,6 +75,15 @@ class FhirTemporaryError(FhirError):
 
 class FhirAuthError(FhirError):
     pass
+
+
+class SmartAuthError(FhirAuthError):
+    """SMART Backend Services: the token endpoint refused the client, or its discovery or answer cannot be used. The
+    message names the endpoint and the OAuth error code, never the assertion, the key or a token."""
+
+
+class FhirLinkError(FhirError):
+    """A link the server gave (a Bundle's `next`) outside the configured FHIR base: not followed."""
 
 
 class FhirNotFound(FhirError):

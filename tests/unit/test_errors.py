@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from labinterp.errors import BundleError, FhirError, LabinterpError, MappingsError, ResourceError, is_temporary
+from labinterp.errors import (
+    BundleError,
+    FhirAuthError,
+    FhirError,
+    FhirLinkError,
+    LabinterpError,
+    MappingsError,
+    ResourceError,
+    SmartAuthError,
+    is_temporary,
+)
 from labinterp.fhir.retry import error_for
 from labinterp.server.queue import JobQueue
 from labinterp.server.worker import Worker
@@ -65,3 +75,13 @@ def test_errors_quote_neither_credentials_nor_server_free_text() -> None:
     for secret in ("s3cr3tPW", "admin", "MRN-99887766", "abc", "Zebulon"):
         assert secret not in text
     assert text == "GET http://fhir.test/fhir/Patient?identifier=…&token=…: HTTP 422: invariant (HAPI-0450) at Patient.name"
+
+
+def test_smart_and_link_errors_are_fatal_and_show_no_credentials() -> None:
+    """A refused client assertion or a link away from the FHIR base is not worth retrying (issue 9)."""
+    smart = SmartAuthError("POST", "https://client:pw@auth.test/token?assertion=eyJabc", 400, "invalid_client")
+    link = FhirLinkError("GET", "http://u:pw@evil.test/fhir?_getpages=abc", None, "outside the FHIR base: not followed")
+    assert isinstance(smart, FhirAuthError) and isinstance(link, FhirError) and not isinstance(link, FhirAuthError)
+    assert not is_temporary(smart) and not is_temporary(link)
+    assert str(smart) == "POST https://auth.test/token?assertion=…: HTTP 400: invalid_client"
+    assert str(link) == "GET http://evil.test/fhir?_getpages=…: no response: outside the FHIR base: not followed"

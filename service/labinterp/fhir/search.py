@@ -1,18 +1,28 @@
-"""Pure builders and parsers: the one batch Bundle that reads everything labinterp needs about a
-patient, and its batch-response turned back into resources."""
+"""Pure builders and parsers: every path and query labinterp sends to a FHIR server (built here and nowhere else),
+the one batch Bundle that reads everything labinterp needs about a patient, and its batch-response turned back into
+resources.
+
+URLs are built in one place: a resource type must look like one, an id must pass FHIR's id rule (`is_fhir_id`) before
+it reaches a URL, each path segment is percent-encoded with `quote(..., safe="")`, and a query is urlencoded from
+(name, value) pairs, so `x?_count=100000&_include=*` stays one value and `../../metadata` never becomes a path."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from labinterp.errors import FhirError
+from labinterp.errors import FhirError, InputError
 from labinterp.fhir.retry import error_for
 
 # FHIR's id rule (R4 "id" datatype): every id labinterp puts into a URL is checked with this, one place
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}\Z")
+RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+# a search parameter's name with its modifiers and chains: _count, subject:Patient, code:text, _has:Observation:patient:code
+PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-.:]{0,127}")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def is_fhir_id(value: object) -> bool:
@@ -23,17 +33,123 @@ def is_fhir_id(value: object) -> bool:
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 WRITTEN_TYPES = ("DiagnosticReport", "RiskAssessment")
 
+Params = Iterable[tuple[str, str | int]]
 
-def query(rtype: str, params: list[tuple[str, str]]) -> str:
-    return f"{rtype}?{urlencode(params, quote_via=quote, safe='/')}"
+
+def checked_type(rtype: object) -> str:
+    """A resource type as a URL may carry it; InputError otherwise (never quoted: it may be anything)."""
+    if not isinstance(rtype, str) or not RESOURCE_TYPE.fullmatch(rtype):
+        raise InputError("resource type", "is not a FHIR resource type (a capitalized name of letters)")
+    return rtype
+
+
+def checked_id(rtype: str, rid: object) -> str:
+    """An id that passes FHIR's id rule; InputError naming the element otherwise (the value is not quoted: it may be
+    a patient's identifier or anything a caller sent)."""
+    if not is_fhir_id(rid):
+        raise InputError(f"{rtype}.id", "is not a FHIR resource id (1-64 of A-Z a-z 0-9 - and .)")
+    return str(rid)
+
+
+def resource_path(rtype: object, rid: object = None, *more: str) -> str:
+    """`Patient`, `Patient/p1`, `Patient/p1/_history/3`: the type and id checked (a resource's own `resourceType` and
+    `id` may be passed as they are), every segment percent-encoded."""
+    segments = [checked_type(rtype)]
+    if rid is not None:
+        segments.append(checked_id(segments[0], rid))
+    segments += more
+    return "/".join(quote(s, safe="") for s in segments)
+
+
+def reference(rtype: str, rid: str) -> str:
+    """A literal reference (`Patient/p1`) as a search value, the id checked; the query encoding does the rest."""
+    return f"{checked_type(rtype)}/{checked_id(rtype, rid)}"
+
+
+def encode_params(params: Params) -> str:
+    """A query string from (name, value) pairs: names checked, names and values percent-encoded (`/` kept readable)."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in params:
+        if not isinstance(name, str) or not PARAMETER_NAME.fullmatch(name):
+            raise InputError("search parameter", "is not a FHIR search parameter name")
+        pairs.append((name, str(value)))
+    return urlencode(pairs, quote_via=quote, safe="/")
+
+
+def query(rtype: str, params: Params) -> str:
+    """A relative search URL, `Observation?subject=Patient%2Fp1&_count=500` (with `/` kept: `Patient/p1`)."""
+    encoded = encode_params(params)
+    return f"{resource_path(rtype)}?{encoded}" if encoded else resource_path(rtype)
+
+
+def canonical_search(relative: str) -> str:
+    """A relative search URL given as one string (`Patient?_count=500`, or what `query` built) parsed and built
+    again by `query`: what reaches the server is always the builder's. A string that does not parse is refused.
+    Values must come encoded: a caller that pastes an unencoded value into such a string has already lost its
+    boundaries, so callers should pass (name, value) pairs (`FhirClient.search(rtype, params)`)."""
+    rtype, _, text = relative.partition("?")
+    try:
+        params = parse_qsl(text, keep_blank_values=True, strict_parsing=True) if text else []
+    except ValueError:
+        raise InputError("search", "is not a search URL (Type?name=value&...)") from None
+    return query(rtype, params)
+
+
+def base_parts(base_url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) of a FHIR base URL; InputError for one that is no http(s) URL with a host, or
+    that carries a user or password (never quoted)."""
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+    except ValueError:
+        raise InputError("FHIR base URL", "is not a URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise InputError("FHIR base URL", "must be an http(s) URL with a host, e.g. https://fhir.example.org/fhir")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InputError("FHIR base URL", "must not carry a user or password (configure the FHIR server's authentication)")
+    if parts.query or parts.fragment:
+        raise InputError("FHIR base URL", "must not carry a query or fragment")
+    return scheme, parts.hostname, port or DEFAULT_PORTS[scheme], parts.path.rstrip("/")
+
+
+def within_base(url: str, base_url: str) -> bool:
+    """Whether an absolute URL is inside a FHIR base: the same scheme, host and port, a path at or under the base's
+    path, no path step "." or ".." (encoded or not) and no user or password. What the server links to (a Bundle's
+    `next`) is followed, and credentials are sent, only when this holds."""
+    scheme, host, port, path = base_parts(base_url)
+    try:
+        parts = urlsplit(url)
+        their_port = parts.port
+    except ValueError:
+        return False
+    their_scheme = parts.scheme.lower()
+    if their_scheme != scheme or (parts.hostname or "") != host or (their_port or DEFAULT_PORTS.get(their_scheme)) != port:
+        return False
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return False
+    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+        return False
+    return parts.path.rstrip("/") == path or parts.path.startswith(path + "/")
+
+
+def relative_path(path: str) -> str:
+    """A relative path for [base]/path as the builders made it: no scheme or host, no path step "." or ".." (encoded
+    or not), no fragment. InputError otherwise (a caller's path is never quoted)."""
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc or parts.fragment or "#" in path:
+        raise InputError("FHIR request path", "is not a path relative to the FHIR base")
+    if any(unquote(segment) in (".", "..") for segment in parts.path.lstrip("/").split("/")):
+        raise InputError("FHIR request path", 'has a path step "." or ".."')
+    return path.lstrip("/")
 
 
 def patient_searches(patient_id: str, series_system: str, page_size: int) -> list[str]:
     """Relative URLs of every read for one patient: the Patient, its Observations and medications (with
     the Medications they reference), and what labinterp wrote for it before (by series identifier)."""
-    subject = f"Patient/{patient_id}"
+    subject = reference("Patient", patient_id)  # the id checked before it reaches any URL
     count = ("_count", str(page_size))
-    urls = [f"Patient/{quote(patient_id, safe='')}", query("Observation", [("subject", subject), count])]
+    urls = [resource_path("Patient", patient_id), query("Observation", [("subject", subject), count])]
     urls += [query(t, [("subject", subject), ("_include", f"{t}:medication"), count]) for t in MEDICATION_TYPES]
     urls += [query(t, [("subject", subject), ("identifier", f"{series_system}|"), count]) for t in WRITTEN_TYPES]
     return urls
