@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import responses
 
 from labinterp.cohort.io import read_cohort_server
@@ -42,3 +43,19 @@ def test_read_a_cohort_from_a_server(k: Knowledge) -> None:
     responses.post(BASE, json={"resourceType": "Bundle", "type": "batch-response", "entry": entries})
     data = read_cohort_server(FhirClient(BASE), k)
     assert [e["resource"]["id"] for e in data["entry"]] == ["a"] and len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_server_patient_whose_id_is_not_a_fhir_id_is_left_out_not_fatal(k: Knowledge, caplog: pytest.LogCaptureFixture) -> None:
+    """An id from the server is untrusted: one that is not a FHIR id never reaches a URL, and stops nothing."""
+    odd = "../../metadata"
+    listed = [{"resource": {"resourceType": "Patient", "id": i}} for i in (odd, "a")]
+    responses.get(f"{BASE}/Patient", json={"resourceType": "Bundle", "type": "searchset", "entry": listed})
+    patient = {"resourceType": "Patient", "id": "a", "gender": "male", "birthDate": "1950-01-01"}
+    entries = [{"resource": patient, "response": {"status": "200 OK"}}] + [
+        {"resource": {"resourceType": "Bundle", "type": "searchset", "entry": []}, "response": {"status": "200 OK"}}
+    ] * 6
+    responses.post(BASE, json={"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+    data = read_cohort_server(FhirClient(BASE), k)
+    assert [e["resource"]["id"] for e in data["entry"]] == ["a"] and len(responses.calls) == 2
+    assert "1 Patient(s) whose id is not a FHIR id" in caplog.text and odd not in caplog.text

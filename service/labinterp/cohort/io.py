@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from labinterp.cli.common import OutputFailure, parse_json, read_text
 from labinterp.errors import InputError
 from labinterp.fhir.client import FhirClient
-from labinterp.fhir.search import as_collection
+from labinterp.fhir.search import as_collection, is_fhir_id
 from labinterp.knowledge import Knowledge
+
+log = logging.getLogger("labinterp.cohort")
 
 
 def read_cohort_file(path: Path) -> dict[str, Any]:
@@ -57,9 +60,16 @@ def _json_type(value: Any) -> str:
 def read_cohort_server(client: FhirClient, k: Knowledge) -> dict[str, Any]:
     """Every Patient of the server with what labinterp reads about each (one batch request per patient)."""
     resources: list[dict[str, Any]] = []
-    for patient in client.search("Patient?_count=500&_elements=id"):
-        data = client.fetch_patient(str(patient["id"]), k.output.systems["series_identifier"])
+    skipped = 0
+    for patient in client.search("Patient", [("_count", "500"), ("_elements", "id")]):
+        pid = patient.get("id")
+        if not isinstance(pid, str) or not is_fhir_id(pid):  # never put into a URL; one odd id stops nothing
+            skipped += 1
+            continue
+        data = client.fetch_patient(pid, k.output.systems["series_identifier"])
         resources += [e["resource"] for e in data.bundle["entry"]]
+    if skipped:
+        log.warning("%d Patient(s) whose id is not a FHIR id were left out of the cohort", skipped)
     return as_collection(resources)
 
 

@@ -16,6 +16,7 @@ import requests
 
 from labinterp.errors import LabinterpError
 from labinterp.fhir.client import FhirClient
+from labinterp.fhir.search import reference
 from labinterp.sandbox.hapi import ROOT, Sandbox, load_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -62,11 +63,12 @@ def _start_service(fhir_url: str, workdir: Path, port: int) -> tuple[subprocess.
 
 def summary_lines(fhir: FhirClient, patient: str, outcome: str) -> list[str]:
     lines = [f"Patient/{patient}: {outcome}"]
-    for dr in fhir.search(f"DiagnosticReport?subject=Patient/{patient}&identifier={SERIES}%7C"):
+    ours = [("subject", reference("Patient", patient)), ("identifier", f"{SERIES}|")]
+    for dr in fhir.search("DiagnosticReport", ours):
         codes = ",".join(c["coding"][0]["code"] for c in dr.get("conclusionCode", []))
         first = dr.get("conclusion", "").split(". ")[0]
         lines.append(f"  {dr['code'].get('text', 'report')} [{dr['status']}{'; ' + codes if codes else ''}]: {first[:150]}")
-    for ra in fhir.search(f"RiskAssessment?subject=Patient/{patient}&identifier={SERIES}%7C"):
+    for ra in fhir.search("RiskAssessment", ours):
         parts = []
         for p in ra.get("prediction", []):
             risk = (p.get("qualitativeRisk") or {}).get("coding", [{}])[0].get("code", "not assessable")
