@@ -92,3 +92,19 @@ def test_unknown_service_is_404(client: Any, signer: Signer) -> None:
     path = "/cds-services/no-such-service"
     resp = client.post(path, json={}, headers={"Authorization": f"Bearer {signer.token(url(path))}"})
     assert resp.status_code == 404 and resp.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_cors_preflight_needs_no_token_and_answers_carry_the_origin_header(tmp_path: Path) -> None:
+    """Browser-based CDS Clients (the CDS Hooks sandbox) send a preflight without Authorization."""
+    from labinterp.server.app import create_app
+
+    app = create_app({"QUEUE_PATH": str(tmp_path / "q.db"), "WORKDIR": str(tmp_path)})
+    c = app.test_client()
+    pre = c.options(
+        "/cds-services/labinterp-patient-view",
+        headers={"Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST"},
+    )
+    assert pre.status_code == 204 and "Authorization" in pre.headers["Access-Control-Allow-Headers"]
+    assert pre.headers["Access-Control-Allow-Origin"] == "*"
+    refused = c.get("/cds-services")  # no JWT: 401, still readable by the calling page
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == "*"

@@ -304,7 +304,10 @@ def assess_exposure(
             _censored(under, over, lzf, observed, lz)
         mitigation = lzf.suggestion.text
     elif under.risk == "high":
-        mitigation = "Measure a steady-state linezolid trough early (one dosing interval after a dose, after >= 72 h of therapy)."
+        mitigation = (
+            "Measure a steady-state linezolid trough early (one dosing interval after a dose, "
+            f"after >= {lz.trough.steady_state_h:g} h of therapy)."
+        )
     elif over.risk in ("moderate", "high"):
         mitigation = "Monitor the linezolid trough and platelet count; consider an early trough."
     return ExposureRisk(under, over, no_effect, observed, mitigation)

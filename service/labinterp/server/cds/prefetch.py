@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from labinterp.errors import FhirNotFound, LabinterpError
 from labinterp.fhir.client import FhirClient
+from labinterp.fhir.retry import RetryPolicy
 from labinterp.server.cds.call import CallError, HookCall
 from labinterp.server.cds.catalog import PATIENT, CdsService
 from labinterp.server.cds.config import normalized_url
@@ -31,7 +32,9 @@ class PreconditionFailed(Exception):
 
 
 def default_client(base_url: str, token: str | None) -> FhirClient:
-    return FhirClient(base_url, token=token)
+    """The EHR's FHIR server with the EHR's token: one quick retry, short timeouts, so a failing server ends in a
+    412 while the EHR is still waiting for the cards (never labinterp's own FHIR credentials)."""
+    return FhirClient(base_url, token=token, timeout=(3.0, 10.0), retry=RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0))
 
 
 def fill(template: str, patient_id: str) -> str:
@@ -140,7 +143,7 @@ def _fetch(client: FhirClient, key: str, template: str, patient_id: str) -> list
     rtype = resource_type_of(template)
     try:
         if "?" not in template:
-            found = client.read(rtype, quote(patient_id, safe=""))
+            found = client.read(rtype, patient_id)  # checked as a FHIR id by read()
             if not isinstance(found, dict) or found.get("resourceType") != rtype:
                 raise PreconditionFailed(f"{key}: the FHIR server did not answer with a {rtype}")
             return [found]

@@ -54,8 +54,26 @@ def failure(status: int, code: str, text: str) -> Response:
     return fhir_response(outcome("error", code, text), status)
 
 
+# CORS for browser-based CDS Clients (the spec: "CDS Services and browser-based CDS Clients will require CORS support").
+# Any origin: the calls carry a bearer JWT, never cookies, so a page of another origin gains nothing it could not send.
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "600",
+}
+
+
+@bp.after_request
+def cors(resp: Response) -> Response:
+    resp.headers["Access-Control-Allow-Origin"] = CORS["Access-Control-Allow-Origin"]
+    return resp
+
+
 @bp.before_request
 def authenticate() -> Response | None:
+    if request.method == "OPTIONS":  # a browser's preflight carries no Authorization: answered before auth
+        return Response(status=204, headers=CORS)
     s = state()
     if not s.auth:
         return None
