@@ -4,6 +4,7 @@ dry-run, errors as OperationOutcome, bearer token, rest-hook enqueueing, Group a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def serve(patient_file: str) -> None:
 @responses.activate
 def test_interpret_one_read_one_write(client: Any) -> None:
     serve("p01.json")
-    r = client.post("/Patient/p01/$interpret?now=2026-01-20T12:00:00Z")
+    r = client.post("/Patient/p01/$interpret")  # a write is stamped with the time it is written: no ?now=
     assert r.status_code == 200 and r.mimetype == "application/fhir+json"
     assert r.json["type"] == "transaction-response"
     assert len(responses.calls) == 2 and r.headers["X-Labinterp-Requests"] == "2"
@@ -341,3 +342,27 @@ def test_service_strict_from_the_environment(
     app = create_app({"FHIR_BASE_URL": BASE, "MAPPINGS_DIR": str(SITE), "QUEUE_PATH": str(tmp_path / "q.db")})
     serve_with_bad_unit()
     assert app.test_client().post("/Patient/p08/$interpret?dry-run").status_code == status
+
+
+def test_openapi_describes_every_route_of_the_service(app: Any, client: Any) -> None:
+    """Each endpoint an integrator can call is in /openapi.json with its methods (the dashboard's pages aside)."""
+    doc = client.get("/openapi.json").json["paths"]
+
+    def openapi_path(rule: str) -> str:
+        return re.sub(
+            r"<(?:[a-z]+:)?(\w+)>",
+            lambda m: (
+                "{"
+                + {"pid": "id", "gid": "id", "rtype": "type", "rid": "id", "service_id": "id"}.get(m.group(1), m.group(1))
+                + "}"
+            ),
+            rule,
+        )
+
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or rule.rule.startswith("/dashboard"):
+            continue
+        path = openapi_path(rule.rule)
+        assert path in doc, path
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            assert method.lower() in doc[path], (path, method)

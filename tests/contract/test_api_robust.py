@@ -73,7 +73,7 @@ def test_one_odd_field_is_a_warning_not_a_500(client: Any, mutate: Any, where: s
     bundle = p08()
     mutate(bundle)
     serve(batch_response_for(bundle))
-    r = client.post("/Patient/p08/$interpret?now=2026-01-20T12:00:00Z")
+    r = client.post("/Patient/p08/$interpret?dry-run&now=2026-01-20T12:00:00Z")
     assert r.status_code == 200 and r.json["resourceType"] == "Parameters", r.json
     issues = r.json["parameter"][1]["resource"]["issue"]
     assert len(issues) == 1 and located(issues[0], where) and r.headers["X-Labinterp-Warnings"] == "1"

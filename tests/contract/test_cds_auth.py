@@ -256,3 +256,16 @@ def test_unreadable_fhir_servers_stop_create_app(tmp_path: Path, signer: Signer,
         create_app(config(tmp_path, signer, CDS_FHIR_SERVERS=value))
     assert err.value.where == "LABINTERP_CDS_FHIR_SERVERS"
     assert "pw" not in str(err.value)
+
+
+
+def test_cds_calls_carry_a_jwt_not_the_api_token(tmp_path: Path, signer: Signer) -> None:
+    """With LABINTERP_API_TOKEN set, the CDS endpoints take the CDS Client's JWT (and only that): an EHR has no API
+    token to send, and the API token opens nothing there."""
+    token = "api-token-0123456789abcdef"
+    app = create_app(config(tmp_path, signer, API_TOKEN=token))
+    app.extensions["labinterp.cds"].clock = lambda: NOW
+    c = app.test_client()
+    assert c.get(DISCOVERY, headers=bearer(signer.token(AUD))).status_code == 200
+    assert_refused(c.get(DISCOVERY, headers=bearer(token)))
+    assert c.get("/queue").status_code == 401 and c.get("/queue", headers=bearer(token)).status_code == 200

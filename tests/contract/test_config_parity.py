@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from labinterp.cli.main import cli
 from labinterp.config import Settings
 from labinterp.errors import InputError
+from labinterp.fhir.client import BasicAuth
 from labinterp.server.app import create_app
 from tests.conftest import ROOT
 
@@ -56,7 +57,8 @@ def test_both_read_the_same_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     app = create_app()
     assert app.extensions["labinterp.settings"] == cli_settings
     services = app.extensions["labinterp"]
-    assert services.fhir_basic == ("user", "secret") and services.equation == "mdrd_idms" and services.strict is True
+    assert isinstance(services.fhir_auth, BasicAuth) and services.fhir_auth.username == "user"
+    assert services.equation == "mdrd_idms" and services.strict is True
     assert services.render is False and services.api_token == "0000000000000000"
     assert app.test_client().get("/queue").status_code == 401  # the token is required, not ignored
     assert cli_settings.basic == ("user", "secret") and cli_settings.equation == "mdrd_idms" and cli_settings.strict_mode

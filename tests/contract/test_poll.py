@@ -79,3 +79,28 @@ def test_the_patient_lock_table_is_bounded() -> None:
     locks = {id(services._patient_lock(f"p{i}")) for i in range(5000)}
     assert len(locks) <= LOCK_STRIPES
     assert services._patient_lock("p1") is services._patient_lock("p1")
+
+
+@responses.activate
+def test_the_poll_is_filtered_by_the_subscriptions_codes(tmp_path: Path, site_k: Knowledge) -> None:
+    """Before: every Observation changed since the watermark (weights, potassium, labinterp's own eGFR...) was read
+    and its patient enqueued. Now the poll watches what the Subscription watches (see worker's docstring for what
+    it then does not see, and where that is caught)."""
+    from urllib.parse import parse_qs, urlparse
+
+    from labinterp.server.worker import subscription, subscription_codes
+
+    serve(2)
+    q = JobQueue(tmp_path / "q.db")
+    q.set_meta(POLL_KEY, "2026-01-20T09:00:00.000+00:00")
+    assert Poller(client, q, site_k).poll_once() == 2
+    sent = parse_qs(urlparse(responses.calls[0].request.url).query)
+    codes = sent["code"][0].split(",")
+    assert (
+        codes
+        == subscription_codes(site_k)
+        == subscription(site_k, "http://svc/hook", None)["criteria"].split("=", 1)[1].split(",")
+    )
+    assert "http://lab.example.org/codes|LZD-P" in codes and "http://loinc.org|2160-0" in codes
+    assert sent["_lastUpdated"] == ["ge2026-01-20T09:00:00.000+00:00"] and sent["_sort"] == ["_lastUpdated"]
+    assert q.get_meta(POLL_KEY) == "2026-01-20T10:02:00.000+00:00"  # saved page by page, as before

@@ -37,7 +37,7 @@ def written(client: FhirClient, patient: str) -> dict[str, list[dict[str, Any]]]
 def test_every_example_is_written_and_accepted(loaded: str, tmp_path: Path) -> None:
     c = api(loaded, tmp_path)
     for pid in PATIENTS:
-        r = c.post(f"/Patient/{pid}/$interpret?now=2026-01-20T12:00:00Z")
+        r = c.post(f"/Patient/{pid}/$interpret")  # ?now= only with dry-run: a real write is issued now
         assert r.status_code == 200, (pid, r.json)
         assert r.headers["X-Labinterp-Requests"] in ("1", "2"), pid
         statuses = {e["response"]["status"][:3] for e in r.json.get("entry", [])}
@@ -64,11 +64,11 @@ def test_every_example_is_written_and_accepted(loaded: str, tmp_path: Path) -> N
 def test_running_twice_duplicates_nothing(loaded: str, tmp_path: Path) -> None:
     c = api(loaded, tmp_path)
     for pid in PATIENTS:
-        c.post(f"/Patient/{pid}/$interpret?now=2026-01-20T12:00:00Z")
+        c.post(f"/Patient/{pid}/$interpret")  # ?now= only with dry-run: a real write is issued now
     fhir = FhirClient(loaded)
     before = {pid: {k: len(v) for k, v in written(fhir, pid).items()} for pid in PATIENTS}
     for pid in PATIENTS:
-        r = c.post(f"/Patient/{pid}/$interpret?now=2026-01-25T12:00:00Z")
+        r = c.post(f"/Patient/{pid}/$interpret")
         assert r.status_code == 200 and r.headers["X-Labinterp-Created"] == "" and r.headers["X-Labinterp-Amended"] == ""
         assert r.headers["X-Labinterp-Requests"] == "1"  # a read, and nothing to write
     after = {pid: {k: len(v) for k, v in written(fhir, pid).items()} for pid in PATIENTS}

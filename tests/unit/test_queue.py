@@ -118,3 +118,92 @@ def test_meta_watermark(tmp_path: Path) -> None:
     q.set_meta("poll", "2026-01-01T00:00:00Z")
     q.set_meta("poll", "2026-01-02T00:00:00Z")
     assert JobQueue(tmp_path / "q.db").get_meta("poll") == "2026-01-02T00:00:00Z"
+
+
+class Clock:
+    """A fake clock the queue and the worker read instead of the real one: tests never sleep."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_finished_jobs_are_pruned_by_age_and_count(tmp_path: Path) -> None:
+    """Before: every finished job stayed in the file for good (a flood of notifications grew it without bound)."""
+    clock = Clock()
+    q = JobQueue(tmp_path / "q.db", retention=3600.0, max_finished=5, clock=clock)
+    for i in range(3):  # three done jobs, two hours ago
+        q.enqueue(f"old{i}")
+        job = q.claim()
+        assert job is not None
+        q.done(job)
+    clock.now += 7200
+    for i in range(8):  # eight done jobs now, and seven failed ones
+        q.enqueue(f"new{i}")
+        job = q.claim()
+        assert job is not None
+        q.done(job)
+        q.enqueue(f"bad{i}")
+        job = q.claim()
+        assert job is not None
+        q.fail(job, "broken")
+    q.enqueue("waiting")
+    q.enqueue("running")
+    running = q.claim()
+    assert running is not None and running.patient == "waiting"
+    assert q.prune() == 3 + 3 + 3  # the old ones, then all but the newest five done and five failed
+    assert q.counts() == {"pending": 1, "running": 1, "done": 5, "failed": 5}
+    assert {f["patient"] for f in q.failures()} == {f"bad{i}" for i in range(3, 8)}
+
+
+def test_jobs_failed_on_a_temporary_error_are_requeued(tmp_path: Path) -> None:
+    clock = Clock()
+    q = JobQueue(tmp_path / "q.db", clock=clock)
+    for pid in ("t1", "t2", "fatal"):
+        q.enqueue(pid)
+    for _ in range(3):
+        job = q.claim()
+        assert job is not None
+        q.fail(job, "FhirTemporaryError: no answer", retryable=job.patient != "fatal")
+    q.enqueue("t2", "newer")  # a notification came meanwhile: t2's failed job merges into it
+    assert q.has_retryable()
+    assert q.requeue_retryable() == 1
+    assert q.counts() == {"pending": 2, "running": 0, "done": 1, "failed": 1}
+    assert not q.has_retryable() and q.failures()[0]["patient"] == "fatal"
+
+
+def test_jobs_in_backoff_are_woken(tmp_path: Path) -> None:
+    clock = Clock()
+    q = JobQueue(tmp_path / "q.db", clock=clock)
+    q.enqueue("p1")
+    job = q.claim()
+    assert job is not None
+    q.retry(job, "FhirTemporaryError: 503", delay=300)
+    assert q.claim() is None and q.has_retryable()
+    assert q.wake_retrying() == 1
+    again = q.claim()
+    assert again is not None and again.patient == "p1" and again.attempts == 2
+
+
+def test_a_queue_file_from_before_retryable_failures_keeps_its_temporary_failures(tmp_path: Path) -> None:
+    """Jobs that failed on a temporary error under the old five-try limit are requeued once the server answers."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, patient TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', "
+        "state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL, "
+        "created REAL NOT NULL, updated REAL NOT NULL, error TEXT NOT NULL DEFAULT '', warnings TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO jobs (patient, state, attempts, not_before, created, updated, error) VALUES "
+        "('lost', 'failed', 5, 0, 0, 0, 'FhirTemporaryError: POST http://x/fhir: no response: ConnectionError'), "
+        "('broken', 'failed', 1, 0, 0, 0, 'ResourceError: Observation/o1: unknown unit');"
+    )
+    db.commit()
+    db.close()
+    q = JobQueue(path)
+    assert q.requeue_retryable() == 1
+    job = q.claim()
+    assert job is not None and job.patient == "lost"

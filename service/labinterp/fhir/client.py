@@ -59,12 +59,19 @@ class BearerAuth(AuthBase):
     def __repr__(self) -> str:
         return "BearerAuth(token=…)"
 
+    def secrets(self) -> list[str]:
+        """What must never be shown (error texts are scrubbed of it)."""
+        return [self._token]
+
 
 class BasicAuth(HTTPBasicAuth):
     """requests' basic auth with a repr that shows the user only."""
 
     def __repr__(self) -> str:
         return f"BasicAuth(user={self.username!r}, password=…)"
+
+    def secrets(self) -> list[str]:
+        return [str(self.password)]
 
 
 @dataclass

@@ -232,6 +232,11 @@ class SmartAuth(AuthBase):
         r.headers["Authorization"] = f"Bearer {self.access_token()}"
         return r
 
+    def secrets(self) -> list[str]:
+        """The access token held now (error texts are scrubbed of it); the private key never leaves the key object."""
+        token = self._token
+        return [token.value] if token is not None else []
+
     def invalidate(self, sent: str | None) -> None:
         """The FHIR server refused a request (401): drop the token that request carried (`sent`: its Authorization
         header), unless another thread has already replaced it. The next request fetches a new one."""

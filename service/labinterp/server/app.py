@@ -5,8 +5,9 @@ with the same names without the prefix): FHIR_BASE_URL, FHIR_TOKEN, FHIR_BASIC (
 (bearer token required on the service's own endpoints), MAPPINGS_DIR, WORKDIR, QUEUE_PATH, WORKER (start the
 queue worker and poller), WORKER_THREADS, POLL_SECONDS (0: no poll), CALLBACK_URL (this service's URL as HAPI
 reaches it: registers the Subscription), EGFR_EQUATION, STRICT, LENIENT (deprecated), FHIR_RETRIES,
-FHIR_RETRY_DELAY, QUEUE_LEASE, COHORT_STATS, RENDER, VALIDATE_OUTPUT. An unknown key or a bad value is an error
-naming it."""
+FHIR_RETRY_DELAY, QUEUE_LEASE, COHORT_STATS, RENDER, VALIDATE_OUTPUT, HOOK_TOKEN (the Subscription's own token;
+never the API token), HOOK_MAX_BYTES, HOOK_PER_MINUTE, SMART_* (SMART Backend Services to the FHIR server), CDS_AUTH,
+CDS_ISSUERS, CDS_FHIR_SERVERS, PUBLIC_URL (CDS Hooks). An unknown key or a bad value is an error naming it."""
 
 from __future__ import annotations
 
@@ -48,13 +49,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     except (OSError, sqlite3.Error) as exc:
         name = "LABINTERP_QUEUE_PATH" if settings.queue_path else "LABINTERP_WORKDIR"
         raise InputError(name, f"the queue database cannot be opened there ({type(exc).__name__})") from None
+    base = (settings.fhir_base_url or LOCAL_SANDBOX).rstrip("/")
     services = Services(
         knowledge,
-        (settings.fhir_base_url or LOCAL_SANDBOX).rstrip("/"),
+        base,
         queue,
         api_token=settings.api_token,
-        fhir_token=settings.fhir_token,
-        fhir_basic=settings.basic,
+        fhir_auth=settings.fhir_auth(base),  # built once: a SMART token is cached in it and shared by every client
         strict=settings.strict_mode,
         equation=settings.equation,
         retry=RetryPolicy(attempts=settings.fhir_retries, base_delay=settings.fhir_retry_delay),
@@ -75,7 +76,10 @@ def start_background(app: Flask, services: Services) -> None:
     """The queue worker, the reconciliation poll and the Subscription, for a service that writes reports
     on its own. A failure to register the Subscription is logged, not fatal: the poll still runs."""
     settings: Settings = app.extensions["labinterp.settings"]
-    worker = Worker(services.queue, services.process, threads=settings.worker_threads)
+    # ready: after an outage, jobs waiting in backoff are made due and retryable failures re-queued at once
+    worker = Worker(
+        services.queue, services.process, threads=settings.worker_threads, ready=lambda: not services.readiness_problems()
+    )
     worker.start()
     app.extensions["labinterp.worker"] = worker
     if settings.poll_seconds > 0:
@@ -85,7 +89,11 @@ def start_background(app: Flask, services: Services) -> None:
     if settings.callback_url:
         try:
             register_subscription(
-                services.client(), services.knowledge, settings.callback_url.rstrip("/") + "/hook", services.api_token
+                services.client(),
+                services.knowledge,
+                settings.callback_url.rstrip("/") + "/hook",
+                services.api_token,
+                hook_token=settings.hook_token,
             )
         except LabinterpError as exc:
             log.warning("Subscription not registered (%s); relying on the poll", type(exc).__name__)

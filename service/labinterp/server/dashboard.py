@@ -1,39 +1,131 @@
 """The dashboard, server-rendered: recent reports, flagged patients (out of range, high risk), a patient
-page with the trough trend, and the cohort page with its plots (from `labinterp cohort` output)."""
+page with the trough trend, and the cohort page with its plots (from `labinterp cohort` output).
+
+**Nothing from the FHIR server is trusted as HTML.** Anyone who can write to the FHIR server can store a
+DiagnosticReport, so the dashboard is rendered from labinterp's own data:
+
+- Fields read from stored resources (titles, statuses, conclusions, codes, patient ids) are plain text in
+  autoescaped templates; a patient id that is not a FHIR id is shown but never put into a link.
+- A stored report is shown as labinterp's only when it is *provably* labinterp's (`provably_labinterps`): it
+  carries labinterp's content identifier (a name-based UUID) and the series identifier labinterp derives for that
+  patient and report kind, and a Provenance whose agent is labinterp's Device (by its identifier system) targets
+  that report (the same version when the target is versioned) and was recorded at the report's `issued` time —
+  labinterp writes the report and its Provenance in one transaction with both set to the same instant, and an
+  amendment writes a new Provenance.
+- Such a report is then shown as labinterp renders it *now* from the patient's data read for this page
+  (interpreted again at the report's `issued` time): when that computation gives the same content identifier,
+  the stored report was derived from exactly these inputs by this rule set, and what is shown is labinterp's own
+  template with labinterp's own findings, not the stored narrative. When it does not (the inputs changed since,
+  or an older rule set wrote it), the stored narrative is shown sanitized by nh3 with an explicit allow-list
+  (`SAFE_TAGS`, `SAFE_ATTRIBUTES`: text structure and tables only; no script, style, event handler, link, image,
+  frame, form or SVG), labelled as the stored report. Any other report shows its text fields only.
+
+The limits of "provably": every part of that proof can be forged by anyone with write access to the FHIR server
+(a Device with labinterp's identifier, a Provenance pointing at it, identifiers computed as labinterp computes
+them): it tells labinterp's reports from other software's and from careless edits, not from a determined writer.
+That is why no stored XHTML is ever marked safe without nh3, the page's Content-Security-Policy runs no script at
+all (labinterp.server.security), and a verified report is shown from labinterp's own computation whenever it can
+be. An equation setting changed since a report was written is not seen (the content identifier does not carry it)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app
+import nh3
+from flask import Blueprint, Response, current_app
+from markupsafe import Markup
 from werkzeug.exceptions import BadRequest
 
-from labinterp.fhir.search import is_fhir_id, query
+from labinterp.compose.ids import series_uuid
+from labinterp.compose.view import PRELIMINARY_NOTE, RangeBar, View
+from labinterp.errors import InputError, LabinterpError
+from labinterp.extract.fhirtime import parse_now
+from labinterp.fhir.client import FhirClient
+from labinterp.fhir.search import is_fhir_id
 from labinterp.jinja import template as jinja_template
-from labinterp.pipeline import records_of
+from labinterp.knowledge import Knowledge
+from labinterp.pipeline import interpret_bundle, records_of
 from labinterp.server.api.routes import services
 
+log = logging.getLogger("labinterp.dashboard")
 dashboard = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 FLAGS = {"L", "H", "LL", "HH", "<", ">"}
+STYLESHEET = "dashboard_style.css.html"  # CSS; named .html so the package data (templates/*.html) ships it
+
+# What of a stored narrative may reach the page: text structure and tables, nothing that loads, links or runs.
+SAFE_TAGS = frozenset(
+    {"div", "span", "p", "br", "hr", "b", "strong", "i", "em", "u", "small", "sub", "sup", "code", "pre", "blockquote"}
+    | {"h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "dl", "dt", "dd"}
+    | {"table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td"}
+)
+SAFE_ATTRIBUTES = {"td": {"colspan", "rowspan"}, "th": {"colspan", "rowspan"}}
+# dropped with everything inside them (other tags not allowed are dropped and their text kept, escaped)
+DROPPED_WITH_CONTENT = frozenset(
+    {"script", "style", "template", "noscript", "iframe", "frame", "frameset", "object", "embed", "applet"}
+    | {"svg", "math", "textarea", "select", "option", "title", "xmp", "noembed", "noframes", "plaintext"}
+)
+
+
+def sanitized(xhtml: str) -> Markup:
+    """Foreign XHTML as the dashboard may show it: nh3 (ammonia) with the allow-list above. The only HTML from the
+    FHIR server that is ever marked safe, and only after this."""
+    cleaned = nh3.clean(
+        xhtml,
+        tags=set(SAFE_TAGS),
+        attributes={tag: set(names) for tag, names in SAFE_ATTRIBUTES.items()},
+        clean_content_tags=set(DROPPED_WITH_CONTENT),
+        url_schemes=set(),
+        strip_comments=True,
+        link_rel=None,
+    )
+    return Markup(cleaned)
 
 
 def page(title: str, name: str, **context: Any) -> str:
-    from markupsafe import Markup
-
     body = Markup(jinja_template(name).render(**context))
     return jinja_template("dashboard_layout.html").render(title=title, body=body)
+
+
+@dashboard.get("/style.css")
+def stylesheet() -> Response:
+    """The dashboard's styles (the Content-Security-Policy allows no inline style)."""
+    css = jinja_template(STYLESHEET).render()
+    return Response(css, mimetype="text/css", headers={"Cache-Control": "public, max-age=300"})
 
 
 def _flag_class(code: str) -> str:
     return "hi" if code in ("H", "HH", ">") else "lo" if code in ("L", "LL", "<") else "ok"
 
 
+def _text(value: Any) -> str:
+    """A field read as plain text: a string, or nothing (an odd shape is not an error on a dashboard)."""
+    return value if isinstance(value, str) else ""
+
+
+def _get(obj: Any, *path: str | int) -> Any:
+    for step in path:
+        if isinstance(step, int):
+            obj = obj[step] if isinstance(obj, list) and len(obj) > step else None
+        else:
+            obj = obj.get(step) if isinstance(obj, dict) else None
+    return obj
+
+
 def _pid(resource: dict[str, Any]) -> str:
-    return str((resource.get("subject") or {}).get("reference", "")).removeprefix("Patient/")
+    return _text(_get(resource, "subject", "reference")).removeprefix("Patient/")
+
+
+def _codes(r: dict[str, Any]) -> list[str]:
+    codes = [_text(_get(c, "coding", 0, "code")) for c in r.get("conclusionCode") or [] if isinstance(c, dict)]
+    return [c for c in codes if c and len(c) <= 2]  # interpretation codes; LOINC/SNOMED codes stay in the report
 
 
 @dashboard.get("")
@@ -41,36 +133,34 @@ def index() -> str:
     s = services()
     client = s.client()
     series = s.knowledge.output.systems["series_identifier"]
-    drs = client.search_page(
-        query("DiagnosticReport", [("identifier", f"{series}|"), ("_sort", "-_lastUpdated"), ("_count", "50")])
-    )
-    ras = client.search_page(
-        query("RiskAssessment", [("identifier", f"{series}|"), ("_sort", "-_lastUpdated"), ("_count", "100")])
-    )
+    drs = client.search_page("DiagnosticReport", [("identifier", f"{series}|"), ("_sort", "-_lastUpdated"), ("_count", "50")])
+    ras = client.search_page("RiskAssessment", [("identifier", f"{series}|"), ("_sort", "-_lastUpdated"), ("_count", "100")])
     reports: list[dict[str, Any]] = []
     flagged: dict[str, list[tuple[str, str]]] = {}
     for r in drs:
-        codes = [c["coding"][0]["code"] for c in r.get("conclusionCode", []) if c.get("coding")]
-        codes = [c for c in codes if len(c) <= 2]  # interpretation codes; LOINC/SNOMED codes stay in the report
+        codes, title = _codes(r), _text(_get(r, "code", "text"))
         reports.append(
             {
-                "issued": r.get("issued", "")[:16].replace("T", " "),
+                "issued": _text(r.get("issued"))[:16].replace("T", " "),
                 "pid": _pid(r),
-                "title": r["code"].get("text", ""),
-                "status": r.get("status"),
+                "linked": is_fhir_id(_pid(r)),
+                "title": title,
+                "status": _text(r.get("status")),
                 "codes": [(c, _flag_class(c)) for c in codes],
-                "conclusion": r.get("conclusion", "").split(". ")[0],
+                "conclusion": _text(r.get("conclusion")).split(". ")[0],
             }
         )
         for c in codes:
             if c in FLAGS:
-                flagged.setdefault(_pid(r), []).append((f"{r['code'].get('text', '').split(' ')[0]} {c}", _flag_class(c)))
+                flagged.setdefault(_pid(r), []).append((f"{title.split(' ')[0]} {c}", _flag_class(c)))
     for ra in ras:
-        for p in ra.get("prediction", []):
-            level = ((p.get("qualitativeRisk") or {}).get("coding") or [{}])[0].get("code")
+        for p in ra.get("prediction") or []:
+            level = _get(p, "qualitativeRisk", "coding", 0, "code")
             if level == "high":
-                flagged.setdefault(_pid(ra), []).append((f"{p['outcome']['text'].split(' (')[0]}: high", "risk-high"))
-    return page("Dashboard", "dashboard_index.html", reports=reports, flagged=sorted(flagged.items()))
+                outcome = _text(_get(p, "outcome", "text")).split(" (")[0]
+                flagged.setdefault(_pid(ra), []).append((f"{outcome}: high", "risk-high"))
+    rows = [(pid, is_fhir_id(pid), why) for pid, why in sorted(flagged.items())]
+    return page("Dashboard", "dashboard_index.html", reports=reports, flagged=rows)
 
 
 def _trend_png(points: list[tuple[str, float]], low: float, high: float) -> str:
@@ -89,21 +179,214 @@ def _trend_png(points: list[tuple[str, float]], low: float, high: float) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+# --- which stored reports are labinterp's ---------------------------------------------------------------------
+
+
+def _relative(reference: Any) -> tuple[str, str, str | None] | None:
+    """(type, id, version) of a relative reference "Type/id" or "Type/id/_history/v"; None for anything else."""
+    if not isinstance(reference, str):
+        return None
+    parts = reference.split("/")
+    if len(parts) == 4 and parts[2] == "_history":
+        parts, version = parts[:2], parts[3]
+    else:
+        version = None
+    if len(parts) != 2 or not parts[0].isalpha() or not is_fhir_id(parts[1]):
+        return None
+    return parts[0], parts[1], version
+
+
+def _identifier(resource: dict[str, Any], system: str) -> str:
+    for i in resource.get("identifier") or []:
+        if isinstance(i, dict) and i.get("system") == system and isinstance(i.get("value"), str):
+            return str(i["value"])
+    return ""
+
+
+def _instant(text: Any) -> datetime | None:
+    try:
+        return parse_now(text) if isinstance(text, str) and "T" in text else None
+    except InputError:
+        return None
+
+
+def _name_based_uuid(value: str) -> bool:
+    try:
+        return value.startswith("urn:uuid:") and uuid.UUID(value.removeprefix("urn:uuid:")).version == 5
+    except ValueError:
+        return False
+
+
+def labinterp_devices(found: list[dict[str, Any]], k: Knowledge) -> set[str]:
+    """ "Device/id" of each Device among `found` that carries labinterp's device identifier."""
+    system = k.output.systems["device_identifier"]
+    return {
+        f"Device/{d['id']}"
+        for d in found
+        if d.get("resourceType") == "Device" and is_fhir_id(d.get("id")) and _identifier(d, system).startswith("labinterp-")
+    }
+
+
+def provably_labinterps(
+    report: dict[str, Any], patient: str, provenances: list[dict[str, Any]], devices: set[str], k: Knowledge
+) -> bool:
+    """Whether a stored DiagnosticReport is labinterp's, as far as the FHIR server's data can show (see the
+    module's docstring for what this proves and what it does not)."""
+    systems = k.output.systems
+    if not _name_based_uuid(_identifier(report, systems["content_identifier"])):
+        return False
+    kind, _, series = _identifier(report, systems["series_identifier"]).partition(":")
+    if kind not in k.output.reports or series != series_uuid(kind, f"Patient/{patient}"):
+        return False
+    if _pid(report) != patient or not is_fhir_id(report.get("id")):
+        return False
+    version, issued = _get(report, "meta", "versionId"), _instant(report.get("issued"))
+    if issued is None:
+        return False
+    for prov in provenances:
+        if _instant(prov.get("recorded")) != issued:
+            continue
+        targets = [_relative(_get(t, "reference")) for t in prov.get("target") or []]
+        if not any(t and t[:2] == ("DiagnosticReport", report["id"]) and t[2] in (None, version) for t in targets):
+            continue
+        agents = [_relative(_get(a, "who", "reference")) for a in prov.get("agent") or []]
+        if any(a and f"{a[0]}/{a[1]}" in devices for a in agents):
+            return True
+    return False
+
+
+def _provenances(client: FhirClient, reports: list[dict[str, Any]], k: Knowledge) -> tuple[list[dict[str, Any]], set[str]]:
+    """The Provenances that target the reports, and labinterp's Devices among their agents (one search)."""
+    targets = [f"DiagnosticReport/{r['id']}" for r in reports if is_fhir_id(r.get("id"))]
+    if not targets:
+        return [], set()
+    try:
+        found = client.search("Provenance", [("target", ",".join(targets)), ("_include", "Provenance:agent"), ("_count", "200")])
+    except LabinterpError as exc:  # the reports are then shown as text only
+        log.warning("dashboard: Provenance not read (%s): reports shown as text", type(exc).__name__)
+        return [], set()
+    return [r for r in found if r.get("resourceType") == "Provenance"], labinterp_devices(found, k)
+
+
+# --- how a report is shown -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bar:
+    """A view's range bar as SVG geometry (the CSP allows no inline style): a 320 px scale inside a 1 px frame."""
+
+    band_x: float
+    band_width: float
+    marker_x: float
+    label: str
+    text: str
+
+    @classmethod
+    def of(cls, bar: RangeBar | None) -> Bar | None:
+        if bar is None:
+            return None
+        low, high, value = bar.position(bar.low), bar.position(bar.high), bar.position(bar.value)
+        censored = " (censored: the marker is at the limit)" if bar.comparator else ""
+        text = (
+            f"{bar.label}: {bar.comparator}{bar.value} {bar.unit}{censored}; range {bar.low}-{bar.high} {bar.unit} (green); "
+            f"scale to {bar.top} {bar.unit}"
+        )
+        return cls(round(1 + 3.2 * low, 1), round(3.2 * (high - low), 1), round(1 + 3.2 * value, 1), bar.label, text)
+
+
+@dataclass
+class Shown:
+    """One report as the dashboard shows it (dashboard_report.html): plain strings from labinterp's own view."""
+
+    title: str
+    preliminary: bool
+    note: str
+    header_rows: list[list[tuple[str, str, int]]]
+    headline: str
+    bar: Bar | None
+    interpretation: list[str]
+    tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
+    sections: list[tuple[str, list[str], bool]] = field(default_factory=list)
+    footer: str = ""
+
+    @classmethod
+    def of(cls, v: View) -> Shown:
+        return cls(
+            title=v.title,
+            preliminary=v.preliminary,
+            note=PRELIMINARY_NOTE,
+            header_rows=v.header_rows(),
+            headline=v.headline,
+            bar=Bar.of(v.bar),
+            interpretation=list(v.interpretation),
+            tables=[(t.title, list(t.header), [list(r) for r in t.rows]) for t in v.tables],
+            sections=[(s.title, list(s.lines), len(s.lines) == 1) for s in v.sections],  # one line: after its title
+            footer=v.footer,
+        )
+
+
+def _own_views(data: Any, k: Knowledge, equation: str | None, reports: list[dict[str, Any]]) -> dict[tuple[str, str], Shown]:
+    """labinterp's own rendering of each report it would write from the data read, at each stored report's issued
+    time: (content identifier, issued) -> what to show."""
+    out: dict[tuple[str, str], Shown] = {}
+    status_of = {_identifier(r, k.output.systems["content_identifier"]): _text(r.get("status")) for r in reports}
+    for issued_text in dict.fromkeys(_text(r.get("issued")) for r in reports):
+        now = _instant(issued_text)
+        if now is None:
+            continue
+        try:
+            run = interpret_bundle(data.bundle, k, now, equation=equation, validate=False, with_provenance=False, render=False)
+        except LabinterpError as exc:
+            log.info("dashboard: the data could not be interpreted again (%s)", type(exc).__name__)
+            continue
+        for result in run.patients:
+            for w in result.written:
+                content = f"urn:uuid:{w.uuid}"
+                if w.resource.get("resourceType") != "DiagnosticReport" or content not in status_of:
+                    continue
+                # labinterp's own view, but "amended" when the stored report is (labinterp PUT it over an older one)
+                if w.view is not None:
+                    status = "amended" if status_of[content] == "amended" else w.view.status
+                    out[(content, issued_text)] = Shown.of(w.view.with_status(status))
+    return out
+
+
+def _present(r: dict[str, Any], verified: bool, views: dict[tuple[str, str], Shown], content_system: str) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "title": _text(_get(r, "code", "text")) or "Report",
+        "status": _text(r.get("status")),
+        "issued": _text(r.get("issued")),
+        "conclusion": _text(r.get("conclusion")),
+        "codes": [(c, _flag_class(c)) for c in _codes(r)],
+        "origin": "unverified",
+    }
+    if not verified:
+        return shown
+    view = views.get((_identifier(r, content_system), shown["issued"]))
+    if view is not None:
+        return shown | {"origin": "labinterp", "v": view}
+    div = _get(r, "text", "div")
+    return shown | {"origin": "stored", "narrative": sanitized(div) if isinstance(div, str) else None}
+
+
 @dashboard.get("/Patient/<pid>")
 def patient(pid: str) -> str:
     if not is_fhir_id(pid):
         raise BadRequest("the patient id is not a FHIR resource id")
     s = services()
     k = s.knowledge
-    data = s.client().fetch_patient(pid, k.output.systems["series_identifier"])
+    client = s.client()
+    data = client.fetch_patient(pid, k.output.systems["series_identifier"])
     record = next(records_of(data.bundle, k), None)
     troughs = record.of("linezolid") if record else []
     within = k.linezolid.band("within")
     points = [(m.time.text, m.value) for m in troughs if m.time and m.value is not None]
     trend = _trend_png(points, within.lower or 0.0, within.upper or 0.0) if points else ""
-    reports = [r["text"]["div"] for r in data.written if r["resourceType"] == "DiagnosticReport" and r.get("text")]
-    from markupsafe import Markup
-
+    stored = [r for r in data.written if r.get("resourceType") == "DiagnosticReport"]
+    provenances, devices = _provenances(client, stored, k)
+    verified = [r for r in stored if provably_labinterps(r, pid, provenances, devices, k)]
+    views = _own_views(data, k, s.equation, verified) if verified else {}
+    content_system = k.output.systems["content_identifier"]
     p = record.patient if record else None
     return page(
         f"Patient/{pid}",
@@ -112,7 +395,7 @@ def patient(pid: str) -> str:
         birth=p.birth_date if p else None,
         trend=trend,
         troughs=[(m.time.text if m.time else "-", m.original, m.status) for m in troughs],
-        reports=[Markup(div) for div in reports],
+        reports=[_present(r, any(r is v for v in verified), views, content_system) for r in stored],
     )
 
 

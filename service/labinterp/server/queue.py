@@ -6,16 +6,26 @@
   one patient are never processed at once (in any number of threads or processes sharing the file).
 - A job left `running` by a process that died is handed out again after its lease expires, so stopping
   the service with queued or running work loses nothing.
+- A job that failed on a temporary error (`retryable`: only when a caller capped the attempts) goes back
+  to pending with `requeue_retryable()`, which the poll and the worker call once the FHIR server answers
+  again; `wake_retrying()` makes jobs waiting in backoff due at once.
+- Finished jobs are pruned: done jobs older than `retention` seconds, and beyond the newest `max_finished`
+  done (and failed) jobs, so a flood of notifications cannot grow the file without bound.
+- Error and warning texts are stored and shown redacted (`redacted`): no URL's user, password or query
+  values, no bearer or basic credentials.
 Every call opens its own connection (WAL mode), so threads and processes can share the file."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from labinterp.errors import shown_url
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -28,12 +38,31 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL,
     updated REAL NOT NULL,
     error TEXT NOT NULL DEFAULT '',
-    warnings TEXT NOT NULL DEFAULT ''
+    warnings TEXT NOT NULL DEFAULT '',
+    retryable INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_pending ON jobs (patient) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+INDEXES = "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (state, updated);"
+# errors recorded before `retryable` existed whose class the error tree calls temporary (their text starts with it)
+LEGACY_TEMPORARY = ("FhirTemporaryError:", "FhirConflict:", "OSError:", "ConnectionError:", "TimeoutError:")
+RETENTION = 7 * 24 * 3600.0  # done jobs kept a week: GET /queue shows recent warnings and failures
+MAX_FINISHED = 10_000  # and at most this many done jobs, and this many failed ones
+PRUNE_EVERY = 60.0  # seconds between prunes triggered by finished jobs
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
+_SECRET_PARAM = re.compile(r"(?i)\b(token|access_token|password|passwd|secret|api[_-]?key)=[^\s&'\"]+")
+
+
+def redacted(text: str) -> str:
+    """`text` as a log, the queue or an answer may show it: each URL as errors.shown_url shows it (no user or
+    password, no query values), no bearer or basic credentials, no `token=`/`password=` values."""
+    text = _URL.sub(lambda m: shown_url(m.group(0)), text)
+    text = _CREDENTIAL.sub(lambda m: f"{m.group(1)} …", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=…", text)
 
 
 @dataclass(frozen=True)
@@ -45,16 +74,34 @@ class Job:
 
 
 class JobQueue:
-    def __init__(self, path: str | Path, lease_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        lease_seconds: float = 300.0,
+        *,
+        retention: float = RETENTION,
+        max_finished: int = MAX_FINISHED,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.lease_seconds = lease_seconds
+        self.lease_seconds, self.retention, self.max_finished, self.clock = lease_seconds, retention, max_finished, clock
+        self._pruned_at = float("-inf")
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
             if "warnings" not in columns:  # a queue file from before warnings were recorded
                 db.execute("ALTER TABLE jobs ADD COLUMN warnings TEXT NOT NULL DEFAULT ''")
+            if "retryable" not in columns:  # from before retryable failures: those that failed on a temporary error
+                db.execute("ALTER TABLE jobs ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0")
+                db.execute(
+                    "UPDATE jobs SET retryable = 1 WHERE state = 'failed' AND ("
+                    + " OR ".join("error LIKE ?" for _ in LEGACY_TEMPORARY)
+                    + ")",
+                    [prefix + "%" for prefix in LEGACY_TEMPORARY],
+                )
+            db.executescript(INDEXES)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -65,7 +112,7 @@ class JobQueue:
             db.close()
 
     def enqueue(self, patient: str, reason: str = "", delay: float = 0.0) -> None:
-        now = time.time()
+        now = self.clock()
         with self._db() as db:
             db.execute(
                 "INSERT INTO jobs (patient, reason, state, not_before, created, updated) VALUES (?, ?, 'pending', ?, ?, ?) "
@@ -75,7 +122,7 @@ class JobQueue:
 
     def claim(self) -> Job | None:
         """The oldest due job whose patient is not being worked on, marked running; None when there is none."""
-        now = time.time()
+        now = self.clock()
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -105,12 +152,13 @@ class JobQueue:
         with self._db() as db:
             db.execute(
                 "UPDATE jobs SET state = 'done', updated = ?, error = '', warnings = ? WHERE id = ?",
-                (time.time(), "\n".join(warnings or []), job.id),
+                (self.clock(), "\n".join(redacted(w) for w in warnings or []), job.id),
             )
+        self._prune_now_and_then()
 
     def retry(self, job: Job, error: str, delay: float) -> None:
         """Back to pending after `delay` seconds; merged into a pending job for the same patient if one came meanwhile."""
-        now = time.time()
+        now, error = self.clock(), redacted(error)
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             pending = db.execute("SELECT id FROM jobs WHERE patient = ? AND state = 'pending'", (job.patient,)).fetchone()
@@ -125,9 +173,86 @@ class JobQueue:
                 )
             db.execute("COMMIT")
 
-    def fail(self, job: Job, error: str) -> None:
+    def fail(self, job: Job, error: str, *, retryable: bool = False) -> None:
+        """Failed. `retryable`: on a temporary error (the caller's attempts ran out), so `requeue_retryable()` hands
+        it out again once the FHIR server answers; any other failure stays failed (retrying cannot mend it)."""
         with self._db() as db:
-            db.execute("UPDATE jobs SET state = 'failed', updated = ?, error = ? WHERE id = ?", (time.time(), error, job.id))
+            db.execute(
+                "UPDATE jobs SET state = 'failed', updated = ?, error = ?, retryable = ? WHERE id = ?",
+                (self.clock(), redacted(error), int(retryable), job.id),
+            )
+        self._prune_now_and_then()
+
+    def has_retryable(self) -> bool:
+        """Jobs that wait for the FHIR server: failed on a temporary error, or pending in backoff after one."""
+        now = self.clock()
+        with self._db() as db:
+            row = db.execute(
+                "SELECT 1 FROM jobs WHERE (state = 'failed' AND retryable = 1) "
+                "OR (state = 'pending' AND error != '' AND not_before > ?) LIMIT 1",
+                (now,),
+            ).fetchone()
+        return row is not None
+
+    def requeue_retryable(self) -> int:
+        """Jobs that failed on a temporary error back to pending, due now (merged into a pending job for the same
+        patient if there is one); how many patients were requeued."""
+        now = self.clock()
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    "SELECT id, patient FROM jobs WHERE state = 'failed' AND retryable = 1 ORDER BY updated DESC"
+                ).fetchall()
+                requeued: set[str] = set()
+                for job_id, patient in rows:
+                    pending = db.execute("SELECT 1 FROM jobs WHERE patient = ? AND state = 'pending'", (patient,)).fetchone()
+                    if pending or patient in requeued:
+                        db.execute(
+                            "UPDATE jobs SET state = 'done', retryable = 0, updated = ?, error = 'superseded: ' || error "
+                            "WHERE id = ?",
+                            (now, job_id),
+                        )
+                    else:
+                        db.execute(
+                            "UPDATE jobs SET state = 'pending', retryable = 0, attempts = 0, not_before = ?, updated = ? "
+                            "WHERE id = ?",
+                            (now, now, job_id),
+                        )
+                        requeued.add(patient)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return len(requeued)
+
+    def wake_retrying(self) -> int:
+        """Jobs waiting in backoff after an error made due now (the FHIR server is back: no need to wait out the
+        backoff); how many."""
+        now = self.clock()
+        with self._db() as db:
+            return db.execute(
+                "UPDATE jobs SET not_before = ? WHERE state = 'pending' AND error != '' AND not_before > ?", (now, now)
+            ).rowcount
+
+    def prune(self) -> int:
+        """Finished jobs removed: done jobs older than the retention, and all but the newest `max_finished` done
+        jobs and `max_finished` failed jobs. Pending and running jobs are never touched. How many were removed."""
+        now = self.clock()
+        with self._db() as db:
+            removed = db.execute("DELETE FROM jobs WHERE state = 'done' AND updated < ?", (now - self.retention,)).rowcount
+            for state in ("done", "failed"):
+                removed += db.execute(
+                    "DELETE FROM jobs WHERE state = ? AND id NOT IN "
+                    "(SELECT id FROM jobs WHERE state = ? ORDER BY updated DESC, id DESC LIMIT ?)",
+                    (state, state, self.max_finished),
+                ).rowcount
+        self._pruned_at = time.monotonic()
+        return removed
+
+    def _prune_now_and_then(self) -> None:
+        if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+            self.prune()
 
     def counts(self) -> dict[str, int]:
         with self._db() as db:
@@ -139,10 +264,24 @@ class JobQueue:
     def failures(self, limit: int = 20) -> list[dict[str, object]]:
         with self._db() as db:
             rows = db.execute(
-                "SELECT id, patient, attempts, error, updated FROM jobs WHERE state = 'failed' ORDER BY updated DESC LIMIT ?",
+                "SELECT id, patient, attempts, error, updated, retryable FROM jobs WHERE state = 'failed' "
+                "ORDER BY updated DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [{"id": r[0], "patient": r[1], "attempts": r[2], "error": r[3], "updated": r[4]} for r in rows]
+        return [
+            {"id": r[0], "patient": r[1], "attempts": r[2], "error": redacted(r[3]), "updated": r[4], "retryable": bool(r[5])}
+            for r in rows
+        ]
+
+    def retrying(self, limit: int = 20) -> list[dict[str, object]]:
+        """Pending jobs that failed before and wait for their next try (during a FHIR server outage), newest first."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT id, patient, attempts, error, not_before FROM jobs WHERE state = 'pending' AND error != '' "
+                "ORDER BY updated DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [{"id": r[0], "patient": r[1], "attempts": r[2], "error": redacted(r[3]), "next_try": r[4]} for r in rows]
 
     def warned(self, limit: int = 20) -> list[dict[str, object]]:
         """Recent jobs that succeeded with resources left out, newest first, each with its warning lines."""
@@ -152,7 +291,7 @@ class JobQueue:
                 "ORDER BY updated DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [{"id": r[0], "patient": r[1], "warnings": r[2].split("\n"), "updated": r[3]} for r in rows]
+        return [{"id": r[0], "patient": r[1], "warnings": [redacted(w) for w in r[2].split("\n")], "updated": r[3]} for r in rows]
 
     def get_meta(self, key: str) -> str | None:
         with self._db() as db:

@@ -12,19 +12,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+from requests.auth import AuthBase
 
-from labinterp.errors import FhirError, LabinterpError
+from labinterp.errors import BundleError, FhirAuthError, FhirError, LabinterpError, is_temporary
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.notifications import carried_resource, check_path, patient_of
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import LiveResult, interpret_patient
-from labinterp.server.queue import JobQueue
+from labinterp.server.queue import JobQueue, redacted
 
 LOCK_STRIPES = 256  # serializes one patient's read-plan-write within a process; two patients rarely share one
 
 log = logging.getLogger("labinterp.service")
+READ_BACK = RetryPolicy(attempts=1)  # a notification's read-back is tried once: the FHIR server retries the notification
+
+
+class NotificationMismatch(BundleError):
+    """A notification whose path (/hook/{type}/{id}) names another resource than the one it carries (HTTP 400)."""
 
 
 @dataclass
@@ -33,8 +39,7 @@ class Services:
     fhir_base_url: str
     queue: JobQueue
     api_token: str | None = None
-    fhir_token: str | None = None
-    fhir_basic: tuple[str, str] | None = None
+    fhir_auth: AuthBase | None = None  # Settings.fhir_auth(): bearer, basic or SMART, shared by every client
     strict: bool = False  # any resource that cannot be used fails the patient (LABINTERP_STRICT)
     equation: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -45,10 +50,9 @@ class Services:
     # a fixed set of lock stripes (a patient's id picks one): bounded memory however many patients pass by
     _locks: tuple[threading.Lock, ...] = field(default_factory=lambda: tuple(threading.Lock() for _ in range(LOCK_STRIPES)))
 
-    def client(self) -> FhirClient:
-        return FhirClient(
-            self.fhir_base_url, token=self.fhir_token, basic=self.fhir_basic, session=self.session, retry=self.retry
-        )
+    def client(self, retry: RetryPolicy | None = None) -> FhirClient:
+        """A client of the FHIR server; `retry` replaces the service's retry policy for this client."""
+        return FhirClient(self.fhir_base_url, auth=self.fhir_auth, session=self.session, retry=retry or self.retry)
 
     def interpret(
         self, patient_id: str, *, dry_run: bool = False, now: datetime | None = None, strict: bool | None = None
@@ -112,15 +116,31 @@ class Services:
     def patient_of_notification(self, body: Any, rtype: str | None, rid: str | None) -> str | None:
         """The patient a rest-hook notification is about: from the resource it carries (parsed by
         labinterp.fhir.notifications), or by reading the resource the path names. None when it is about no
-        patient; BundleError (422) naming the element when the notification is of the wrong shape."""
-        resource = carried_resource(body)
-        if resource is None and rtype and rid:
+        patient (or the resource is gone); BundleError (422) naming the element when the notification is of the
+        wrong shape; NotificationMismatch (400) when the path names another resource than the one carried (the
+        path's id is used only when it agrees with the payload: a /hook/Patient/a carrying Patient b's result
+        enqueues nobody). A read-back that fails on a temporary error raises it (the hook answers 503, so the FHIR
+        server sends the notification again)."""
+        if rtype is not None and rid is not None:
             check_path(rtype, rid)
+        resource = carried_resource(body)
+        if resource is not None and rtype and rid:
+            carried_type, carried_id = resource.get("resourceType"), resource.get("id")
+            if carried_type != rtype or (carried_id is not None and carried_id != rid):
+                raise NotificationMismatch("request path", "names another resource than the notification carries")
+        if resource is None and rtype and rid:
             try:
-                resource = self.client().read(rtype, rid)
-            except FhirError:
+                resource = self.client(READ_BACK).read(rtype, rid)
+            except FhirError as exc:
+                if is_temporary(exc) or isinstance(exc, FhirAuthError):
+                    raise  # the FHIR server should send it again: 503 (temporary) or 502 (labinterp's credentials)
+                return None  # gone (404/410) or not readable (another 4xx): retrying cannot mend it
+            if not isinstance(resource, dict) or resource.get("resourceType") != rtype:
                 return None
-        return patient_of(resource) if isinstance(resource, dict) else None
+        pid = patient_of(resource) if isinstance(resource, dict) else None
+        if pid is not None and rtype == "Patient" and rid is not None and pid != rid:
+            raise NotificationMismatch("request path", "names another patient than the notification carries")
+        return pid
 
     def readiness_problems(self) -> list[str]:
         """Empty when ready; cached for 5 s so probes do not hammer the FHIR server."""
@@ -131,9 +151,19 @@ class Services:
             problems = []
             try:
                 self.client().metadata()
-            except LabinterpError as exc:
-                problems.append(f"FHIR server not reachable: {exc}")
+            except LabinterpError as exc:  # its text names the URL without credentials; redacted again all the same
+                problems.append(self.redact(f"FHIR server not reachable: {exc}"))
             if not self.knowledge.analytes:
                 problems.append("mappings not loaded")
             self._ready_cache = (time.monotonic(), problems)
             return problems
+
+    def redact(self, text: str) -> str:
+        """`text` without credentials: URLs as errors show them (queue.redacted), and this service's own tokens and
+        password removed wherever they appear."""
+        text = redacted(text)
+        held = getattr(self.fhir_auth, "secrets", None)
+        secrets = [self.api_token, *(held() if callable(held) else [])]
+        for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+            text = text.replace(secret, "…")
+        return text

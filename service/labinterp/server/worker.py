@@ -1,6 +1,28 @@
 """Reports generated automatically: the worker that drains the queue, the R4 rest-hook Subscription that
 feeds it, and the reconciliation poll that catches what notifications missed (HAPI's rest-hook gives
-up after about a minute, and an Observation matched only by name cannot be subscribed to by code).
+up after about a minute).
+
+**Outages.** A temporary error (the error tree's `is_temporary`: a FHIR server's 408/429/5xx, no answer, a
+version conflict, an OS-level failure) is retried with a capped exponential backoff (2 s doubling to 5 min) for
+as long as it takes: an outage of any length loses no queued work. Any other error fails the job at once. A
+caller that caps the attempts (`Worker(attempts=N)`) gets jobs that fail on a temporary error marked
+`retryable`; they are requeued, and jobs waiting in backoff made due, as soon as the FHIR server answers again:
+the poll does it after each successful search, the worker (given a `ready` check) when idle.
+
+**The Subscription's token.** The Subscription's `channel.header` carries the hook's own token
+(LABINTERP_HOOK_TOKEN), never the API token: anyone who can read Subscriptions on the FHIR server reads that
+header. With an API token but no hook token the hook is closed, and no Subscription is registered.
+
+**What the poll sees.** The poll searches Observations changed since its watermark *with the Subscription's
+codes* (`subscription_codes`: the site's linezolid codes, magnesium, creatinine, urine magnesium and creatinine,
+linezolid MIC, the genotype and variant codes), so it watches what the Subscription watches and no more. It
+does not see: an Observation known only by its name (a linezolid result without a code the mappings know, which
+extraction still matches by name and unit), nor a change of a result that only accompanies an interpretation
+(weight, potassium, calcium, eGFR) or of a medication. Those are caught at the patient's next interpretation,
+which reads *all* of the patient's Observations and medications whatever their codes: the next coded result's
+notification or poll, a `POST /Patient/{id}/$interpret`, or a Group run. A site whose laboratory sends linezolid
+without a known code adds its code to a mappings overlay (mappings/README.md); the Subscription and the poll then
+both see it.
 
 Logs carry job ids, counts and error classes, never patient ids."""
 
@@ -8,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,20 +39,25 @@ from typing import Any
 from labinterp.errors import InputError, LabinterpError, is_temporary
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.retry import RetryPolicy
-from labinterp.fhir.search import is_fhir_id, query
+from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
 from labinterp.server.queue import Job, JobQueue
 
 log = logging.getLogger("labinterp.worker")
 SUBSCRIPTION_ID = "labinterp-observations"
 POLL_KEY = "poll.last_updated"
+MAX_BACKOFF = 300.0  # seconds: the longest wait between two tries of a job during an outage
+BACKOFF_STEPS = 30  # attempt numbers beyond this wait as long as this one (2 ** attempt would overflow)
 
 
 class Worker:
-    """Threads that claim jobs and run `process(patient_id)`. An error the error tree calls temporary (a FHIR
-    server's 408/429/5xx, no answer, a version conflict; an OS-level failure) is retried with backoff, up to
-    `attempts` tries; any other fails the job at once (retrying cannot mend it). A job whose patient had
-    resources left out succeeds: `process` returns their warning lines, recorded with the finished job."""
+    """Threads that claim jobs and run `process(patient_id)`. An error the error tree calls temporary is retried
+    with a capped exponential backoff, without limit unless `attempts` caps the tries (then the job fails as
+    `retryable`); any other error fails the job at once (retrying cannot mend it). A job whose patient had
+    resources left out succeeds: `process` returns their warning lines, recorded with the finished job.
+
+    `ready`: whether the FHIR server answers (e.g. Services.readiness_problems() is empty); when given, an idle
+    worker checks it every `recheck_seconds` while jobs wait on a temporary error, and requeues them once it holds."""
 
     def __init__(
         self,
@@ -37,13 +65,18 @@ class Worker:
         process: Callable[[str], Any],
         *,
         threads: int = 2,
-        attempts: int = 5,
+        attempts: int | None = None,
         backoff: RetryPolicy | None = None,
         idle_seconds: float = 0.5,
+        ready: Callable[[], bool] | None = None,
+        recheck_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue, self.process, self.threads, self.attempts = queue, process, threads, attempts
-        self.backoff = backoff or RetryPolicy(base_delay=2.0, max_delay=300.0)
+        self.backoff = backoff or RetryPolicy(base_delay=2.0, max_delay=MAX_BACKOFF)
         self.idle_seconds = idle_seconds
+        self.ready, self.recheck_seconds, self.clock = ready, recheck_seconds, clock
+        self._checked_at = float("-inf")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -76,13 +109,38 @@ class Worker:
         why = (
             f"{type(exc).__name__}: {exc}" if isinstance(exc, LabinterpError | OSError) else f"{type(exc).__name__} (unexpected)"
         )
-        if not is_temporary(exc) or job.attempts >= self.attempts:  # the error tree says, nothing else
-            log.warning("job %d failed after %d attempts: %s", job.id, job.attempts, type(exc).__name__)
+        if not is_temporary(exc):  # the error tree says, nothing else
+            log.warning("job %d failed: %s", job.id, type(exc).__name__)
             self.queue.fail(job, why)
+        elif self.attempts is not None and job.attempts >= self.attempts:
+            log.warning(
+                "job %d failed after %d attempts: %s (requeued when the server answers)", job.id, job.attempts, type(exc).__name__
+            )
+            self.queue.fail(job, why, retryable=True)
         else:
-            delay = self.backoff.delay(job.attempts)
+            delay = self.backoff.delay(min(job.attempts, BACKOFF_STEPS))
             log.info("job %d: %s, retry in %.0f s", job.id, type(exc).__name__, delay)
             self.queue.retry(job, why, delay)
+
+    def recover(self) -> int:
+        """When jobs wait on a temporary error and `ready` says the FHIR server answers (checked at most every
+        `recheck_seconds`): those that failed are requeued and those in backoff made due. How many were requeued."""
+        if self.ready is None or self.clock() - self._checked_at < self.recheck_seconds:
+            return 0
+        self._checked_at = self.clock()
+        if not self.queue.has_retryable():
+            return 0  # nothing waits: no request to the FHIR server
+        try:
+            ready = self.ready()
+        except Exception:  # a readiness check that fails is "not ready"
+            ready = False
+        if not ready:
+            return 0
+        requeued = self.queue.requeue_retryable()
+        woken = self.queue.wake_retrying()
+        if requeued or woken:
+            log.info("FHIR server answers again: %d failed jobs requeued, %d jobs in backoff due now", requeued, woken)
+        return requeued
 
     def drain(self, timeout: float = 60.0) -> None:
         """Process until no job is due (tests and one-shot runs)."""
@@ -94,6 +152,8 @@ class Worker:
         while not self._stop.is_set():
             try:
                 worked = self.run_one()
+                if not worked:
+                    self.recover()
             except Exception:  # the queue itself failed (disk, lock): wait and try again
                 log.exception("worker loop")
                 worked = False
@@ -114,7 +174,7 @@ class Worker:
 
 def subscription_codes(k: Knowledge) -> list[str]:
     """system|code of every Observation that should trigger a report: linezolid (site codes), magnesium,
-    creatinine and genotypes (IG codes and site genotype codes)."""
+    creatinine and genotypes (IG codes and site genotype codes). The Subscription's criteria and the poll's filter."""
     analytes = {"linezolid", "magnesium", "creatinine", "linezolid_mic", "urine_magnesium", "urine_creatinine"}
     codes = [f"{c.system}|{c.code}" for c in k.analyte_codes if c.analyte in analytes]
     loinc = k.output.systems["loinc"]
@@ -123,10 +183,12 @@ def subscription_codes(k: Knowledge) -> list[str]:
     return list(dict.fromkeys(codes))
 
 
-def subscription(k: Knowledge, endpoint: str, token: str | None) -> dict[str, Any]:
+def subscription(k: Knowledge, endpoint: str, hook_token: str | None) -> dict[str, Any]:
+    """labinterp's Subscription. `hook_token`: the hook's own token (LABINTERP_HOOK_TOKEN), sent by the FHIR server
+    in `channel.header`; never the API token, which anyone who can read Subscriptions would then hold."""
     channel: dict[str, Any] = {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"}
-    if token:
-        channel["header"] = [f"Authorization: Bearer {token}"]
+    if hook_token:
+        channel["header"] = [f"Authorization: Bearer {hook_token}"]
     return {
         "resourceType": "Subscription",
         "id": SUBSCRIPTION_ID,
@@ -137,9 +199,21 @@ def subscription(k: Knowledge, endpoint: str, token: str | None) -> dict[str, An
     }
 
 
-def register_subscription(client: FhirClient, k: Knowledge, endpoint: str, token: str | None = None) -> dict[str, Any]:
-    """Create or update labinterp's Subscription (PUT at a fixed id: registering twice changes nothing)."""
-    return client.update(subscription(k, endpoint, token))
+def register_subscription(
+    client: FhirClient, k: Knowledge, endpoint: str, api_token: str | None = None, *, hook_token: str | None = None
+) -> dict[str, Any] | None:
+    """Create or update labinterp's Subscription (PUT at a fixed id: registering twice changes nothing), its
+    notifications authenticated with `hook_token`. `api_token` is only looked at, never sent: with an API token
+    but no hook token the hook refuses every notification, so nothing is registered (a warning names the
+    setting) and the poll alone finds new results; with neither (a local sandbox) it registers without a header."""
+    if not hook_token and api_token:
+        log.warning(
+            "Subscription not registered: LABINTERP_API_TOKEN is set and no hook token (LABINTERP_HOOK_TOKEN) was given, "
+            "so /hook refuses notifications and the poll alone finds new results; set LABINTERP_HOOK_TOKEN (a token of "
+            "its own, never the API token)"
+        )
+        return None
+    return client.update(subscription(k, endpoint, hook_token))
 
 
 def _last_updated(obs: dict[str, Any]) -> str | None:
@@ -161,8 +235,10 @@ def _patient_of(obs: dict[str, Any], series: str) -> str | None:
 
 
 class Poller:
-    """Every `interval` seconds: Observations changed since the last poll → their patients enqueued. The
-    watermark is the server's own lastUpdated (no clock skew) and is stored in the queue's database."""
+    """Every `interval` seconds: Observations with the Subscription's codes changed since the last poll → their
+    patients enqueued. The watermark is the server's own lastUpdated (no clock skew) and is stored in the queue's
+    database. A successful search shows the FHIR server answers: jobs that failed on a temporary error are requeued,
+    and after a failed poll, jobs waiting in backoff are made due."""
 
     def __init__(
         self,
@@ -176,8 +252,19 @@ class Poller:
     ) -> None:
         self.client_factory, self.queue, self.k, self.interval, self.lookback = client_factory, queue, k, interval, lookback
         self.max_pages = max_pages
+        self.server_down = False  # the last poll failed on a temporary error
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def search(self, since: str) -> list[tuple[str, str]]:
+        """The poll's search of Observations: the Subscription's codes, changed since `since`, oldest first."""
+        return [
+            ("code", ",".join(subscription_codes(self.k))),
+            ("_lastUpdated", f"ge{since}"),
+            ("_count", "500"),
+            ("_elements", "subject,identifier"),
+            ("_sort", "_lastUpdated"),
+        ]
 
     def poll_once(self) -> int:
         """One poll: page by page (sorted by lastUpdated), each page's patients enqueued and the watermark saved
@@ -185,32 +272,41 @@ class Poller:
         size is worked through over successive polls (at most `max_pages` per poll); it never fails for size."""
         since = self.queue.get_meta(POLL_KEY) or (datetime.now(UTC) - self.lookback).strftime("%Y-%m-%dT%H:%M:%SZ")
         client = self.client_factory()
-        search = query(
-            "Observation",
-            [("_lastUpdated", f"ge{since}"), ("_count", "500"), ("_elements", "subject,identifier"), ("_sort", "_lastUpdated")],
-        )
         series = self.k.output.systems["series_identifier"]
         enqueued = 0
         newest = since
-        for number, page in enumerate(client.search_pages(search), start=1):
-            patients: set[str] = set()
-            for obs in page:
-                stamp = _last_updated(obs)
-                if stamp is not None and stamp > newest:
-                    newest = stamp
-                pid = _patient_of(obs, series)
-                if pid is not None:
-                    patients.add(pid)
-            for pid in sorted(patients):
-                self.queue.enqueue(pid, "poll")
-            enqueued += len(patients)
-            self.queue.set_meta(POLL_KEY, newest)
-            if number >= self.max_pages:
-                log.info("poll: %d pages read, the rest at the next poll", number)
-                break
+        try:
+            for number, page in enumerate(client.search_pages("Observation", self.search(since)), start=1):
+                if number == 1:
+                    self._server_answers()
+                patients: set[str] = set()
+                for obs in page:
+                    stamp = _last_updated(obs)
+                    if stamp is not None and stamp > newest:
+                        newest = stamp
+                    pid = _patient_of(obs, series)
+                    if pid is not None:
+                        patients.add(pid)
+                for pid in sorted(patients):
+                    self.queue.enqueue(pid, "poll")
+                enqueued += len(patients)
+                self.queue.set_meta(POLL_KEY, newest)
+                if number >= self.max_pages:
+                    log.info("poll: %d pages read, the rest at the next poll", number)
+                    break
+        except LabinterpError as exc:
+            self.server_down = self.server_down or is_temporary(exc)
+            raise
         if enqueued:
             log.info("poll: %d patients enqueued", enqueued)
         return enqueued
+
+    def _server_answers(self) -> None:
+        requeued = self.queue.requeue_retryable()
+        woken = self.queue.wake_retrying() if self.server_down else 0
+        self.server_down = False
+        if requeued or woken:
+            log.info("FHIR server answers: %d failed jobs requeued, %d jobs in backoff due now", requeued, woken)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -61,8 +61,81 @@ NOW = {
     "in": "query",
     "required": False,
     "schema": {"type": "string", "format": "date-time"},
-    "description": "evaluation time",
+    "description": "evaluation time, with dry-run only (400 otherwise): a report written to the record carries the time "
+    "it was written",
 }
+HOOK_RESPONSES = {
+    "200": {"description": "OperationOutcome: queued, or nothing to do", "content": FHIR},
+    "400": {"description": "a body that is not JSON, or a path that names another resource than the payload", "content": FHIR},
+    "401": {
+        "description": "no or another token than LABINTERP_HOOK_TOKEN (the API token does not open the hook)",
+        "content": FHIR,
+    },
+    "413": {"description": "a body over LABINTERP_HOOK_MAX_BYTES", "content": FHIR},
+    "422": {"description": "a notification of the wrong shape, naming the element", "content": FHIR},
+    "429": {
+        "description": "over LABINTERP_HOOK_PER_MINUTE notifications a minute from this caller (counted per process)",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": FHIR,
+    },
+    "503": {
+        "description": "the notified resource could not be read back for now: send the notification again",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": FHIR,
+    },
+}
+
+
+HOOK_PATH = [
+    {"name": "type", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z]+$"}},
+    {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"}},
+]
+
+
+def _hook(summary: str, path: bool = False) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "parameters": HOOK_PATH if path else [],
+        "requestBody": {"content": FHIR},
+        "responses": HOOK_RESPONSES,
+        "security": [{"hook": []}, {}],
+    }
+
+
+JSON = {"application/json": {"schema": {"type": "object"}}}
+CDS_ERRORS = {
+    "400": {"description": "a request of the wrong shape (OperationOutcome naming the element)", "content": FHIR},
+    "401": {
+        "description": "no, or an unverifiable, CDS Client JWT (OperationOutcome; WWW-Authenticate: Bearer error=invalid_token)",
+        "content": FHIR,
+    },
+    "404": {"description": "no such CDS Service", "content": FHIR},
+}
+
+
+def _cds(summary: str, ok: str, service: bool = True, body: bool = True, more: dict[str, Any] | None = None) -> dict[str, Any]:
+    params = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}] if service else []
+    op: dict[str, Any] = {
+        "summary": summary,
+        "parameters": params,
+        "responses": {"200": {"description": ok, "content": JSON}, **CDS_ERRORS, **(more or {})},
+        "security": [{"cds": []}],
+    }
+    if body:
+        op["requestBody"] = {"content": JSON}
+    return op
+
+
+def cds_paths() -> dict[str, Any]:
+    """CDS Hooks 2.0 (docs/cds-hooks.md): every call carries a CDS Client's JWT, never the API token."""
+    precondition = {"412": {"description": "data neither prefetched nor fetchable from an allowed FHIR server", "content": FHIR}}
+    return {
+        "/cds-services": {"get": _cds("CDS Hooks discovery", "the services, their hooks and prefetch templates", False, False)},
+        "/cds-services/{id}": {
+            "post": _cds("A hook call: cards from the same findings as the reports", "cards", more=precondition)
+        },
+        "/cds-services/{id}/feedback": {"post": _cds("Feedback on cards (accepted / overridden), stored", "stored")},
+    }
 
 
 def openapi_document() -> dict[str, Any]:
@@ -75,7 +148,18 @@ def openapi_document() -> dict[str, Any]:
             "description": "Interprets linezolid troughs, magnesium, renal function and PGx genotypes from a FHIR server and "
             "writes DiagnosticReport, RiskAssessment and Provenance back. Errors are OperationOutcomes.",
         },
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "LABINTERP_API_TOKEN"},
+                "hook": {"type": "http", "scheme": "bearer", "description": "LABINTERP_HOOK_TOKEN: the hook only"},
+                "cds": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "a CDS Client's JWT (ES384 or RS384) from an issuer of LABINTERP_CDS_ISSUERS",
+                },
+            }
+        },
         "paths": {
             "/Patient/{id}/$interpret": {
                 "post": _op(
@@ -105,19 +189,21 @@ def openapi_document() -> dict[str, Any]:
                     ok="batch-response Bundle, as POST /$interpret",
                 )
             },
-            "/hook": {
-                "post": _op(
-                    "Subscription rest-hook endpoint (no payload or a notification Bundle)", body=True, ok="OperationOutcome"
-                )
-            },
+            "/hook": {"post": _hook("Subscription rest-hook endpoint (no payload or a notification Bundle)")},
             "/hook/{type}/{id}": {
-                "put": _op("Subscription rest-hook endpoint with a resource payload", body=True, ok="OperationOutcome"),
-                "post": _op("Subscription rest-hook endpoint with a resource payload", body=True, ok="OperationOutcome"),
+                "put": _hook(
+                    "Subscription rest-hook endpoint with a resource payload (or none: the resource is read back)", True
+                ),
+                "post": _hook(
+                    "Subscription rest-hook endpoint with a resource payload (or none: the resource is read back)", True
+                ),
             },
             "/queue": {
                 "get": _op(
-                    "Work queue: counts by state, recent failures, and recent jobs that succeeded with resources left "
-                    "out ('warned', each with its warning lines)",
+                    "Work queue: counts by state, recent failures ('retryable' when they failed on a temporary error: "
+                    "requeued when the FHIR server answers again), jobs waiting for another try after an error "
+                    "('retrying'), and recent jobs that succeeded with resources left out ('warned', each with its "
+                    "warning lines). Error texts name no credentials or query values",
                     ok="JSON",
                 )
             },
@@ -129,5 +215,6 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
+            **cds_paths(),
         },
     }

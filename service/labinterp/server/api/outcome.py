@@ -99,8 +99,22 @@ def error_response(exc: LabinterpError) -> Response:
     return fhir_response(outcome("error", code, str(exc), where if isinstance(where, str) and where else None), status)
 
 
+HTTP_ISSUE_CODES = {
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    413: "too-costly",
+    415: "not-supported",
+    429: "throttled",
+    503: "transient",
+}
+PASSED_ON = ("Retry-After", "WWW-Authenticate", "Allow")  # headers of an HTTP error kept on its OperationOutcome
+
+
 def http_error_response(exc: HTTPException) -> Response:
-    code = {401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}.get(
-        exc.code or 500, "invalid"
-    )
-    return fhir_response(outcome("error", code, exc.description or exc.name), exc.code or 500)
+    status = exc.code or 500
+    headers = {k: v for k, v in exc.get_headers() if k in PASSED_ON}
+    if status == 401 and "WWW-Authenticate" not in headers:
+        headers["WWW-Authenticate"] = "Bearer"
+    return fhir_response(outcome("error", HTTP_ISSUE_CODES.get(status, "invalid"), exc.description or exc.name), status, headers)

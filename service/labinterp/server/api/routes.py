@@ -4,32 +4,48 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import traceback
 from typing import Any
 
 from flask import Blueprint, current_app, request
-from werkzeug.exceptions import BadRequest, Unauthorized
+from werkzeug.exceptions import BadRequest, ServiceUnavailable, Unauthorized
 
 from labinterp.cli.common import parse_json
-from labinterp.errors import InputError, LabinterpError
+from labinterp.config import Settings
+from labinterp.errors import InputError, LabinterpError, is_temporary
 from labinterp.extract.fhirtime import parse_now
 from labinterp.fhir.search import FHIR_ID, is_fhir_id
+from labinterp.server.api import hook as hook_guard
 from labinterp.server.api.openapi import openapi_document
 from labinterp.server.api.outcome import error_response, fhir_response, outcome, status_for, warnings_outcome, with_warnings
-from labinterp.server.services import Services
+from labinterp.server.services import NotificationMismatch, Services
 
 __all__ = ["FHIR_ID", "bp", "register_errors", "services"]  # FHIR_ID: for modules that imported it from here
 log = logging.getLogger("labinterp.api")
 bp = Blueprint("api", __name__)
 PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
+HOOK_ENDPOINT = "api.hook"
+_limiter_lock = threading.Lock()
 
 
 def services() -> Services:
     return current_app.extensions["labinterp"]
 
 
+def settings() -> Settings:
+    return current_app.extensions["labinterp.settings"]
+
+
 @bp.before_app_request
 def require_token() -> None:
+    """The hook takes the hook token only (labinterp.server.api.hook); the CDS Hooks endpoints a CDS Client's JWT
+    (labinterp.server.cds.auth); everything else but health and OpenAPI takes the API token only, when one is set."""
+    if request.blueprint == "cds":
+        return
+    if request.endpoint == HOOK_ENDPOINT:
+        hook_guard.check_token(request, settings().hook_token, services().api_token)
+        return
     token = services().api_token
     if not token or request.path in PUBLIC:
         return
@@ -93,8 +109,12 @@ def _strict() -> bool | None:
     return _yes_no("strict")
 
 
-def _now() -> Any:
+def _now(dry: bool) -> Any:
+    """`?now=`: the evaluation time, for a dry run only. A real write stamps its reports and Provenance with the
+    time they are written: a `now` on a write would backdate (or postdate) them in the record for good."""
     text = request.args.get("now")
+    if "now" in request.args and not dry:
+        raise BadRequest("now: only with dry-run (a report written to the record carries the time it was written)")
     try:
         return parse_now(text) if text else None
     except InputError as exc:  # a query parameter of the request: the request is wrong (400)
@@ -110,7 +130,7 @@ def interpret_one(pid: str) -> Any:
     warnings, one issue per resource). X-Labinterp-Warnings counts them either way."""
     s = services()
     dry = _dry_run()
-    result = s.interpret(_patient_id(pid), dry_run=dry, now=_now(), strict=_strict())
+    result = s.interpret(_patient_id(pid), dry_run=dry, now=_now(dry), strict=_strict())
     headers = {
         "X-Labinterp-Created": ",".join(result.plan.created),
         "X-Labinterp-Amended": ",".join(result.plan.amended),
@@ -163,7 +183,7 @@ def _many(patients: list[str], dry: bool, bad_members: list[tuple[str, str]] | N
         {"response": {"status": "422", "outcome": outcome("error", "processing", f"{where}: {what}", where)}}
         for where, what in bad_members or []
     ]
-    now, strict = _now(), _strict()
+    now, strict = _now(dry), _strict()
     for pid in dict.fromkeys(patients):
         try:
             r = s.interpret(pid, dry_run=dry, now=now, strict=strict)
@@ -190,27 +210,59 @@ def _many(patients: list[str], dry: bool, bad_members: list[tuple[str, str]] | N
 
 @bp.post("/$interpret")
 def interpret_many() -> Any:
+    dry = _dry_run()  # the query is checked (?now= only with dry-run) before anything is read
+    _now(dry)
     patients, group = _patients_from_parameters(_json_body())
     bad: list[tuple[str, str]] = []
     if group:
         members, bad = services().group_members(group)
         patients += members
-    return fhir_response(_many(patients, _dry_run(), bad))
+    return fhir_response(_many(patients, dry, bad))
 
 
 @bp.post("/Group/<gid>/$interpret")
 def interpret_group(gid: str) -> Any:
     if not is_fhir_id(gid):
         raise BadRequest("the group id is not a FHIR resource id (up to 64 letters, digits, - and .)")
+    dry = _dry_run()
+    _now(dry)
     members, bad = services().group_members(gid)
-    return fhir_response(_many(members, _dry_run(), bad))
+    return fhir_response(_many(members, dry, bad))
+
+
+def _hook_limiter() -> hook_guard.RateLimiter:
+    """This app's rate limiter of notifications (one per process: see labinterp.server.api.hook)."""
+    ext = current_app.extensions
+    with _limiter_lock:
+        if "labinterp.hook_limiter" not in ext:
+            ext["labinterp.hook_limiter"] = hook_guard.RateLimiter(settings().hook_per_minute)
+        return ext["labinterp.hook_limiter"]
 
 
 @bp.route("/hook", methods=["POST"])
 @bp.route("/hook/<rtype>/<rid>", methods=["POST", "PUT"])
 def hook(rtype: str | None = None, rid: str | None = None) -> Any:
-    """The Subscription's rest-hook endpoint: enqueue the patient and answer at once."""
-    patient = services().patient_of_notification(_json_body(), rtype, rid)
+    """The Subscription's rest-hook endpoint: enqueue the patient and answer at once. Its token is checked before
+    (require_token); then the caller's rate (429), the body's size (413), its shape (400/422), and the path against
+    the payload (400). A read-back of the resource that fails on a temporary error is a 503: the FHIR server sends
+    the notification again."""
+    _hook_limiter().check(request.remote_addr or "unknown")
+    data = hook_guard.bounded_body(request, settings().hook_max_bytes)
+    try:
+        body = parse_json(data, "request body") if data.strip() else None
+    except InputError as exc:
+        raise BadRequest(str(exc)) from None
+    try:
+        patient = services().patient_of_notification(body, rtype, rid)
+    except NotificationMismatch as exc:
+        raise BadRequest(str(exc)) from None
+    except LabinterpError as exc:
+        if not is_temporary(exc):
+            raise
+        log.info("hook: the resource could not be read back (%s): 503", type(exc).__name__)
+        raise ServiceUnavailable(
+            "the notified resource could not be read from the FHIR server: send the notification again", retry_after=30
+        ) from None
     if patient:
         services().queue.enqueue(patient, "notification")
     return fhir_response(outcome("information", "informational", "queued" if patient else "nothing to do"), 200)
@@ -218,8 +270,14 @@ def hook(rtype: str | None = None, rid: str | None = None) -> Any:
 
 @bp.get("/queue")
 def queue_state() -> Any:
-    q = services().queue
-    return {"counts": q.counts(), "failed": q.failures(), "warned": q.warned()}
+    """Counts, recent failures, jobs waiting for another try, and jobs done with warnings. Every text redacted: no
+    URL's credentials or query values, no token."""
+    s, q = services(), services().queue
+
+    def clean(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        return [{k: s.redact(v) if isinstance(v, str) and k == "error" else v for k, v in row.items()} for row in rows]
+
+    return {"counts": q.counts(), "failed": clean(q.failures()), "retrying": clean(q.retrying()), "warned": q.warned()}
 
 
 @bp.get("/healthz")
