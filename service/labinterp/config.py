@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     strict: bool | None = None  # any resource that cannot be used is an error (validating a feed)
     lenient: bool | None = None  # deprecated (it is the default): an explicit false still means strict
     validate_output: bool = True  # validate every written resource with fhir.resources R4B
-    render: bool = True  # HTML/PDF presentedForm and rendered narrative for each report
+    render: bool = True  # HTML/PDF presentedForm for each report (the narrative is written either way)
     fhir_retries: int = Field(default=5, ge=1)  # tries per request
     fhir_retry_delay: float = Field(default=0.5, ge=0, allow_inf_nan=False)  # first backoff, seconds
     queue_lease: float = Field(default=300.0, gt=0, allow_inf_nan=False)  # seconds before a dead process's job is retried

@@ -84,8 +84,8 @@ def interpret_bundle(
     for record in records:
         findings = interpret(record, k, now, equation)
         out = compose_patient(findings, k, now, dev, with_provenance)
-        if render:  # readable HTML/PDF: the narrative and presentedForm of each report
-            render_reports(out, findings, k)
+        # every report's narrative from its view; with render, its HTML page and PDF as presentedForm too
+        render_reports(out, forms=render)
         results.append(PatientResult(findings, out))
         written += out
         log.debug("patient interpreted: %d resources composed, %d problems", len(out), len(record.problems))

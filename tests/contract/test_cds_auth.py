@@ -258,7 +258,6 @@ def test_unreadable_fhir_servers_stop_create_app(tmp_path: Path, signer: Signer,
     assert "pw" not in str(err.value)
 
 
-
 def test_cds_calls_carry_a_jwt_not_the_api_token(tmp_path: Path, signer: Signer) -> None:
     """With LABINTERP_API_TOKEN set, the CDS endpoints take the CDS Client's JWT (and only that): an EHR has no API
     token to send, and the API token opens nothing there."""

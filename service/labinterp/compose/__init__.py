@@ -13,8 +13,8 @@ from labinterp.compose.linezolid import linezolid_report
 from labinterp.compose.magnesium import magnesium_report
 from labinterp.compose.provenance import device, provenance
 from labinterp.compose.renal import renal_report
-from labinterp.compose.reports import unusable_report
 from labinterp.compose.risk import arrhythmia_risk, exposure_risk
+from labinterp.compose.unusable import unusable_report
 from labinterp.extract.facts import Problem
 from labinterp.knowledge import Knowledge
 from labinterp.rules import Findings

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from labinterp.compose.ids import content_uuid, series_uuid
+from labinterp.compose.view import View
 from labinterp.extract.facts import FhirTime, Measurement, SourceRef
 from labinterp.knowledge import Knowledge
 
@@ -46,12 +47,14 @@ def status_of(inputs: list[Measurement] | list[Any]) -> str:
 
 @dataclass
 class Written:
-    """A resource to write, with the inputs it was derived from."""
+    """A resource to write, with the inputs it was derived from; a report also with its view (what it shows,
+    built once by its composer), from which its narrative and renderings are made (labinterp.render.report)."""
 
     kind: str  # "linezolid" | "magnesium" | "renal" | "genotype" | "exposure-risk" | "arrhythmia-risk" | "egfr" | "provenance"
     resource: dict[str, Any]
     uuid: str
     inputs: list[SourceRef] = field(default_factory=list)
+    view: View | None = None
 
     @property
     def full_url(self) -> str:
@@ -71,7 +74,7 @@ class Context:
     def interpretation(self, code: str) -> dict[str, Any]:
         return concept(self.systems["interpretation"], code, self.k.output.interpretations.get(code))
 
-    def new(self, kind: str, resource: dict[str, Any], inputs: list[SourceRef]) -> Written:
+    def new(self, kind: str, resource: dict[str, Any], inputs: list[SourceRef], view: View | None = None) -> Written:
         """Stamp a resource with its content identifier (the conditional-create key) and its series
         identifier. Resources without Resource.identifier (Provenance) get a deterministic id instead."""
         versions = [s.versioned if s.versioned != s.reference else f"{s.reference}@{s.version}" for s in inputs]
@@ -85,7 +88,7 @@ class Context:
                 {"system": self.systems["series_identifier"], "value": f"{kind}:{series_uuid(kind, self.patient.reference)}"},
             ]
             body = {"resourceType": rtype, "identifier": identifiers, **resource}
-        return Written(kind, body, uid, list(dict.fromkeys(inputs)))
+        return Written(kind, body, uid, list(dict.fromkeys(inputs)), view)
 
 
 def deterministic_id(uid: str) -> str:

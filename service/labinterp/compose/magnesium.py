@@ -1,19 +1,48 @@
-"""The serum magnesium DiagnosticReport (SPEC section 4)."""
+"""The serum magnesium DiagnosticReport (SPEC section 4) and its view."""
 
 from __future__ import annotations
 
-from labinterp.compose import narrative as nv
+from typing import Any
+
 from labinterp.compose.common import Context, Written, concept, effective, ref, status_of
-from labinterp.compose.renal import renal_line
-from labinterp.compose.reports import not_used, report
+from labinterp.compose.renal import renal_section
+from labinterp.compose.reports import report, report_view
+from labinterp.compose.risk import arrhythmia_table
+from labinterp.compose.view import BASIS, RangeBar, Section, section
+from labinterp.knowledge import Knowledge
 from labinterp.rules import Findings
 from labinterp.rules.magnesium import MagnesiumFinding
 
+SCALE_TOP_MG_DL = 5.0  # right end of the range bar's scale (a layout choice, not a threshold)
+
 
 def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written:
-    k = ctx.k
+    lines = _lines(ctx.k, mg)
+    guidance = mg.guidance + mg.electrolytes
+    conclusion = " ".join(lines + ([f"Guidance: {' '.join(guidance)}"] if guidance else []))
+    status = status_of(mg.inputs)
+    body = report(
+        ctx, "magnesium", status, effective(mg.mg.time), [ref(m.source) for m in mg.inputs], conclusion, _codes(ctx, mg)
+    )
+    view = report_view(
+        ctx,
+        f,
+        "magnesium",
+        status,
+        lines[0],
+        about=mg.mg,
+        measured=mg.inputs,
+        bar=_bar(ctx.k, mg),
+        interpretation=lines[1:],
+        tables=arrhythmia_table(mg),
+        sections=_sections(ctx.k, f, mg, guidance),
+    )
+    return ctx.new("magnesium", body, [m.source for m in mg.inputs] + [ctx.patient], view)
+
+
+def _lines(k: Knowledge, mg: MagnesiumFinding) -> list[str]:
+    """The headline (the result and its band), then what else the report found."""
     band = mg.band
-    mgk = k.magnesium
     # a converted value is shown to 3 decimals, so it never looks as if it sat on a band edge it does not
     lines = [
         f"Serum magnesium {mg.mg.original}"
@@ -32,7 +61,7 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
     if mg.not_current:
         lines.append("On record but not current at the sample, so not named as a cause: " + "; ".join(mg.not_current) + ".")
     if mg.digoxin and mg.hypo:
-        lines.append(mgk.digoxin.text)
+        lines.append(k.magnesium.digoxin.text)
     if mg.hypo:
         named = [w for w, on in (("hypokalemia", mg.hypokalemia), ("hypocalcemia", mg.hypocalcemia)) if on]
         if named:
@@ -43,17 +72,43 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
         lines.append(f"Arrhythmia risk: {mg.arrhythmia_risk} (see the linked RiskAssessment).")
     if mg.mg.preliminary:
         lines.append("Note: the result is preliminary.")
-    codes = []
-    if band:
-        codes.append(ctx.interpretation(band.interpretation))
-        if band.snomed:
-            codes.append(concept(ctx.systems["snomed"], band.snomed, None, band.text.split(":")[0].split(" (")[0]))
-    guidance = mg.guidance + mg.electrolytes
+    return lines
+
+
+def _codes(ctx: Context, mg: MagnesiumFinding) -> list[dict[str, Any]]:
+    band = mg.band
+    if band is None:
+        return []
+    codes = [ctx.interpretation(band.interpretation)]
+    if band.snomed:
+        codes.append(concept(ctx.systems["snomed"], band.snomed, None, band.text.split(":")[0].split(" (")[0]))
+    return codes
+
+
+def _bar(k: Knowledge, mg: MagnesiumFinding) -> RangeBar | None:
+    normal = next(b for b in k.magnesium.bands if b.name == "normal")
+    if mg.mg.value is None or normal.lower is None or normal.upper is None:
+        return None
+    return RangeBar(
+        "Serum magnesium", round(mg.mg.value, 2), "mg/dL", normal.lower, normal.upper, SCALE_TOP_MG_DL, mg.mg.comparator
+    )
+
+
+def _sections(k: Knowledge, f: Findings, mg: MagnesiumFinding, guidance: list[str]) -> list[Section]:
+    mgk = k.magnesium
     at = mg.mg.time.start if mg.mg.time else None
+    return [
+        *section(f"Guidance ({mgk.guidance.source}; the clinician chooses by the patient's state)", guidance),
+        *renal_section(f.renal, at),
+        *section(BASIS, _basis(k, mg)),
+    ]
+
+
+def _basis(k: Knowledge, mg: MagnesiumFinding) -> list[str]:
+    mgk = k.magnesium
     basis = [
         f"Bands: {', '.join(b.text for b in mgk.bands)} ({mgk.meta.source}).",
         *[f"Edges in {u.unit}: {', '.join(f'{e:g}' for e in u.edges)} ({u.derivation}; {u.source})." for u in mgk.unit_edges],
-        renal_line(f.renal, at),
     ]
     if mg.renal_gate is not None:
         basis.append(f"Renal gate (below {mgk.renal.threshold:g}): {mg.renal_gate.text}.")
@@ -68,15 +123,4 @@ def magnesium_report(ctx: Context, f: Findings, mg: MagnesiumFinding) -> Written
         basis += [f"Default limits: {src}." for src in dict.fromkeys(j.default_source for j in mg.judged if j.default_source)]
     if mg.child:
         basis.append(f"Children's dose: {mgk.pediatric.source}.")
-    text = nv.div(
-        k.output.reports["magnesium"].title,
-        lines,
-        nv.section(f"Guidance ({mgk.guidance.source}; the clinician chooses by the patient's state)", guidance),
-        nv.section("Basis", basis),
-        not_used(f),
-    )
-    conclusion = " ".join(lines + ([f"Guidance: {' '.join(guidance)}"] if guidance else []))
-    body = report(
-        ctx, "magnesium", status_of(mg.inputs), effective(mg.mg.time), [ref(m.source) for m in mg.inputs], conclusion, codes, text
-    )
-    return ctx.new("magnesium", body, [m.source for m in mg.inputs] + [ctx.patient])
+    return basis

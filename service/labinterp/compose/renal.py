@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from labinterp.compose import narrative as nv
 from labinterp.compose.common import Context, Written, effective, ref, status_of
-from labinterp.compose.reports import report
+from labinterp.compose.reports import report, report_view
+from labinterp.compose.view import BASIS, RENAL, Section, section
 from labinterp.extract.facts import Measurement
 from labinterp.rules import Findings
 from labinterp.rules.renal import EQUATION_NAMES, RenalFinding, staleness
@@ -64,6 +64,11 @@ def renal_line(renal: RenalFinding | None, at: datetime | None = None) -> str:
     return line + "." + tail
 
 
+def renal_section(renal: RenalFinding | None, at: datetime | None = None) -> list[Section]:
+    """The renal sentence as the "Renal function" section of another report's view."""
+    return section(RENAL, [renal_line(renal, at).removeprefix("Renal function: ")])
+
+
 def renal_report(ctx: Context, f: Findings, renal: RenalFinding, egfr: Written) -> Written:
     assert renal.creatinine is not None
     sex = f.record.patient.sex
@@ -80,10 +85,17 @@ def renal_report(ctx: Context, f: Findings, renal: RenalFinding, egfr: Written) 
             + (f" ({renal.weight.time.text})." if renal.weight.time else ".")
         )
     results = [{"reference": egfr.full_url}] + [ref(m.source) for m in inputs]
-    text = nv.div(
-        ctx.k.output.reports["renal"].title,
-        lines,
-        nv.section("Basis", [f"Equations and KDIGO categories: {ctx.k.renal.meta.source}."]),
+    status = status_of(inputs)
+    body = report(ctx, "renal", status, effective(renal.creatinine.time), results, " ".join(lines), [])
+    view = report_view(
+        ctx,
+        f,
+        "renal",
+        status,
+        lines[0],
+        about=renal.creatinine,
+        measured=inputs,
+        interpretation=lines[1:],
+        sections=section(BASIS, [f"Equations and KDIGO categories: {ctx.k.renal.meta.source}."]),
     )
-    body = report(ctx, "renal", status_of(inputs), effective(renal.creatinine.time), results, " ".join(lines), [], text)
-    return ctx.new("renal", body, [m.source for m in inputs] + [ctx.patient])
+    return ctx.new("renal", body, [m.source for m in inputs] + [ctx.patient], view)

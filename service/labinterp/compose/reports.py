@@ -1,13 +1,17 @@
-"""What every DiagnosticReport shares (SPEC section 6): the resource's frame and the "Not used" section.
-One module per report kind beside it: linezolid, magnesium, renal, genotype."""
+"""What every DiagnosticReport shares (SPEC section 6): the resource's frame, the frame of its view (heading,
+footer, the "Not used" section). One module per report kind beside it: linezolid, magnesium, renal, genotype, and
+unusable (results received that could not be interpreted). The narrative is rendered from the view
+(labinterp.render.report), on every path."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from labinterp.compose import narrative as nv
-from labinterp.compose.common import Context, Written, concept, instant, ref
-from labinterp.extract.facts import Problem
+from labinterp.compose.common import Context, concept, instant, ref
+from labinterp.compose.heading import footer, heading, patient_line
+from labinterp.compose.view import NOT_USED, RangeBar, Section, Table, View, lines, section
+from labinterp.extract.facts import Measurement
 from labinterp.rules import Findings
 
 
@@ -19,7 +23,6 @@ def report(
     results: list[dict[str, str]],
     conclusion: str,
     codes: list[dict[str, Any]],
-    text: dict[str, str],
 ) -> dict[str, Any]:
     rk = ctx.k.output.reports[kind]
     s = ctx.systems
@@ -36,27 +39,41 @@ def report(
     }
     if codes:
         body["conclusionCode"] = codes
-    body["text"] = text
     return body
 
 
-def not_used(f: Findings) -> str:
+def not_used(f: Findings) -> list[str]:
     items = [f"{i.source.reference}: {i.why}" for i in f.record.ignored]
-    items += [f"{p.where}: {p.what} (not interpreted)" for p in f.record.problems]
-    return nv.section("Not used", items)
+    return items + [f"{p.where}: {p.what} (not interpreted)" for p in f.record.problems]
 
 
-def unusable_report(ctx: Context, f: Findings, kind: str, problems: list[Problem]) -> Written:
-    """A report for results that were received but could not be interpreted, so the laboratory's request is
-    answered and nothing is dropped silently: which results, why, and that no interpretation is given."""
-    title = ctx.k.output.reports[kind].title
-    reasons = [f"{p.where}: {p.what}" for p in problems]
-    lead = [
-        f"{len(problems)} result{'s' if len(problems) > 1 else ''} received but not interpretable: no interpretation is given.",
-        "Correct or complete the result (unit, value, status) and it will be interpreted.",
-    ]
-    text = nv.div(title, lead, nv.section("Not interpretable", reasons), not_used(f))
-    sources = [p.source for p in problems if p.source is not None]
-    conclusion = " ".join([*lead, *(r + "." for r in reasons)])
-    body = report(ctx, kind, "final", {}, [ref(s) for s in sources], conclusion, [], text)
-    return ctx.new(kind, body, [*sources, ctx.patient])
+def report_view(
+    ctx: Context,
+    f: Findings,
+    kind: str,
+    status: str,
+    headline: str,
+    *,
+    about: Measurement | None = None,
+    measured: Sequence[Measurement] = (),
+    collected: str = "",
+    bar: RangeBar | None = None,
+    interpretation: Sequence[str] = (),
+    tables: Sequence[Table] = (),
+    sections: Sequence[Section] = (),
+) -> View:
+    """The view of a report: its own parts framed by the heading block, the "Not used" section and the footer."""
+    issued = instant(ctx.now)
+    return View(
+        title=ctx.k.output.reports[kind].title,
+        patient=patient_line(f),
+        issued=issued,
+        status=status,
+        headline=headline,
+        header=heading(f, status, issued, about, measured, collected),
+        footer=footer(ctx.k, issued),
+        bar=bar,
+        interpretation=lines(interpretation),
+        tables=list(tables),
+        sections=[*sections, *section(NOT_USED, not_used(f))],
+    )

@@ -9,8 +9,12 @@ from typing import Any
 
 from labinterp.compose import narrative as nv
 from labinterp.compose.common import Context, Written, concept, instant, ref, status_of
+from labinterp.compose.view import RISK_HEADER, Table, lines, table
 from labinterp.rules import Findings
+from labinterp.rules.exposure import ExposureRisk
 from labinterp.rules.magnesium import MagnesiumFinding
+
+RISKS = "Risks"
 
 
 def _prediction(
@@ -72,25 +76,20 @@ def exposure_risk(ctx: Context, f: Findings) -> Written:
     }
     if e.mitigation:
         body["mitigation"] = e.mitigation
+    body["text"] = _exposure_narrative(ctx, e, under_rat, over_rat)
+    return ctx.new("exposure-risk", body, [ctx.patient, *basis_sources])
+
+
+def _exposure_narrative(ctx: Context, e: ExposureRisk, under_rat: list[str], over_rat: list[str]) -> dict[str, str]:
+    o = ctx.k.output.outcomes
     rows = [
-        [
-            o.underexposure_text,
-            under.label,
-            f"{under.probability:.3f}" if under.probability is not None else "-",
-            "; ".join(under_rat),
-        ],
-        [
-            o.overexposure_text,
-            over.label,
-            f"{over.probability:.3f}" if over.probability is not None else "-",
-            "; ".join(over_rat),
-        ],
+        [text, p.label, f"{p.probability:.3f}" if p.probability is not None else "-", "; ".join(rationale)]
+        for text, p, rationale in ((o.underexposure_text, e.under, under_rat), (o.overexposure_text, e.over, over_rat))
     ]
     extra = nv.section("Genotypes with no known effect on linezolid", e.no_effect)
-    body["text"] = nv.div(
+    return nv.div(
         "Linezolid exposure risk", [e.mitigation], nv.table(["Outcome", "Risk", "Probability", "Rationale"], rows), extra
     )
-    return ctx.new("exposure-risk", body, [ctx.patient, *basis_sources])
 
 
 def arrhythmia_risk(ctx: Context, mg: MagnesiumFinding) -> Written:
@@ -118,3 +117,27 @@ def arrhythmia_risk(ctx: Context, mg: MagnesiumFinding) -> Written:
         "Arrhythmia risk with hypomagnesemia", [f"Risk: {risk}."], nv.section("Rationale", mg.arrhythmia_rationale)
     )
     return ctx.new("arrhythmia-risk", body, [ctx.patient, *basis])
+
+
+def exposure_table(e: ExposureRisk | None) -> list[Table]:
+    """The linezolid risks as rows of a report's view (the linezolid and genotype reports)."""
+    if e is None:
+        return []
+    rows = [
+        [
+            f"Linezolid {p.outcome}",
+            p.risk or "not assessable",
+            f"{p.probability:.3f}" if p.probability is not None else "-",
+            "; ".join(lines(p.rationale)),
+        ]
+        for p in (e.under, e.over)
+    ]
+    return table(RISKS, RISK_HEADER, rows)
+
+
+def arrhythmia_table(mg: MagnesiumFinding) -> list[Table]:
+    """The arrhythmia risk with hypomagnesemia as a row of the magnesium report's view."""
+    if not mg.hypo:
+        return []
+    rows = [["Cardiac arrhythmia", mg.arrhythmia_risk or "-", "-", "; ".join(lines(mg.arrhythmia_rationale))]]
+    return table(RISKS, RISK_HEADER, rows)

@@ -7,11 +7,18 @@ import io
 from typing import Any
 
 from labinterp import __version__
-from labinterp.render.view import GENOTYPE_HEADER, PRELIMINARY_NOTE, RISK_HEADER, View, when
+from labinterp.compose.view import GENOTYPE_HEADER, LEVELS_HEADER, PRELIMINARY_NOTE, RISK_HEADER, Section, View, when
 
 PDF_MARGIN = 18 * 72 / 25.4  # 18 mm in points
 FOOTER_Y = 8 * 72 / 25.4
 PRELIM_RED_HEX = "#900000"
+TEXT_WIDTH_MM = 172  # A4 less the margins, less a little room
+# column widths (mm) of the tables whose header is known; any other table shares the width equally
+WIDTHS_MM: dict[tuple[str, ...], list[float]] = {
+    tuple(GENOTYPE_HEADER): [20, 34, 38, 48, 32],
+    tuple(RISK_HEADER): [35, 22, 20, 95],
+    tuple(LEVELS_HEADER): [60, 60, 52],
+}
 
 
 _STYLES: dict[str, Any] = {}
@@ -133,20 +140,31 @@ def _decorate(view: View, banner_h: float) -> Any:
 
 
 def _table(header: list[str], rows: list[list[str]], widths: list[float]) -> Any:
+    """A grid with a bold header row. Cells are plain strings, as in the heading block; a cell too wide for its
+    column becomes a wrapping Paragraph, so that nothing is cut."""
     from xml.sax.saxutils import escape
 
     from reportlab.lib import colors
     from reportlab.lib.units import mm
+    from reportlab.pdfbase.pdfmetrics import stringWidth
     from reportlab.platypus import Paragraph, Table, TableStyle
 
     small = _styles()["small"]
-    data = [[Paragraph(f"<b>{escape(h)}</b>", small) for h in header]] + [
-        [Paragraph(escape(c), small) for c in row] for row in rows
-    ]
+    room = [w * mm - 6 for w in widths]  # less the cell's padding
+
+    def cell(text: str, col: int, font: str) -> Any:
+        if stringWidth(text, font, 8) <= room[col]:
+            return text
+        return Paragraph(f"<b>{escape(text)}</b>" if font.endswith("Bold") else escape(text), small)
+
+    data = [[cell(h, i, "Helvetica-Bold") for i, h in enumerate(header)]]
+    data += [[cell(c, i, "Helvetica") for i, c in enumerate(row)] for row in rows]
     t = Table(data, colWidths=[w * mm for w in widths], repeatRows=1)
     t.setStyle(
         TableStyle(
             [
+                ("FONT", (0, 0), (-1, -1), "Helvetica", 8, 10),
+                ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8, 10),
                 ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
                 ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -223,8 +241,24 @@ def _bar(view: View) -> list[Any]:
     return [Spacer(1, 2 * mm), d, Paragraph(escape(words), _styles()["small"])]
 
 
+def _section(section: Section) -> list[Any]:
+    """A titled list; a section of one line is one paragraph ("Title: line"), as in the narrative."""
+    from xml.sax.saxutils import escape
+
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer
+
+    styles = _styles()
+    body, small = styles["BodyText"], styles["small"]
+    if len(section.lines) == 1:
+        return [Spacer(1, 3 * mm), Paragraph(f"<b>{escape(section.title)}</b>: {escape(section.lines[0])}", body)]
+    return [Spacer(1, 3 * mm), Paragraph(f"<b>{escape(section.title)}</b>", body)] + [
+        Paragraph("&#8226; " + escape(line), small) for line in section.lines
+    ]
+
+
 def _story(view: View) -> list[Any]:
-    """The flowables of the report, top to bottom."""
+    """The flowables of the report, top to bottom: the narrative's parts in the narrative's order."""
     from xml.sax.saxutils import escape
 
     from reportlab.lib.units import mm
@@ -241,16 +275,11 @@ def _story(view: View) -> list[Any]:
     ]
     if view.interpretation:
         story += [Spacer(1, 3 * mm), Paragraph("<b>Interpretation</b>", body)]
-        story += [Paragraph("&#8226; " + escape(line), body) for line in view.interpretation if line]
-    if view.genotypes:
-        story += [Spacer(1, 3 * mm), _table(GENOTYPE_HEADER, view.genotypes, [22, 45, 45, 60])]
-    if view.risks:
-        story += [Spacer(1, 3 * mm), _table(RISK_HEADER, view.risks, [35, 22, 20, 95])]
-    for title, text in (("Suggestion for the clinician", view.suggestion), ("Renal function", view.egfr)):
-        if text:
-            story += [Spacer(1, 3 * mm), Paragraph(f"<b>{title}</b>: {escape(text)}", body)]
-    for title, items in (("Basis", view.basis), ("Not used", view.not_used)):
-        if items:
-            story += [Spacer(1, 3 * mm), Paragraph(f"<b>{title}</b>", body)] + [Paragraph(escape(b), small) for b in items]
+        story += [Paragraph("&#8226; " + escape(line), body) for line in view.interpretation]
+    for t in view.tables:
+        widths = WIDTHS_MM.get(tuple(t.header)) or [TEXT_WIDTH_MM / len(t.header)] * len(t.header)
+        story += [Spacer(1, 3 * mm), Paragraph(f"<b>{escape(t.title)}</b>", body), _table(t.header, t.rows, widths)]
+    for section in view.sections:
+        story += _section(section)
     story += [Spacer(1, 6 * mm), Paragraph(escape(view.footer), small)]
     return story
