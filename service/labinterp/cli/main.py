@@ -74,7 +74,9 @@ def cli() -> None:
 )
 @click.option("--summary", is_flag=True, help="Print a readable summary per patient on standard error.")
 @click.option("--no-validate", is_flag=True, help="Skip validating the output with fhir.resources (faster).")
-@click.option("--no-render", is_flag=True, help="No HTML/PDF presentedForm (faster, smaller); the narrative is written as with rendering.")
+@click.option(
+    "--no-render", is_flag=True, help="No HTML/PDF presentedForm (faster, smaller); the narrative is written as with rendering."
+)
 def interpret_cmd(
     bundle_path: str | None,
     fhir_url: str | None,
