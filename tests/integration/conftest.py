@@ -6,6 +6,7 @@ LABINTERP_SKIP_INTEGRATION=1 skips the tier (quick local runs; CI never sets it)
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from labinterp.sandbox.hapi import Sandbox, load_file
+from labinterp.fhir.client import FhirClient
+from labinterp.sandbox.hapi import Sandbox, as_transaction, load_file
 from tests.conftest import ROOT, SITE
 
 EXAMPLES = ROOT / "service" / "labinterp" / "examples" / "patients.json"
@@ -56,6 +58,15 @@ def loaded(fhir_url: str) -> str:
     """The example patients, loaded once (a PUT transaction: loading again replaces, never duplicates)."""
     load_file(EXAMPLES, fhir_url)
     return fhir_url
+
+
+def own_copy(fhir_url: str, pid: str, prefix: str) -> str:
+    """A private copy of example patient `pid` (tests/data/patients), every id prefixed: a test that changes data
+    changes its own copy, never the examples other tests read. Returns the copy's patient id."""
+    text = (ROOT / "tests" / "data" / "patients" / f"{pid}.json").read_text()
+    bundle = json.loads(text.replace(f'"{pid}', f'"{prefix}{pid}').replace(f"/{pid}", f"/{prefix}{pid}"))
+    FhirClient(fhir_url).transaction(as_transaction(bundle, fhir_url))
+    return f"{prefix}{pid}"
 
 
 class Service:

@@ -15,7 +15,7 @@ from labinterp.fhir.client import FhirClient
 from labinterp.server.app import create_app
 from labinterp.server.queue import JobQueue
 from tests.conftest import SITE
-from tests.integration.conftest import Service
+from tests.integration.conftest import Service, own_copy
 
 pytestmark = pytest.mark.integration
 
@@ -77,15 +77,16 @@ def test_running_twice_duplicates_nothing(loaded: str, tmp_path: Path) -> None:
 
 
 def test_changed_input_amends_the_report(loaded: str, tmp_path: Path) -> None:
+    pid = own_copy(loaded, "p03", "amend-")  # its own copy: the examples other tests read stay as loaded
     c = api(loaded, tmp_path)
-    c.post("/Patient/p03/$interpret")
+    c.post(f"/Patient/{pid}/$interpret")
     fhir = FhirClient(loaded)
-    trough = fhir.read("Observation", "p03-lzd11")
+    trough = fhir.read("Observation", f"{pid}-lzd11")
     trough["valueQuantity"]["value"] = 9.5  # within -> above range
     fhir.update(trough)
-    r = c.post("/Patient/p03/$interpret")
+    r = c.post(f"/Patient/{pid}/$interpret")
     assert r.status_code == 200 and "linezolid" in r.headers["X-Labinterp-Amended"]
-    reports = [d for d in written(fhir, "p03")["DiagnosticReport"] if d["code"]["text"].startswith("Linezolid")]
+    reports = [d for d in written(fhir, pid)["DiagnosticReport"] if d["code"]["text"].startswith("Linezolid")]
     assert len(reports) == 1 and reports[0]["status"] == "amended" and reports[0]["meta"]["versionId"] == "2"
     assert reports[0]["conclusionCode"][0]["coding"][0]["code"] == "H"
 
