@@ -17,6 +17,7 @@ from labinterp.rules.linezolid import timing_exposures
 from labinterp.rules.trough_timing import check_timing, course_doses, current_regimen, doses_before, local_time
 
 MAX_CANDIDATES = 200  # sample times tried after the start (far beyond any steady state)
+HORIZON = timedelta(days=366)  # an order starting later than this is not planned for (nor is a date that overflows)
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,26 @@ def _start(record: PatientRecord, k: Knowledge, planned: FhirTime | None, now: d
         like = planned.text if planned is not None else "Z"
         return course[0].at, "the first recorded dose of the current course", like
     if planned is not None and planned.has_time:
+        if now - planned.start > timedelta(hours=lz.trough.course_gap_h):  # long past, and no dose of it recorded
+            return now, "now (the order's start is past and no dose of it is recorded)", planned.text
         return planned.start, "the start of the order", planned.text
     return now, "now (the order gives no start time)", planned.text if planned is not None else "Z"
 
 
 def first_trough(record: PatientRecord, k: Knowledge, order: MedicationExposure, now: datetime) -> FirstTrough | None:
-    """When to draw the first steady-state trough on the ordered (or current) regimen, doses given on schedule."""
+    """When to draw the first steady-state trough on the ordered (or current) regimen, doses given on schedule.
+    None when it cannot be planned: an interval no trough rule reads (not positive; so short that steady state
+    takes more doses than are tried; longer than the gap that ends a course, so no steady state ever), or a start
+    beyond the planning horizon."""
     lz = k.linezolid
     regimen, known = current_regimen(timing_exposures(record, k), None, lz)
+    interval = regimen.interval_h
+    if not interval > 0 or interval > lz.trough.course_gap_h or lz.trough.steady_state_h / interval > MAX_CANDIDATES:
+        return None
     start, how, like = _start(record, k, order.start, now)
-    step = timedelta(hours=regimen.interval_h)
+    if start - now > HORIZON:
+        return None
+    step = timedelta(hours=interval)
     tolerance = timedelta(minutes=lz.trough.tolerance_min)
     first = max(1, int((now - tolerance - start) / step)) if now > start else 1
     for n in range(first, first + MAX_CANDIDATES):
