@@ -22,7 +22,7 @@ from labinterp.compose.view import View
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
 from labinterp.render.report import attach, render_html
-from tests.builders import lzd_site
+from tests.builders import MG, P, lzd_site
 from tests.conftest import NOW, SITE
 from tests.golden_tool import PATIENTS
 from tests.unit.test_linezolid_safety import SAMPLE, course_with_troughs
@@ -205,3 +205,22 @@ def test_a_view_with_another_status_changes_its_heading_only(site_k: Knowledge) 
     assert replace(amended, status="final", header=w.view.header) == w.view
     prelim = w.view.with_status("preliminary")
     assert prelim.preliminary and ("Status", "PRELIMINARY") in prelim.header
+
+
+@pytest.mark.parametrize(
+    ("name", "identifier"), [("A" * 3000, "MRN-1"), ("Ann Smith " * 1500, "MRN-2"), ("Ann Smith", "B" * 20000)]
+)
+def test_a_huge_name_or_identifier_still_gives_a_pdf(k: Knowledge, name: str, identifier: str) -> None:
+    """Data from the FHIR server once made one heading row taller than a page: reportlab's LayoutError, a 500, and
+    the patient never got a report. The PDF now cuts the value (and says so); the narrative keeps it whole."""
+    p = P("huge", "female", "1960-01-01", "")
+    p.lab(MG, 1.1, "mg/dL", "2026-01-15T08:00:00+01:00")
+    patient = p.resources[0]
+    patient["name"] = [{"text": name}]
+    patient["identifier"] = [{"system": "urn:example:mrn", "value": identifier}]
+    result = interpret_bundle(p.bundle(), k, NOW)
+    (report,) = [e["resource"] for e in result.bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    pdf = next(f for f in report["presentedForm"] if f["contentType"] == "application/pdf")
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(base64.b64decode(pdf["data"]))).pages)
+    assert "cut here" in text and "magnesium" in text.lower()
+    assert (name[:2000] in report["text"]["div"]) or (identifier[:2000] in report["text"]["div"])

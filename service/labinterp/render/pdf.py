@@ -93,6 +93,29 @@ def render_pdf(view: View) -> bytes:
 
 
 BANNER_MM = 9
+CELL_LINES = 50  # a table row cannot split across pages: no cell taller than about 50 lines (a page holds ~70)
+CUT = " … [cut here: the HTML and the narrative carry it whole]"
+
+
+def one_line(text: str, font: str, size: float, room_pt: float) -> str:
+    """`text` cut with an ellipsis to fit `room_pt` on one line (the running header's patient line)."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    if stringWidth(text, font, size) <= room_pt:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # the longest prefix that fits with its ellipsis
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if stringWidth(text[:mid] + "…", font, size) <= room_pt else (lo, mid - 1)
+    return text[:lo] + "…"
+
+
+def clipped(text: str, room_pt: float) -> str:
+    """`text` cut to what a cell `room_pt` wide shows in CELL_LINES lines of 8-point type (about 4 points a
+    character). Data from the FHIR server (a 3,000-character name, a genotype's reported text) once made one row
+    taller than a page, and the whole report failed."""
+    limit = max(40, int(room_pt / 4.0) * CELL_LINES)
+    return text if len(text) <= limit else text[:limit] + CUT
 
 
 def _decorate(view: View, banner_h: float) -> Any:
@@ -110,7 +133,7 @@ def _decorate(view: View, banner_h: float) -> Any:
         top = page_h - 10 * mm
         canvas.setFont("Helvetica-Bold", 8)
         canvas.setFillGray(0.2)
-        canvas.drawString(margin, top, view.patient)
+        canvas.drawString(margin, top, one_line(view.patient, "Helvetica-Bold", 8, (page_w - 2 * margin) * 0.6))
         canvas.setFont("Helvetica", 8)
         canvas.drawRightString(page_w - margin, top, view.title)
         canvas.setStrokeGray(0.6)
@@ -153,6 +176,7 @@ def _table(header: list[str], rows: list[list[str]], widths: list[float]) -> Any
     room = [w * mm - 6 for w in widths]  # less the cell's padding
 
     def cell(text: str, col: int, font: str) -> Any:
+        text = clipped(text, room[col])
         if stringWidth(text, font, 8) <= room[col]:
             return text
         return Paragraph(f"<b>{escape(text)}</b>" if font.endswith("Bold") else escape(text), small)
@@ -202,6 +226,7 @@ def _heading(view: View) -> Any:
         for label, value, span in row:
             col = len(cells) + 1
             room = widths[col] + (widths[2] + widths[3] if span > 1 else 0) - 6
+            value = clipped(value, room)
             wide = stringWidth(value, "Helvetica", 8) > room
             cells += [label, Paragraph(escape(value), small) if wide else value]
             if label == "Status" and view.preliminary:

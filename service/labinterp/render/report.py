@@ -49,8 +49,16 @@ def narrative(view: View) -> dict[str, str]:
 
 
 def presented_forms(view: View, fragment: str) -> list[dict[str, Any]]:
-    """The HTML page and the PDF, as DiagnosticReport.presentedForm attachments."""
-    forms = [("text/html", "HTML", render_html(view, fragment).encode("utf-8")), ("application/pdf", "PDF", render_pdf(view))]
+    """The HTML page and the PDF, as DiagnosticReport.presentedForm attachments. A PDF reportlab cannot lay out
+    (pdf.clipped keeps cells within a page, so this is defence in depth) is left out: the report, its narrative and
+    its HTML are still written, never blocked by their printed form."""
+    from reportlab.platypus.doctemplate import LayoutError
+
+    forms = [("text/html", "HTML", render_html(view, fragment).encode("utf-8"))]
+    try:
+        forms.append(("application/pdf", "PDF", render_pdf(view)))
+    except LayoutError:
+        pass
     return [
         {"contentType": ct, "language": "en", "data": base64.b64encode(data).decode("ascii"), "title": f"{view.title} ({name})"}
         for ct, name, data in forms
