@@ -366,3 +366,37 @@ def test_openapi_describes_every_route_of_the_service(app: Any, client: Any) -> 
         assert path in doc, path
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
             assert method.lower() in doc[path], (path, method)
+
+
+@responses.activate
+def test_too_many_patients_in_one_request_is_a_413_before_any_read(tmp_path: Path) -> None:
+    """One synchronous request holds a request thread per patient: a Group of 10,000 once kept the service busy for
+    minutes and /healthz unanswered. Past LABINTERP_MAX_PATIENTS it is refused at once, naming the limit."""
+    app = create_app({"FHIR_BASE_URL": BASE, "QUEUE_PATH": str(tmp_path / "q.db"), "MAX_PATIENTS": 3})
+    c = app.test_client()
+    members = [{"entity": {"reference": f"Patient/m{i}"}} for i in range(10_000)]
+    responses.get(
+        f"{BASE}/Group/big", json={"resourceType": "Group", "id": "big", "type": "person", "actual": True, "member": members}
+    )
+    r = c.post("/Group/big/$interpret?dry-run")
+    assert (
+        r.status_code == 413
+        and r.json["resourceType"] == "OperationOutcome"
+        and "LABINTERP_MAX_PATIENTS" in r.get_data(as_text=True)
+    )
+    assert len(responses.calls) == 1  # the Group read, and no patient
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "patient", "valueReference": {"reference": f"Patient/x{i}"}} for i in range(4)],
+    }
+    assert c.post("/$interpret?dry-run", json=params).status_code == 413
+
+
+def test_a_request_body_past_the_limit_is_a_413_outcome(tmp_path: Path) -> None:
+    app = create_app(
+        {"FHIR_BASE_URL": BASE, "QUEUE_PATH": str(tmp_path / "q.db"), "MAX_REQUEST_BYTES": 10_000, "HOOK_MAX_BYTES": 10_000}
+    )
+    r = app.test_client().post(
+        "/$interpret", data=b'{"resourceType": "Parameters", "x": "' + b"a" * 20_000 + b'"}', content_type="application/json"
+    )
+    assert r.status_code == 413 and r.json["resourceType"] == "OperationOutcome"

@@ -209,3 +209,16 @@ def test_readyz_names_no_credentials(app: Any, client: Any, monkeypatch: pytest.
     assert r.status_code == 503 and "FHIR server not reachable" in text
     for secret in ("s3cr3tPW", "admin", "MRN-99887766", "abc123xyz", "fhir-token-0123456789"):
         assert secret not in text, secret
+
+
+def test_readyz_does_not_show_the_internal_fhir_url(app: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/readyz answers without a token: it says the FHIR server is not reachable, not where it is."""
+    s = app.extensions["labinterp"]
+
+    class Down:
+        def metadata(self) -> Any:
+            raise FhirTemporaryError("GET", "http://10.1.2.3:8395/fhir/metadata", None, "no response: ConnectionError")
+
+    monkeypatch.setattr(s, "client", lambda *a, **k: Down())
+    text = client.get("/readyz").get_data(as_text=True)
+    assert "FHIR server not reachable (FhirTemporaryError)" in text and "10.1.2.3" not in text

@@ -6,7 +6,7 @@ with the same names without the prefix): FHIR_BASE_URL, FHIR_TOKEN, FHIR_BASIC (
 queue worker and poller), WORKER_THREADS, POLL_SECONDS (0: no poll), CALLBACK_URL (this service's URL as HAPI
 reaches it: registers the Subscription), EGFR_EQUATION, STRICT, LENIENT (deprecated), FHIR_RETRIES,
 FHIR_RETRY_DELAY, QUEUE_LEASE, COHORT_STATS, RENDER, VALIDATE_OUTPUT, HOOK_TOKEN (the Subscription's own token;
-never the API token), HOOK_MAX_BYTES, HOOK_PER_MINUTE, SMART_* (SMART Backend Services to the FHIR server), CDS_AUTH,
+never the API token), HOOK_MAX_BYTES, HOOK_PER_MINUTE, MAX_REQUEST_BYTES, MAX_PATIENTS, SMART_* (SMART Backend Services to the FHIR server), CDS_AUTH,
 CDS_ISSUERS, CDS_FHIR_SERVERS, PUBLIC_URL (CDS Hooks). An unknown key or a bad value is an error naming it."""
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     settings = Settings.load(test_config)
     app = Flask("labinterp")
     app.config.from_mapping({k.upper(): v for k, v in settings.model_dump().items()})
+    # no request body is read past this (413); the hook's own limit is checked on its route
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_request_bytes, settings.hook_max_bytes)
     app.extensions["labinterp.settings"] = settings
     knowledge = load_knowledge(settings.mappings_dir)
     try:

@@ -151,8 +151,10 @@ class Services:
             problems = []
             try:
                 self.client().metadata()
-            except LabinterpError as exc:  # its text names the URL without credentials; redacted again all the same
-                problems.append(self.redact(f"FHIR server not reachable: {exc}"))
+            except LabinterpError as exc:  # /readyz answers anyone: the kind of failure, never the internal URL
+                status = getattr(exc, "status", None)
+                problems.append(f"FHIR server not reachable ({type(exc).__name__}{f', HTTP {status}' if status else ''})")
+                log.warning("readiness: %s", self.redact(str(exc)))
             if not self.knowledge.analytes:
                 problems.append("mappings not loaded")
             self._ready_cache = (time.monotonic(), problems)

@@ -9,7 +9,7 @@ import traceback
 from typing import Any
 
 from flask import Blueprint, current_app, request
-from werkzeug.exceptions import BadRequest, ServiceUnavailable, Unauthorized
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, ServiceUnavailable, Unauthorized
 
 from labinterp.cli.common import parse_json
 from labinterp.config import Settings
@@ -179,12 +179,19 @@ def _many(patients: list[str], dry: bool, bad_members: list[tuple[str, str]] | N
     patient's outcome says what was written, then one warning issue per resource left out. A Group member that
     cannot be read is an entry of its own (422, naming it)."""
     s = services()
+    unique = list(dict.fromkeys(patients))
+    cap = settings().max_patients
+    if len(unique) > cap:  # one synchronous request holds a request thread for every patient it names
+        raise RequestEntityTooLarge(
+            f"{len(unique)} patients in one request; at most {cap} (LABINTERP_MAX_PATIENTS): send them in smaller "
+            "requests, or interpret a whole server or Group from the command line"
+        )
     entries: list[dict[str, Any]] = [
         {"response": {"status": "422", "outcome": outcome("error", "processing", f"{where}: {what}", where)}}
         for where, what in bad_members or []
     ]
     now, strict = _now(dry), _strict()
-    for pid in dict.fromkeys(patients):
+    for pid in unique:
         try:
             r = s.interpret(pid, dry_run=dry, now=now, strict=strict)
         except LabinterpError as exc:
