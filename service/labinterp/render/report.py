@@ -19,6 +19,7 @@ by its citation (mappings/sources.toml), and nothing here names a source file or
 from __future__ import annotations
 
 import base64
+import contextlib
 from typing import Any
 
 from markupsafe import Markup
@@ -55,10 +56,8 @@ def presented_forms(view: View, fragment: str) -> list[dict[str, Any]]:
     from reportlab.platypus.doctemplate import LayoutError
 
     forms = [("text/html", "HTML", render_html(view, fragment).encode("utf-8"))]
-    try:
+    with contextlib.suppress(LayoutError):
         forms.append(("application/pdf", "PDF", render_pdf(view)))
-    except LayoutError:
-        pass
     return [
         {"contentType": ct, "language": "en", "data": base64.b64encode(data).decode("ascii"), "title": f"{view.title} ({name})"}
         for ct, name, data in forms
