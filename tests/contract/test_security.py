@@ -222,3 +222,28 @@ def test_readyz_does_not_show_the_internal_fhir_url(app: Any, client: Any, monke
     monkeypatch.setattr(s, "client", lambda *a, **k: Down())
     text = client.get("/readyz").get_data(as_text=True)
     assert "FHIR server not reachable (FhirTemporaryError)" in text and "10.1.2.3" not in text
+
+
+@pytest.mark.parametrize(
+    ("headers", "data", "status"),
+    [
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"patient=Patient/p01", 415),  # an HTML form
+        ({"Content-Type": "multipart/form-data; boundary=x"}, b"--x--", 415),
+        ({"Content-Type": "text/plain"}, b'{"resourceType": "Parameters"}', 415),  # a form with enctype text/plain
+        ({"Origin": "https://evil.example"}, None, 403),  # fetch(url, {method: "POST", mode: "no-cors"})
+        ({"Sec-Fetch-Site": "cross-site"}, None, 403),
+    ],
+)
+def test_cross_site_writes_are_refused_before_any_work(
+    client: Any, headers: dict[str, str], data: bytes | None, status: int
+) -> None:
+    r = client.post("/Patient/p01/$interpret", headers=headers, data=data)
+    assert r.status_code == status and r.json["resourceType"] == "OperationOutcome"
+
+
+def test_same_origin_and_non_browser_writes_pass_the_check(tmp_path: Path) -> None:
+    """The check stops at the door only: these go on to the FHIR server (unreachable here, tried once: a 5xx)."""
+    app = create_app({"FHIR_BASE_URL": "http://127.0.0.1:9/fhir", "QUEUE_PATH": str(tmp_path / "q.db"), "FHIR_RETRIES": 1})
+    for headers in ({}, {"Origin": "http://localhost"}, {"Content-Type": "application/fhir+json"}):
+        status = app.test_client().post("/Patient/p01/$interpret?dry-run", headers=headers).status_code
+        assert status >= 500, headers
