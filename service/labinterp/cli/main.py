@@ -5,6 +5,7 @@ FHIR, not a Bundle, or (with --strict / LABINTERP_STRICT=true) any resource that
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from datetime import UTC, datetime
@@ -254,10 +255,18 @@ def demo_cmd(offline: bool, out_path: str, now_text: str, stop: bool, fhir_port:
     "--callback-url", default=None, help="This service's URL as the FHIR server reaches it (registers the Subscription)."
 )
 def serve_cmd(host: str, port: int, threads: int, worker: bool, callback_url: str | None) -> None:
-    """The Flask service under gunicorn. Settings from LABINTERP_* (see labinterp/server/app.py)."""
+    """The Flask service under gunicorn. Settings from LABINTERP_* (see labinterp/server/app.py). Served on an address
+    other than loopback only with LABINTERP_API_TOKEN set (exit 2 otherwise): anyone reaching the port could write."""
     from gunicorn.app.base import BaseApplication
 
     from labinterp.server.app import create_app
+
+    with one_line_errors("serve"):
+        if not is_loopback(host) and not Settings.from_env().api_token:
+            raise UsageFailure(
+                f"serving on {host} without LABINTERP_API_TOKEN: anyone who reaches the port could write reports; "
+                "set a token (openssl rand -hex 32), or serve on 127.0.0.1"
+            )
 
     os.environ["LABINTERP_WORKER"] = "true" if worker else "false"
     if callback_url:
@@ -268,7 +277,7 @@ def serve_cmd(host: str, port: int, threads: int, worker: bool, callback_url: st
             for key, value in {
                 "bind": f"{host}:{port}",
                 "workers": 1,
-                "worker_class": "gthread",
+                "worker_class": "labinterp.server.gunicorn_worker.Worker",  # gthread; refusals as OperationOutcomes
                 "threads": threads,
                 "timeout": 120,
                 "graceful_timeout": 20,
@@ -283,6 +292,15 @@ def serve_cmd(host: str, port: int, threads: int, worker: bool, callback_url: st
         Server().run()
     except LabinterpError as exc:
         _fail(str(exc))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 cli.add_command(cohort_group)
