@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from labinterp.cli.main import cli
-from tests.integration.conftest import Service
+from tests.integration.conftest import Service, own_copy
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,8 @@ def test_dashboard_in_a_real_browser(loaded: str, tmp_path: Path) -> None:
     try:
         for pid in ("p01", "p02", "p08"):
             assert requests.post(f"{svc.url}/Patient/{pid}/$interpret", timeout=60).status_code == 200
-        plant_a_report(loaded, "p02")
+        victim = own_copy(loaded, "p02", "xss-")  # planted on its own copy: the examples other tests read stay as loaded
+        plant_a_report(loaded, victim)
         answer = requests.get(f"{svc.url}/dashboard", timeout=60)
         assert "default-src 'none'" in answer.headers["Content-Security-Policy"] and answer.headers["X-Frame-Options"] == "DENY"
         dom = browser("--dump-dom", f"{svc.url}/dashboard").stdout
@@ -96,7 +97,7 @@ def test_dashboard_in_a_real_browser(loaded: str, tmp_path: Path) -> None:
         patient_shot = tmp_path / "patient.png"
         browser(f"--screenshot={patient_shot}", "--window-size=1100,1100", f"{svc.url}/dashboard/Patient/p01")
         assert near(colours(patient_shot), (0x99, 0xCC, 0x99), tol=2), "the range bar's band (SVG, no inline style)"
-        planted = browser("--dump-dom", f"{svc.url}/dashboard/Patient/p02").stdout
+        planted = browser("--dump-dom", f"{svc.url}/dashboard/Patient/{victim}").stdout
         assert "Not shown as a labinterp report" in planted and "<script>alert" not in planted
         assert "&lt;script&gt;alert" in planted and '<img src="x"' not in planted
         cohort_dom = browser("--dump-dom", f"{svc.url}/dashboard/cohort").stdout
