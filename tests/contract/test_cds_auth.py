@@ -95,6 +95,16 @@ FORGED: dict[str, Callable[[Signer, Signer], str | None]] = {
     "no iat": lambda s, o: f"Bearer {s.token(AUD, iat=None)}",
     "no iss": lambda s, o: f"Bearer {s.token(AUD, iss=None)}",
     "no aud": lambda s, o: f"Bearer {s.token(AUD, aud=None)}",
+    # CDS Hooks: exp no more than 5 minutes ahead (60 s of clock skew allowed)
+    "lives an hour": lambda s, o: f"Bearer {s.token(AUD, exp=int(time.time()) + 3600)}",
+    "lives a year": lambda s, o: f"Bearer {s.token(AUD, exp=int(time.time()) + 365 * 86400)}",
+    "exp 6 min 30 s ahead": lambda s, o: f"Bearer {s.token(AUD, exp=int(time.time()) + 390)}",
+    "issued 10 minutes ago": lambda s, o: f"Bearer {s.token(AUD, iat=int(time.time()) - 600, exp=int(time.time()) + 60)}",
+    "issued 2 minutes ahead": lambda s, o: f"Bearer {s.token(AUD, iat=int(time.time()) + 120, exp=int(time.time()) + 300)}",
+    "exp Infinity": lambda s, o: f"Bearer {s.token(AUD, exp=float('inf'))}",
+    "iat NaN": lambda s, o: f"Bearer {s.token(AUD, iat=float('nan'))}",
+    "iat a text": lambda s, o: f"Bearer {s.token(AUD, iat=str(int(time.time())))}",
+    "exp true": lambda s, o: f"Bearer {s.token(AUD, exp=True)}",
 }
 SAYS = {
     "alg none": "alg none",
@@ -108,6 +118,12 @@ SAYS = {
     "no jti": "jti",
     "no exp": "exp",
     "no iat": "iat",
+    "lives an hour": "lives too long",
+    "lives a year": "lives too long",
+    "exp 6 min 30 s ahead": "more than 5 minutes ahead",
+    "issued 10 minutes ago": "issued more than 5 minutes ago",
+    "issued 2 minutes ahead": "not valid yet",
+    "iat a text": "iat claim must be a number",
 }
 
 
@@ -116,6 +132,28 @@ def test_every_auth_failure_is_401(client: Any, signer: Signer, stranger: Signer
     header = FORGED[case](signer, stranger)
     resp = client.get(DISCOVERY, headers={"Authorization": header} if header else {})
     assert_refused(resp, header.removeprefix("Bearer ") if header else None, SAYS.get(case, ""))
+
+
+def test_a_token_within_its_lifetime_and_the_clock_skew_is_accepted(client: Any, signer: Signer) -> None:
+    now = int(time.time())
+    for claims in (
+        {"iat": now, "exp": now + 300},
+        {"iat": now - 50, "exp": now + 350},  # exp 5 minutes and 50 s ahead: within the skew
+        {"iat": now - 340, "exp": now + 10},  # issued 5 minutes and 40 s ago
+        {"iat": now + 30, "exp": now + 330},  # the client's clock 30 s ahead
+    ):
+        assert client.get(DISCOVERY, headers=bearer(signer.token(AUD, **claims))).status_code == 200, claims
+
+
+def test_the_replay_cache_holds_no_token_longer_than_its_lifetime(signer: Signer, tmp_path: Path) -> None:
+    """The cache keeps a jti until its exp plus the skew: never past now + 5 minutes + twice the skew."""
+    app = create_app(config(tmp_path, signer))
+    verifier = app.extensions["labinterp.cds"].verifier
+    client = app.test_client()
+    assert client.get(DISCOVERY, headers=bearer(signer.token(AUD, exp=int(time.time()) + 3600))).status_code == 401
+    assert client.get(DISCOVERY, headers=bearer(signer.token(AUD))).status_code == 200
+    assert len(verifier.replay) == 1
+    assert max(verifier.replay._seen.values()) <= time.time() + 300 + 2 * 60
 
 
 def test_refused_before_verification_for_alg_none_and_hmac(client: Any, signer: Signer, app: Any) -> None:
@@ -250,7 +288,20 @@ def test_unreadable_issuers_stop_create_app(tmp_path: Path, signer: Signer, valu
     assert err.value.where == "LABINTERP_CDS_ISSUERS"
 
 
-@pytest.mark.parametrize("value", ["ftp://fhir.example.org", '["http://user:pw@fhir.example.org/fhir"]', "[1]", "[", ","])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ftp://fhir.example.org",
+        '["http://user:pw@fhir.example.org/fhir"]',
+        "[1]",
+        "[",
+        ",",
+        '["http://fhir.example.org/fhir?"]',
+        '["http://fhir.example.org/fhir#"]',
+        '["http://fhir.example.org/f\\u0009hir"]',
+        '["http://fhir.example.org\\\\@evil/fhir"]',
+    ],
+)
 def test_unreadable_fhir_servers_stop_create_app(tmp_path: Path, signer: Signer, value: str) -> None:
     with pytest.raises(InputError) as err:
         create_app(config(tmp_path, signer, CDS_FHIR_SERVERS=value))

@@ -10,13 +10,17 @@ import json
 import logging
 import re
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import requests
 import responses
 
+from labinterp.errors import InputError
+from labinterp.fhir.client import FhirClient
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle
 from labinterp.server.app import create_app
@@ -46,6 +50,7 @@ PATIENT_VIEW = "labinterp-patient-view"
 LZ_SELECT, LZ_SIGN = "labinterp-linezolid-order-select", "labinterp-linezolid-order-sign"
 MG_SELECT, MG_SIGN = "labinterp-magnesium-order-select", "labinterp-magnesium-order-sign"
 ACCESS_TOKEN = "cds-access-token-4c1f9e"
+SAME_COURSE = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # the morning of p01/p04/p18/p19's trough: their course runs
 OTHER_EHR = "https://other-ehr.example.org/fhir"
 
 
@@ -120,16 +125,15 @@ def test_patient_view_latest_interpretations(app: Any, client: Any, signer: Sign
     cards = cards_of(
         client, signer, PATIENT_VIEW, hook_body("patient-view", "p01", prefetch_for("p01", templates(app, PATIENT_VIEW)))
     )
-    by_topic = {c["summary"].split(" ")[0]: c for c in cards}
-    lz = by_topic["Linezolid"]
+    lz = next(c for c in cards if c["summary"].startswith("Linezolid trough"))
     assert lz["summary"].startswith("Linezolid trough 1.5 mg/L: below the therapeutic range")
     assert lz["indicator"] == "warning" and lz["source"]["topic"]["code"] == "11502-2"
     assert "DiagnosticReport?identifier=urn%3Alabinterp%3Aseries" in lz["links"][0]["url"]
-    genotype = by_topic["CYP3A5"]
-    assert "underexposure risk high" in genotype["summary"] and genotype["indicator"] == "warning"
+    genotype = next(c for c in cards if "CYP3A5" in c["summary"])
+    assert genotype["summary"].startswith("Linezolid underexposure risk high") and genotype["indicator"] == "warning"
     assert "CYP3A5 \\*1/\\*3" in genotype["detail"]  # markdown-escaped, shown as written
     assert genotype["source"]["topic"]["code"] == "51969-4"
-    assert by_topic["eGFR"]["indicator"] == "info"
+    assert next(c for c in cards if c["summary"].startswith("eGFR"))["indicator"] == "info"
     mg = cards_of(
         client, signer, PATIENT_VIEW, hook_body("patient-view", "p08", prefetch_for("p08", templates(app, PATIENT_VIEW)))
     )
@@ -199,8 +203,10 @@ def test_first_trough_on_the_ordered_interval(app: Any, client: Any, signer: Sig
 
 @pytest.mark.parametrize("pid", ["p01", "p19", "p04"])
 def test_existing_trough_gives_the_reports_tdm_advice(app: Any, client: Any, signer: Signer, site_k: Knowledge, pid: str) -> None:
-    """One pipeline: the card's advice is the suggestion in the DiagnosticReport the pipeline writes for the same data."""
-    run = interpret_bundle(patient_bundle(pid), site_k, NOW, validate=False, with_provenance=False, render=False)
+    """One pipeline: the card's advice is the suggestion in the DiagnosticReport the pipeline writes for the same data.
+    The order comes the morning of the trough, within the course (the last dose the evening before)."""
+    app.extensions["labinterp.cds"].clock = lambda: SAME_COURSE
+    run = interpret_bundle(patient_bundle(pid), site_k, SAME_COURSE, validate=False, with_provenance=False, render=False)
     [patient] = run.patients
     assert patient.findings.linezolid is not None
     advice = patient.findings.linezolid.suggestion.text
@@ -240,7 +246,8 @@ def test_low_magnesium_and_a_magnesium_lowering_order_warns(
     for service, hook in ((MG_SELECT, "order-select"), (MG_SIGN, "order-sign")):
         [card] = cards_of(client, signer, service, hook_body(hook, pid, prefetch_for(pid, templates(app, service)), [order]))
         assert card["indicator"] == indicator
-        assert named in card["summary"] and "low serum magnesium" in card["summary"]
+        assert card["summary"].startswith("Serum magnesium ") and "review the " in card["summary"]
+        assert named.split()[0].lower() in card["summary"] and named not in card["summary"]  # the short name only
         assert "can lower serum magnesium further" in card["detail"]
         assert "**Ordered:** " in card["detail"] and named in card["detail"]
         assert "labinterp-cds-draft" not in card["detail"]
@@ -437,3 +444,255 @@ def test_unreadable_bodies_are_400(client: Any, signer: Signer, raw: bytes) -> N
         path, data=raw, content_type="application/json", headers={"Authorization": f"Bearer {signer.token(url(path))}"}
     )
     assert resp.status_code == 400 and resp.get_json()["resourceType"] == "OperationOutcome"
+
+
+# --- fhirServer and fhirAuthorization as sent ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        f"{FHIR}\t",  # urlsplit drops the tab: the allow-list matched, the request went to /fhir%09
+        f" {FHIR}",
+        f"{FHIR}?",  # an empty query: GET /fhir?/Patient/...
+        f"{FHIR}#",  # an empty fragment: GET /fhir
+        "http://fhir.test\n/fhir",  # urlsplit drops the newline; the HTTP library refused it (500)
+        "http://fhir.test/fh\rir",
+        "http://fhir.test/fhir\x00",
+        "http://@fhir.test/fhir",  # empty userinfo
+        "http://user@fhir.test/fhir",
+        "http://evil.example.org\\@fhir.test/fhir",
+        "http://fhir.test/fhïr",
+        "http://fhir.test:99999/fhir",
+    ],
+)
+@responses.activate
+def test_a_fhir_server_of_another_shape_is_400_and_never_contacted(app: Any, client: Any, signer: Signer, server: str) -> None:
+    responses.add_callback(responses.GET, re.compile(r".*"), callback=lambda r: (200, {}, "{}"))
+    auth = {"access_token": ACCESS_TOKEN, "token_type": "Bearer"}
+    resp = post(client, signer, MG_SIGN, hook_body("order-sign", "p09", None, [], fhirServer=server, fhirAuthorization=auth))
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    issue = resp.get_json()["issue"][0]
+    assert issue["code"] == "invalid" and issue["diagnostics"].startswith("fhirServer")
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_the_url_requested_is_the_url_compared(tmp_path: Path, signer: Signer) -> None:
+    """Scheme, host and trailing slash as the allow-list compares them; an IPv6 host keeps its brackets."""
+    base = "http://[::1]:8394/fhir"
+    serve("p09", base)
+    app = create_app(config(tmp_path, signer, CDS_FHIR_SERVERS=json.dumps([base])))
+    app.extensions["labinterp.cds"].clock = lambda: NOW
+    auth = {"access_token": ACCESS_TOKEN, "token_type": "Bearer"}
+    body = hook_body("order-sign", "p09", None, [], fhirServer="HTTP://[::1]:8394/fhir/", fhirAuthorization=auth)
+    assert post(app.test_client(), signer, MG_SIGN, body).status_code == 200
+    assert responses.calls and all(c.request.url.startswith(f"{base}/") for c in responses.calls)
+
+
+@pytest.mark.parametrize(
+    ("token", "kind"),
+    [
+        ("abc\r\nX-Evil: 1", "Bearer"),  # was a 500 (the HTTP library refused the header)
+        ("abc def", "Bearer"),
+        ("tökén", "Bearer"),
+        (" abc", "Bearer"),
+        ("=abc", "Bearer"),
+        ("x" * 20000, "Bearer"),
+        ("abc", "bearer token"),
+        ("abc", None),
+    ],
+)
+@responses.activate
+def test_an_access_token_that_is_no_bearer_token_is_400(
+    app: Any, client: Any, signer: Signer, token: str, kind: str | None
+) -> None:
+    serve("p09")
+    auth: dict[str, Any] = {"access_token": token}
+    if kind is not None:
+        auth["token_type"] = kind
+    resp = post(client, signer, MG_SIGN, hook_body("order-sign", "p09", None, [], fhirServer=FHIR, fhirAuthorization=auth))
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["issue"][0]["diagnostics"].startswith("fhirAuthorization.")
+    assert token not in resp.get_data(as_text=True) and len(responses.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.exceptions.InvalidHeader("Invalid leading whitespace, reserved character(s), or return character(s)"),
+        requests.exceptions.InvalidURL("Failed to parse"),
+        requests.exceptions.TooManyRedirects("loop"),
+        ValueError("Invalid header value"),
+    ],
+)
+def test_a_request_the_http_library_refuses_is_412_not_500(app: Any, client: Any, signer: Signer, failure: Exception) -> None:
+    class Refusing(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            raise failure
+
+    app.extensions["labinterp.cds"].client_factory = lambda base, token: FhirClient(base, token=token, session=Refusing())
+    auth = {"access_token": ACCESS_TOKEN, "token_type": "Bearer"}
+    resp = post(client, signer, MG_SIGN, hook_body("order-sign", "p09", None, [], fhirServer=FHIR, fhirAuthorization=auth))
+    assert resp.status_code == 412, resp.get_data(as_text=True)
+    assert resp.get_json()["resourceType"] == "OperationOutcome" and ACCESS_TOKEN not in resp.get_data(as_text=True)
+
+
+# --- what a clinical pharmacologist reads -----------------------------------------------------------------
+
+
+def report_headline(site_k: Knowledge, pid: str, kind: str, now: datetime = NOW) -> str:
+    run = interpret_bundle(patient_bundle(pid), site_k, now, validate=False, with_provenance=False, render=False)
+    view = next(w.view for p in run.patients for w in p.written if w.kind == kind)
+    assert view is not None
+    return view.headline
+
+
+@pytest.mark.parametrize(
+    ("pid", "kind", "shown"),
+    [
+        ("p18", "linezolid", "35 umol/L (11.81 mg/L)"),
+        ("p09", "magnesium", "0.55 mmol/L (1.337 mg/dL)"),
+        ("p02", "linezolid", "12.4 ug/mL (12.40 mg/L)"),
+    ],
+)
+def test_the_value_in_the_ranges_unit_is_shown_as_the_report_shows_it(
+    app: Any, client: Any, signer: Signer, site_k: Knowledge, pid: str, kind: str, shown: str
+) -> None:
+    assert shown in report_headline(site_k, pid, kind)
+    cards = cards_of(
+        client, signer, PATIENT_VIEW, hook_body("patient-view", pid, prefetch_for(pid, templates(app, PATIENT_VIEW)))
+    )
+    [card] = [c for c in cards if c["source"].get("topic", {}).get("code") == "11502-2" and shown.split()[0] in c["summary"]]
+    assert shown in card["summary"] and shown in plain(card["detail"])
+
+
+def test_the_magnesium_order_card_shows_the_converted_value(app: Any, client: Any, signer: Signer) -> None:
+    order = medication_request("furo", "p09", FUROSEMIDE, 40, 24)
+    [card] = cards_of(
+        client, signer, MG_SIGN, hook_body("order-sign", "p09", prefetch_for("p09", templates(app, MG_SIGN)), [order])
+    )
+    assert "0.55 mmol/L (1.337 mg/dL)" in card["summary"] and "0.55 mmol/L (1.337 mg/dL)" in plain(card["detail"])
+
+
+def test_the_order_tdm_card_shows_the_converted_value(app: Any, client: Any, signer: Signer) -> None:
+    app.extensions["labinterp.cds"].clock = lambda: SAME_COURSE
+    order = medication_request("lz", "p18", LINEZOLID, 600, 12)
+    [card] = cards_of(
+        client, signer, LZ_SIGN, hook_body("order-sign", "p18", prefetch_for("p18", templates(app, LZ_SIGN)), [order])
+    )
+    assert card["summary"].startswith("Linezolid order: latest trough 35 umol/L (11.81 mg/L), above the therapeutic range")
+
+
+LONG_OMEPRAZOLE = {
+    "text": "Omeprazole 40 mg delayed-release oral capsule, take 1 capsule by mouth once daily 30 minutes before breakfast "
+    "with a full glass of water, do not crush or chew, for 8 weeks, then reassess the need for acid suppression"
+}
+
+
+@pytest.mark.parametrize(("pid", "level"), [("p09", "0.55 mmol/L (1.337 mg/dL)"), ("p08", "1 mg/dL")])
+def test_a_long_prescription_text_never_pushes_the_level_or_the_action_out(
+    app: Any, client: Any, signer: Signer, pid: str, level: str
+) -> None:
+    order = medication_request("ppi", pid, LONG_OMEPRAZOLE, 40, 24)
+    [card] = cards_of(client, signer, MG_SIGN, hook_body("order-sign", pid, prefetch_for(pid, templates(app, MG_SIGN)), [order]))
+    summary = card["summary"]
+    assert summary.startswith(f"Serum magnesium {level}") and "hypomagnesemia" in summary
+    assert "review the omeprazole order" in summary and "…" not in summary
+    assert LONG_OMEPRAZOLE["text"] in plain(card["detail"])  # the full text is in the detail
+
+
+@pytest.mark.parametrize(("pid", "level"), [("p12", "overexposure risk not assessable"), ("p14", "overexposure risk moderate")])
+def test_genotype_summaries_lead_with_the_risk_level(app: Any, client: Any, signer: Signer, pid: str, level: str) -> None:
+    cards = cards_of(
+        client, signer, PATIENT_VIEW, hook_body("patient-view", pid, prefetch_for(pid, templates(app, PATIENT_VIEW)))
+    )
+    [genotype] = [c for c in cards if c["source"].get("topic", {}).get("code") == "51969-4"]
+    assert genotype["summary"].startswith("Linezolid underexposure risk ") and level in genotype["summary"]
+
+
+def administration(pid: str, n: int, at: str) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationAdministration",
+        "id": f"{pid}-new{n}",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{pid}"},
+        "medicationCodeableConcept": LINEZOLID,
+        "effectiveDateTime": at,
+        "dosage": {"dose": {"value": 600, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}},
+    }
+
+
+def _earlier_course(cards: list[dict[str, Any]]) -> dict[str, Any]:
+    text = json.dumps(cards)
+    assert "consider withholding" not in text and "TDM advice:" not in text  # the old trough's advice is nowhere
+    [history] = [c for c in cards if "earlier course" in c["summary"]]
+    assert "2026-01-15" in history["summary"] and "draw a new trough at steady state" in history["summary"]
+    assert "A trough of an earlier course, 2026-01-15 08:00 (UTC+01:00): 12 mg/L, above the therapeutic range" in plain(
+        history["detail"]
+    )
+    assert "it does not apply to the new order: draw a new trough at steady state" in plain(history["detail"])
+    assert history["indicator"] == "info"
+    assert any(c["summary"].startswith("Linezolid order: draw the first trough at") for c in cards)  # kept
+    return history
+
+
+def test_a_trough_of_a_course_that_ended_months_ago_is_history(app: Any, client: Any, signer: Signer) -> None:
+    """p19's trough of 12 mg/L (2026-01-15; last dose the evening before): a new order in May starts a new course."""
+    app.extensions["labinterp.cds"].clock = lambda: datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+    order = medication_request("lz", "p19", LINEZOLID, 600, 12)
+    cards = cards_of(
+        client, signer, LZ_SIGN, hook_body("order-sign", "p19", prefetch_for("p19", templates(app, LZ_SIGN)), [order])
+    )
+    history = _earlier_course(cards)
+    assert "2026-01-14 20:00 (UTC+01:00), more than 48 h before now" in plain(history["detail"])
+    risk = next(c for c in cards if "risk" in c["summary"])
+    assert "measurement outranks the prior" not in risk["detail"]  # the risk before this course's first dose
+    assert "A trough of an earlier course" in plain(risk["detail"])
+
+
+def test_a_trough_before_the_current_course_began_is_history(app: Any, client: Any, signer: Signer) -> None:
+    """A new course already running (doses from 2026-05-01), then a new order: the January trough is not of it."""
+    app.extensions["labinterp.cds"].clock = lambda: datetime(2026, 5, 2, 9, 0, tzinfo=UTC)
+    prefetch = prefetch_for("p19", templates(app, LZ_SIGN))
+    given = [administration("p19", n, at) for n, at in enumerate(["2026-05-01T08:00:00+02:00", "2026-05-01T20:00:00+02:00"])]
+    prefetch["medicationAdministrations"]["entry"] += [{"resource": r} for r in given]
+    order = medication_request("lz", "p19", LINEZOLID, 600, 12)
+    history = _earlier_course(cards_of(client, signer, LZ_SIGN, hook_body("order-sign", "p19", prefetch, [order])))
+    assert "the current course began with the dose of 2026-05-01 07:00 (UTC+01:00)" in plain(history["detail"])
+
+
+def test_a_trough_whose_course_cannot_be_told_keeps_its_advice_with_the_caveat(app: Any, client: Any, signer: Signer) -> None:
+    prefetch = prefetch_for("p19", templates(app, LZ_SIGN))
+    prefetch["medicationAdministrations"] = None  # no administration recorded
+    order = medication_request("lz", "p19", LINEZOLID, 600, 12)
+    [card] = cards_of(client, signer, LZ_SIGN, hook_body("order-sign", "p19", prefetch, [order]))
+    assert card["summary"].startswith("Linezolid order: latest trough 12 mg/L")
+    assert plain(card["detail"]).startswith("**Course:** Sampled 2026-01-15 08:00 (UTC+01:00); no linezolid administration is")
+
+
+def test_a_draft_starting_at_the_end_of_time_is_200(app: Any, client: Any, signer: Signer) -> None:
+    """boundsPeriod.start 9999-12-31T23:00:00+14:00 was an OverflowError (500)."""
+    order = medication_request("lz", "p14", LINEZOLID, 600, 12, start="9999-12-31T23:00:00+14:00")
+    for service, hook in ((LZ_SIGN, "order-sign"), (LZ_SELECT, "order-select")):
+        cards = cards_of(client, signer, service, hook_body(hook, "p14", prefetch_for("p14", templates(app, service)), [order]))
+        assert not any(c["summary"].startswith("Linezolid order: draw the first trough at") for c in cards)
+        [timing] = [c for c in cards if "first trough" in c["summary"]]
+        assert "cannot be computed" in timing["summary"] and "suggestions" not in timing
+
+
+@pytest.mark.parametrize("failure", [OverflowError("date value out of range"), InputError("x", "cannot be planned")])
+def test_a_first_trough_that_fails_is_a_card_saying_so(
+    app: Any, client: Any, signer: Signer, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    def fails(*args: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr("labinterp.server.cds.order_cards.first_trough", fails)
+    order = medication_request("lz", "p14", LINEZOLID, 600, 12, start="2026-01-21T08:00:00+01:00")
+    cards = cards_of(
+        client, signer, LZ_SIGN, hook_body("order-sign", "p14", prefetch_for("p14", templates(app, LZ_SIGN)), [order])
+    )
+    risk, timing = cards
+    assert "suggestions" not in risk and "suggestions" not in timing
+    assert "cannot be computed" in timing["summary"] and "72 h of therapy" in timing["detail"]

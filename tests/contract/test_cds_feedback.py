@@ -153,3 +153,53 @@ def test_a_bad_item_stores_nothing(client: Any, signer: Signer, tmp_path: Path) 
     resp = feedback(client, signer, [GOOD, dict(GOOD, outcome="maybe")])
     assert resp.status_code == 400 and "feedback[1].outcome" in resp.get_json()["issue"][0]["diagnostics"]
     assert not (tmp_path / "work" / FEEDBACK_FILE).exists() or rows(tmp_path) == []
+
+
+def test_at_most_100_items_per_call(client: Any, signer: Signer, tmp_path: Path) -> None:
+    many = [dict(GOOD, card=str(uuid.uuid4())) for _ in range(101)]
+    resp = feedback(client, signer, many)
+    assert resp.status_code == 400 and "at most 100" in resp.get_json()["issue"][0]["diagnostics"]
+    assert not (tmp_path / "work" / FEEDBACK_FILE).exists() or rows(tmp_path) == []
+    assert feedback(client, signer, many[:100]).status_code == 200
+    assert len(rows(tmp_path)) == 100
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        dict(GOOD, card="not-a-uuid"),
+        dict(GOOD, card=""),
+        dict(GOOD, card=12345),
+        dict(GOOD, acceptedSuggestions=[{"id": str(uuid.uuid4())} for _ in range(11)]),
+        dict(
+            GOOD,
+            outcome="overridden",
+            overrideReason={"reason": {"system": "urn:example:" + "x" * 2000, "code": "c"}},
+        ),
+        dict(GOOD, outcome="overridden", overrideReason={"reason": {"system": "urn:example:reasons", "code": "c" * 300}}),
+    ],
+)
+def test_every_item_is_bounded(client: Any, signer: Signer, tmp_path: Path, item: dict[str, Any]) -> None:
+    resp = feedback(client, signer, [GOOD, item])
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["issue"][0]["diagnostics"].startswith("feedback[1]")
+    assert not (tmp_path / "work" / FEEDBACK_FILE).exists() or rows(tmp_path) == []
+
+
+def test_a_body_over_the_apps_limit_is_a_413_operation_outcome(tmp_path: Path, signer: Signer) -> None:
+    app = create_app(config(tmp_path, signer))
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    client = app.test_client()
+    items = [dict(GOOD, card=str(uuid.uuid4())) for _ in range(20)]  # about 2 kB
+    for path, body in (
+        (f"/cds-services/{LZ_SIGN}/feedback", {"feedback": items}),
+        (f"/cds-services/{LZ_SIGN}", {"hook": "order-sign", "padding": "x" * 2000}),
+    ):
+        resp = post(client, signer, path, body)
+        assert resp.status_code == 413, resp.get_data(as_text=True)
+        outcome = resp.get_json()
+        assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == "too-costly"
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert not (tmp_path / "work" / FEEDBACK_FILE).exists() or rows(tmp_path) == []
+    small = post(client, signer, f"/cds-services/{LZ_SIGN}/feedback", {"feedback": [GOOD]})
+    assert small.status_code == 200

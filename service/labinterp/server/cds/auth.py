@@ -7,11 +7,16 @@ checked against the two accepted algorithms before anything is verified, and mus
 secret (key confusion). Every refusal is an AuthError whose description quotes nothing of the token.
 
 The replay cache is in memory, per process: with several replicas behind a load balancer a token replayed to
-another replica within its lifetime is not detected (docs/cds-hooks.md). Tokens are short-lived (CDS Hooks: five
-minutes at most), so the cache holds each `jti` until its token's `exp` plus the leeway."""
+another replica within its lifetime is not detected (docs/cds-hooks.md).
+
+Tokens are short-lived: CDS Hooks 2.0 says `exp` should be no more than five minutes ahead. A token whose `exp` is
+more than MAX_LIFETIME_SECONDS (plus the clock-skew leeway) after now, or whose `iat` is more than that in the past
+or more than the leeway in the future, is refused; so the replay cache holds each `jti` at most that long (until
+its token's `exp` plus the leeway)."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +27,8 @@ import jwt
 
 from labinterp.server.cds.keys import ALGORITHMS, KeySet, KeySetError
 
-LEEWAY_SECONDS = 30.0  # clock skew allowed on exp and iat
+LEEWAY_SECONDS = 60.0  # clock skew allowed on exp and iat
+MAX_LIFETIME_SECONDS = 300.0  # CDS Hooks 2.0: exp no more than 5 minutes ahead (and so iat no more than 5 minutes ago)
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 MAX_REPLAY_ENTRIES = 1_000_000
 
@@ -97,9 +103,11 @@ class Verifier:
         issuers: dict[str, KeySet],
         *,
         leeway: float = LEEWAY_SECONDS,
+        max_lifetime: float = MAX_LIFETIME_SECONDS,
         replay: ReplayCache | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.issuers, self.leeway = issuers, leeway
+        self.issuers, self.leeway, self.max_lifetime, self.clock = issuers, leeway, max_lifetime, clock
         self.replay = replay or ReplayCache()
 
     def verify(self, authorization: str | None, audience: str) -> Caller:
@@ -136,13 +144,37 @@ class Verifier:
         if key.algorithm != alg:
             raise AuthError(f"the key named by kid verifies {key.algorithm} signatures, not {alg}")
         claims = self._decode(token, key.key, alg, iss, audience)
+        exp = self._lifetime(claims)
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti.strip():
             raise AuthError("the jti claim must be a non-empty text")
-        if not self.replay.first_use(iss, jti, float(claims["exp"]) + self.leeway):
+        if not self.replay.first_use(iss, jti, exp + self.leeway):
             raise AuthError("the token was already used (its jti was seen before): send a new token with every call")
         sub = claims.get("sub")
         return Caller(iss, sub if isinstance(sub, str) else None, jti)
+
+    def _lifetime(self, claims: dict[str, Any]) -> float:
+        """The token's `exp`, once `exp` and `iat` are numbers within the lifetime CDS Hooks allows."""
+        now = self.clock()
+        limit = self.max_lifetime + self.leeway
+        minutes = f"{self.max_lifetime / 60:g} minutes"
+        values = {}
+        for name in ("exp", "iat"):
+            value = claims[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise AuthError(f"the {name} claim must be a number (seconds since the epoch)")
+            values[name] = float(value)
+        exp, iat = values["exp"], values["iat"]
+        if exp - now > limit:
+            raise AuthError(
+                f"the token lives too long: its exp is more than {minutes} ahead (CDS Hooks: at most {minutes}); "
+                "send a short-lived token"
+            )
+        if now - iat > limit:
+            raise AuthError(f"the token was issued more than {minutes} ago (iat): send a new token with every call")
+        if iat - now > self.leeway:
+            raise AuthError("the token is not valid yet (iat in the future): check the client's clock")
+        return exp
 
     def _decode(self, token: str, key: Any, alg: str, iss: str, audience: str) -> dict[str, Any]:
         try:
@@ -169,5 +201,5 @@ class Verifier:
             raise AuthError("the token's signature does not verify with the issuer's key") from None
         except jwt.exceptions.InvalidJTIError:
             raise AuthError("the jti claim must be a non-empty text") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, OverflowError, ValueError, TypeError):  # e.g. exp Infinity: no integer holds it
             raise AuthError("the token cannot be verified (a claim has the wrong type or the token is malformed)") from None

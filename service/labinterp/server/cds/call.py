@@ -1,7 +1,13 @@
 """A CDS Hooks 2.0 service call, validated: `hook` is the service's, `hookInstance` a UUID, `context.patientId` a FHIR
 id, `draftOrders` a Bundle (order hooks) and `selections` references into it (order-select), `fhirServer` an http(s)
 URL (required with `fhirAuthorization`), each prefetch value a FHIR resource or null. A request of another shape is a
-CallError: a 400 OperationOutcome naming the element, never a 500. Nothing of the access token is ever shown."""
+CallError: a 400 OperationOutcome naming the element, never a 500. Nothing of the access token is ever shown.
+
+`fhirServer` is checked as written, character by character, and then used in its normalized form (config.
+normalized_url): the URL compared with the allow-list is the URL requested. A base URL with whitespace or control
+characters, a `?` or `#` (even an empty query or fragment), userinfo (`@`), a backslash or any character outside
+RFC 3986 is refused, since a URL parser and an HTTP library can read such a string differently. The access token
+must be an RFC 6750 b64token (so nothing of it can end a header line) with `token_type` Bearer."""
 
 from __future__ import annotations
 
@@ -13,8 +19,15 @@ from urllib.parse import urlsplit
 
 from labinterp.fhir.search import is_fhir_id
 from labinterp.server.cds.catalog import CdsService
+from labinterp.server.cds.config import normalized_url
 
 _WORD = re.compile(r"[a-z][a-z0-9-]{0,39}")
+# the characters of an http(s) base URL: RFC 3986 unreserved, percent-encoding and the delimiters a base URL needs;
+# no "?", "#", "@", backslash, whitespace, control or non-ASCII character
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~%:/\[\]!$&'()*+,;=]+")
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 section 2.1
+MAX_URL_CHARS = 2048
+MAX_TOKEN_CHARS = 16384
 
 
 class CallError(Exception):
@@ -30,7 +43,7 @@ class HookCall:
     hook: str
     hook_instance: str
     patient_id: str
-    fhir_server: str | None = None
+    fhir_server: str | None = None  # normalized (config.normalized_url): the URL compared with the allow-list and requested
     access_token: str | None = field(default=None, repr=False)  # never logged, stored or shown
     prefetch: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # the service's keys the client sent
     draft_orders: tuple[dict[str, Any], ...] = ()  # the resources of context.draftOrders
@@ -47,33 +60,60 @@ def _hook_instance(value: Any) -> str:
     return value.strip()
 
 
-def _fhir_server(body: dict[str, Any]) -> tuple[str | None, str | None]:
-    server, auth = body.get("fhirServer"), body.get("fhirAuthorization")
-    if server is not None:
-        try:
-            parts = urlsplit(server) if isinstance(server, str) else None
-            _ = parts.port if parts is not None else None  # a port that is no number raises here
-        except ValueError:  # an unclosed IPv6 bracket, a port that is no number
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-            raise CallError(
-                "fhirServer", "expected the base URL of the client's FHIR server (http or https, no user or password)"
-            )
-        if parts.query or parts.fragment:
-            raise CallError("fhirServer", "expected a base URL, without a query or fragment")
-    if auth is None:
-        return server, None
-    if not isinstance(auth, dict):
-        raise CallError("fhirAuthorization", "expected an object with access_token and token_type")
-    if server is None:
-        raise CallError("fhirServer", "required when fhirAuthorization is given (cds-r-1)")
+def _server_url(server: Any) -> str:
+    """The fhirServer in its normalized form (the form compared with the allow-list and requested)."""
+    shape = "expected the base URL of the client's FHIR server (http or https, no user or password)"
+    if not isinstance(server, str) or not server:
+        raise CallError("fhirServer", shape)
+    if len(server) > MAX_URL_CHARS:
+        raise CallError("fhirServer", f"longer than {MAX_URL_CHARS} characters: expected a FHIR base URL")
+    if "?" in server or "#" in server:
+        raise CallError("fhirServer", "expected a base URL, without a query or fragment (not even an empty ? or #)")
+    if "@" in server:
+        raise CallError("fhirServer", "expected a base URL without a user or password (no @)")
+    if not _URL_CHARS.fullmatch(server):
+        raise CallError(
+            "fhirServer",
+            "has a character a base URL cannot carry (whitespace, a control character, a backslash or a character "
+            "outside RFC 3986): percent-encode it or send the URL as it is configured",
+        )
+    try:
+        parts = urlsplit(server)
+        _ = parts.port  # a port that is no number, or out of range, raises here
+    except ValueError:  # an unclosed IPv6 bracket, a port that is no number
+        raise CallError("fhirServer", shape) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or not parts.netloc:
+        raise CallError("fhirServer", shape)
+    return normalized_url(server)
+
+
+def _access_token(auth: dict[str, Any]) -> str:
     token = auth.get("access_token")
     if not isinstance(token, str) or not token.strip():
         raise CallError("fhirAuthorization.access_token", "required: the OAuth 2.0 bearer token for the FHIR server")
+    if len(token) > MAX_TOKEN_CHARS or not _B64TOKEN.fullmatch(token):
+        raise CallError(
+            "fhirAuthorization.access_token",
+            f"not a bearer token: expected an RFC 6750 b64token (letters, digits and - . _ ~ + /, then any =; at most "
+            f"{MAX_TOKEN_CHARS} characters)",
+        )
     kind = auth.get("token_type")
     if not isinstance(kind, str) or kind.lower() != "bearer":
         raise CallError("fhirAuthorization.token_type", "expected Bearer")
-    return server, token.strip()
+    return token
+
+
+def _fhir_server(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the normalized fhirServer, the access token); each None when not given."""
+    server, auth = body.get("fhirServer"), body.get("fhirAuthorization")
+    url = _server_url(server) if server is not None else None
+    if auth is None:
+        return url, None
+    if not isinstance(auth, dict):
+        raise CallError("fhirAuthorization", "expected an object with access_token and token_type")
+    if url is None:
+        raise CallError("fhirServer", "required when fhirAuthorization is given (cds-r-1)")
+    return url, _access_token(auth)
 
 
 def _prefetch(body: dict[str, Any], service: CdsService) -> dict[str, dict[str, Any] | None]:

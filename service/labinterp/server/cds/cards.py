@@ -1,7 +1,9 @@
 """The CDS Hooks card: its parts and the rules every card follows (CDS Hooks 2.0, Card Attributes).
 
 - `uuid`: a random UUID per card (and per suggestion): feedback refers to it; nothing about the patient is in it.
-- `summary`: one sentence under 140 characters, cut at a word with an ellipsis when longer.
+- `summary`: one sentence under 140 characters, cut at a word with an ellipsis when longer; the finding and its level
+  first (the result as its report shows it, with the value in the range's unit beside it), the drug's short name
+  after: the EHR's own drug text goes into the detail, where its length can push nothing out.
 - `detail`: GitHub-flavoured markdown; the findings' words are escaped, so a genotype's `*1/*3` stays as written.
 - `indicator`: from the finding's severity, through the v3 ObservationInterpretation code the report carries
   (INDICATORS) or the risk level; `info` when nothing is out of range.
@@ -127,6 +129,16 @@ class CardContext:
             url = f"{self.fhir_base}/{rtype}?identifier={quote(f'{series}|{value}', safe='')}"
             return [{"label": f"labinterp report: {title} (latest, on the FHIR server)", "url": url, "type": "absolute"}]
         return []
+
+    def as_reported(self, kind: str, words: str) -> str:
+        """`words` ("Serum magnesium 0.55 mmol/L") with the value in the range's unit beside it as the report of that
+        kind shows it in its headline ("Serum magnesium 0.55 mmol/L (1.337 mg/dL)"): taken from the report's view,
+        never recomputed; `words` as they are when the report shows no converted value."""
+        for w in self.written:
+            if w.kind == kind and w.view is not None:
+                found = re.match(re.escape(words) + r"( \([^()]+\))(?=:|$)", w.view.headline)
+                return words + found.group(1) if found else words
+        return words
 
     def conclusion(self, kind: str) -> str:
         for w in self.written:

@@ -33,6 +33,8 @@ def normalized_url(url: str) -> str:
     dropped; the path kept as it is (paths are case-sensitive)."""
     parts = urlsplit(url.strip())
     scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     port = parts.port
     if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
@@ -40,6 +42,8 @@ def normalized_url(url: str) -> str:
 
 
 def _check_url(url: str, variable: str, what: str, https_only: bool) -> None:
+    if any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
+        raise InputError(variable, f"{what} has whitespace, a control character or a backslash")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (a malformed port raises here)
@@ -51,7 +55,7 @@ def _check_url(url: str, variable: str, what: str, https_only: bool) -> None:
         raise InputError(variable, f"{what} must be {need} with a host")
     if parts.username or parts.password:
         raise InputError(variable, f"{what} must not carry a user or password")
-    if not https_only and (parts.query or parts.fragment):
+    if not https_only and ("?" in url or "#" in url):
         raise InputError(variable, f"{what} must be a base URL, without a query or fragment")
 
 

@@ -4,7 +4,11 @@
 Stored per card issued: its uuid, the service, the card's kind (linezolid-tdm, magnesium-order, ...), its indicator
 and when it was issued; per feedback item: the card, the outcome (accepted | overridden), the override reason's
 system and code, the ids of the accepted suggestions, the outcome's timestamp, when it was received, and whether
-the user left a comment. The comment itself is free text that may name the patient: it is never stored."""
+the user left a comment. The comment itself is free text that may name the patient: it is never stored.
+
+Bounded: at most MAX_ITEMS feedback items per call, MAX_ACCEPTED accepted suggestions per item, override reason
+codes and systems of a bounded length (a 400 beyond); the request body is bounded by the app's MAX_CONTENT_LENGTH
+(413)."""
 
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ from labinterp.server.cds.call import CallError
 from labinterp.server.cds.cards import OVERRIDE_REASONS, OVERRIDE_SYSTEM
 
 OUTCOMES = ("accepted", "overridden")
+MAX_ITEMS = 100  # feedback items per call
+MAX_ACCEPTED = 10  # accepted suggestions per item (a card carries one or two)
+MAX_SYSTEM_CHARS, MAX_CODE_CHARS = 1024, 256
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cards (
     uuid TEXT PRIMARY KEY, service TEXT NOT NULL, kind TEXT NOT NULL, indicator TEXT NOT NULL, issued_at TEXT NOT NULL
@@ -78,6 +85,10 @@ def _override(value: Any, where: str) -> tuple[str | None, str | None, bool]:
         return None, None, True
     if not isinstance(reason, dict) or not isinstance(reason.get("code"), str) or not isinstance(reason.get("system"), str):
         raise CallError(f"{where}.reason", "expected a Coding with system and code")
+    if not reason["code"] or len(reason["code"]) > MAX_CODE_CHARS:
+        raise CallError(f"{where}.reason.code", f"expected a code of 1 to {MAX_CODE_CHARS} characters")
+    if not reason["system"] or len(reason["system"]) > MAX_SYSTEM_CHARS:
+        raise CallError(f"{where}.reason.system", f"expected a system URI of 1 to {MAX_SYSTEM_CHARS} characters")
     if reason["system"] == OVERRIDE_SYSTEM and reason["code"] not in {c for c, _ in OVERRIDE_REASONS}:
         raise CallError(f"{where}.reason.code", "not one of the override reasons the cards offer")
     return reason["system"], reason["code"], bool(comment)
@@ -88,6 +99,8 @@ def parse_feedback(body: Any) -> list[Feedback]:
     items = body.get("feedback") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         raise CallError("feedback", "required: a list of feedback items (card, outcome, outcomeTimestamp)")
+    if len(items) > MAX_ITEMS:
+        raise CallError("feedback", f"{len(items)} items: at most {MAX_ITEMS} per call; send the rest in another call")
     out = []
     for n, item in enumerate(items):
         where = f"feedback[{n}]"
@@ -105,6 +118,8 @@ def parse_feedback(body: Any) -> list[Feedback]:
                 raise CallError(f"{where}.acceptedSuggestions", "only with the outcome accepted")
             if not isinstance(given, list) or not all(isinstance(s, dict) for s in given):
                 raise CallError(f"{where}.acceptedSuggestions", 'expected a list of objects such as {"id": "<suggestion uuid>"}')
+            if len(given) > MAX_ACCEPTED:
+                raise CallError(f"{where}.acceptedSuggestions", f"at most {MAX_ACCEPTED} accepted suggestions per card")
             accepted = tuple(_uuid(s.get("id"), f"{where}.acceptedSuggestions[{i}].id") for i, s in enumerate(given))
         system = code = None
         comment = False

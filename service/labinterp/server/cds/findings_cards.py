@@ -1,7 +1,9 @@
 """Cards of the patient's latest interpretations (the patient-view service), one per report kind: linezolid TDM,
 pharmacogenetics with the linezolid exposure risk, renal function, magnesium. Each card is made from the same
 `Findings` the pipeline composed its reports from, in the same call: its advice is the report's advice, word for
-word (the linezolid card's advice is the TDM report's suggestion), and it links to that report on the FHIR server."""
+word (the linezolid card's advice is the TDM report's suggestion), and it links to that report on the FHIR server.
+A result is shown as its report's headline shows it, with the value in the range's unit beside the reported one
+("35 umol/L (11.81 mg/L)"), taken from the report's view (CardContext.as_reported), never recomputed."""
 
 from __future__ import annotations
 
@@ -22,14 +24,33 @@ from labinterp.server.cds.cards import (
 )
 
 
-def trough_words(lz: LinezolidFinding) -> str:
-    what = "level (not a trough)" if lz.timing.is_trough is False else "trough"
-    return f"Linezolid {what} {lz.trough.original}"
+def trough_kind(lz: LinezolidFinding) -> str:
+    return "level (not a trough)" if lz.timing.is_trough is False else "trough"
+
+
+def trough_value(ctx: CardContext, lz: LinezolidFinding) -> str:
+    """The level as the TDM report shows it: "35 umol/L (11.81 mg/L)" (the report's own converted value)."""
+    words = f"Linezolid {trough_kind(lz)} "
+    return ctx.as_reported("linezolid", words + lz.trough.original).removeprefix(words)
+
+
+def trough_words(ctx: CardContext, lz: LinezolidFinding) -> str:
+    return f"Linezolid {trough_kind(lz)} {trough_value(ctx, lz)}"
+
+
+def trough_category(lz: LinezolidFinding) -> str:
+    return lz.band.text if lz.band else lz.why_indeterminate
+
+
+def magnesium_value(ctx: CardContext, mg: MagnesiumFinding) -> str:
+    """The result as the magnesium report shows it: "0.55 mmol/L (1.337 mg/dL)" (the report's own converted value)."""
+    words = "Serum magnesium "
+    return ctx.as_reported("magnesium", words + mg.mg.original).removeprefix(words)
 
 
 def linezolid_card(ctx: CardContext, f: Findings, lz: LinezolidFinding, kind: str = "linezolid-tdm", lead: str = "") -> Card:
     band = lz.band
-    category = band.text if band else lz.why_indeterminate
+    category = trough_category(lz)
     indicator = INDICATORS.get(band.interpretation, "warning") if band else "info"
     when = lz.trough.time.text if lz.trough.time else "undated"
     mic = ""
@@ -38,7 +59,7 @@ def linezolid_card(ctx: CardContext, f: Findings, lz: LinezolidFinding, kind: st
         mic = f"{lz.mic.original}: {verdict[lz.below_mic]}"
     text = detail(
         paragraph("TDM advice", lz.suggestion.text),
-        paragraph("Result", f"{trough_words(lz)} ({when}): {category}."),
+        paragraph("Result", f"{trough_words(ctx, lz)} ({when}): {category}."),
         paragraph("Timing", "; ".join(lz.timing.reasons) + "."),
         paragraph("Trend", lz.trend_text),
         paragraph("MIC of the isolate", mic),
@@ -49,7 +70,7 @@ def linezolid_card(ctx: CardContext, f: Findings, lz: LinezolidFinding, kind: st
     )
     return Card(
         kind,
-        f"{lead}{trough_words(lz)}: {category}",
+        f"{lead}{trough_words(ctx, lz)}: {category}",
         text,
         indicator,
         "linezolid",
@@ -79,6 +100,10 @@ def risk_words(exposure: ExposureRisk) -> str:
     return f"linezolid underexposure risk {under}, overexposure risk {over}{why}"
 
 
+def capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def genotype_card(ctx: CardContext, f: Findings) -> Card | None:
     if f.pgx is None:
         return None
@@ -88,10 +113,10 @@ def genotype_card(ctx: CardContext, f: Findings) -> Card | None:
     parts = [paragraph("Genotypes", labels + "."), section("Notes", notes)]
     indicator = "info"
     summary = labels
-    if f.exposure is not None:
+    if f.exposure is not None:  # the risk and its level first: a long list of genotypes must not cut them off
         parts += exposure_sections(f.exposure)
         indicator = risk_indicator(f.exposure.under.risk, f.exposure.over.risk)
-        summary = f"{labels}: {risk_words(f.exposure)}"
+        summary = f"{capital(risk_words(f.exposure))}: {labels}"
     return Card("genotype", summary, detail(*parts), indicator, "genotype", ctx.report_link("genotype"))
 
 
@@ -102,7 +127,7 @@ def exposure_card(ctx: CardContext, f: Findings) -> Card | None:
     exposure = f.exposure
     return Card(
         "exposure-risk",
-        f"Linezolid: {risk_words(exposure)}",
+        capital(risk_words(exposure)),
         detail(*exposure_sections(exposure)),
         risk_indicator(exposure.under.risk, exposure.over.risk),
         None,
@@ -155,9 +180,10 @@ def magnesium_card(ctx: CardContext, f: Findings) -> Card | None:
     if mg is None:
         return None
     category = mg.band.text if mg.band else mg.why_indeterminate
-    summary = f"Serum magnesium {mg.mg.original}: {category}"
+    value = magnesium_value(ctx, mg)
+    summary = f"Serum magnesium {value}: {category}"
     when = mg.mg.time.text if mg.mg.time else "undated"
-    text = detail(paragraph("Result", f"{mg.mg.original} ({when}): {category}."), *magnesium_lines(mg))
+    text = detail(paragraph("Result", f"{value} ({when}): {category}."), *magnesium_lines(mg))
     return Card("magnesium", summary, text, magnesium_indicator(mg), "magnesium", ctx.report_link("magnesium"))
 
 

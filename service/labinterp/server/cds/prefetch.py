@@ -5,7 +5,8 @@ Each of the service's prefetch keys is checked against its template: `patient` m
 resource about that patient (a resource of another patient is a 400: never mixed into this patient's cards), and
 without a `next` link (a partial result counts as missing). A key that is absent or partial is fetched from
 `fhirServer` with `fhirAuthorization.access_token` as its Bearer token, but only when that server is on the
-allow-list (LABINTERP_CDS_FHIR_SERVERS): another server is never contacted. When a key can be had neither way the
+allow-list (LABINTERP_CDS_FHIR_SERVERS): another server is never contacted. The URL requested is the URL compared
+(call.py normalizes it). A server that fails, or a request the HTTP library refuses, is a 412, never a 500. When a key can be had neither way the
 call fails with 412 (CDS Hooks 2.0). The token, patient ids and names are never logged."""
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
+
+import requests
 
 from labinterp.errors import FhirNotFound, LabinterpError
 from labinterp.fhir.client import FhirClient
@@ -108,7 +111,8 @@ def gather(
     names = ", ".join(missing)
     if call.fhir_server is None:
         raise PreconditionFailed(f"prefetch lacks {names}, and the call names no fhirServer to fetch them from")
-    if normalized_url(call.fhir_server) not in allowed:
+    server = normalized_url(call.fhir_server)  # compared and requested: the same URL
+    if server not in allowed:
         log.warning(
             "CDS call: fhirServer is not on LABINTERP_CDS_FHIR_SERVERS; not contacted (%d prefetch keys missing)", len(missing)
         )
@@ -116,7 +120,11 @@ def gather(
             f"prefetch lacks {names}, and fhirServer is not one of the FHIR servers this service may contact "
             "(LABINTERP_CDS_FHIR_SERVERS): it was not contacted"
         )
-    client = client_factory(call.fhir_server, call.access_token)
+    try:
+        client = client_factory(server, call.access_token)
+    except (LabinterpError, ValueError) as exc:  # a URL or token the HTTP client cannot use (parse_call refuses those)
+        log.warning("CDS call: no FHIR client for the fhirServer (%s)", type(exc).__name__)
+        raise PreconditionFailed(f"prefetch lacks {names}, and fhirServer cannot be requested") from None
     for key in missing:
         resources += _fetch(client, key, service.prefetch[key], call.patient_id)
     log.info("CDS call: %d prefetch keys fetched from the FHIR server", len(missing))
@@ -155,7 +163,14 @@ def _fetch(client: FhirClient, key: str, template: str, patient_id: str) -> list
         shown = f"HTTP {status}" if status is not None else "no answer"
         log.warning("CDS call: fetching prefetch key %s failed (%s)", key, shown)
         raise PreconditionFailed(f"{key}: the FHIR server could not be read ({shown})") from None
-    kept = [r for r in results if r.get("resourceType") in (rtype, "Medication") and not _about_other(r, patient_id)]
+    except (ValueError, requests.RequestException) as exc:  # the HTTP library refused the request (never a 500)
+        log.warning("CDS call: fetching prefetch key %s failed (%s)", key, type(exc).__name__)
+        raise PreconditionFailed(f"{key}: the FHIR server could not be read (the request could not be sent)") from None
+    kept = [
+        r
+        for r in results
+        if isinstance(r, dict) and r.get("resourceType") in (rtype, "Medication") and not _about_other(r, patient_id)
+    ]
     if len(kept) < len(results):
         log.warning("CDS call: %d resources of prefetch key %s left out (another type or patient)", len(results) - len(kept), key)
     return kept

@@ -1,8 +1,9 @@
 """The CDS Hooks endpoints: `GET /cds-services` (discovery), `POST /cds-services/{id}` (a hook call),
 `POST /cds-services/{id}/feedback`. Every call is authenticated first (auth.py): 401 with an OperationOutcome
-(code login) and `WWW-Authenticate: Bearer error="invalid_token"`. A request of the wrong shape is a 400, data that can
-be had neither from the prefetch nor from an allowed FHIR server a 412, an unknown service a 404: each an
-OperationOutcome, never a 500. No clinical logic here: the pipeline interprets, the card modules word."""
+(code login) and `WWW-Authenticate: Bearer error="invalid_token"`; a CORS preflight (OPTIONS) is answered 204 without
+auth. A request of the wrong shape is a 400, data that can be had neither from the prefetch nor from an allowed FHIR
+server a 412, an unknown service a 404, a body over the app's MAX_CONTENT_LENGTH a 413: each an OperationOutcome,
+never a 500. No clinical logic here: the pipeline interprets, the card modules word."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sqlite3
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from labinterp.cli.common import parse_json
 from labinterp.errors import InputError
@@ -87,6 +89,14 @@ def authenticate() -> Response | None:
     return None
 
 
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(exc: RequestEntityTooLarge) -> Response:
+    """A body over the app's MAX_CONTENT_LENGTH: 413 with an OperationOutcome (as every other refusal)."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    most = f" (at most {limit} bytes)" if isinstance(limit, int) else ""
+    return failure(413, "too-costly", f"the request body is larger than this service accepts{most}")
+
+
 def _body() -> Any:
     data = request.get_data(cache=True)
     if not data.strip():
@@ -117,6 +127,8 @@ def call(service_id: str) -> Any:
         return failure(400, "invalid", str(exc))
     except PreconditionFailed as exc:
         return failure(412, "incomplete", f"the data this service needs cannot be had: {exc}")
+    except InputError as exc:  # the call's data as the pipeline reads it (never quoted back)
+        return failure(400, "invalid", f"the call's data cannot be read: {exc}")
 
 
 def _cards(service: CdsService) -> list[dict[str, Any]]:
