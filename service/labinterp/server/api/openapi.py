@@ -215,6 +215,14 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics: requests and latency by route template, FHIR round trips, queue depth "
+                    "and age, reports written by kind and interpretation, resources left out",
+                    "responses": {"200": {"description": "Prometheus text exposition format"}, "401": OUTCOME},
+                    "security": [{"bearer": []}, {}],
+                }
+            },
             **cds_paths(),
         },
     }
