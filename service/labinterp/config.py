@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     hook_token: str | None = None
     hook_max_bytes: int = Field(default=5_000_000, ge=1024)  # a larger notification body is refused (413)
     hook_per_minute: int = Field(default=600, ge=1)  # notifications accepted per minute and caller, then 429
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, with the request's correlation id
     max_request_bytes: int = Field(default=10_000_000, ge=1024)  # any larger request body is refused (413)
     max_patients: int = Field(default=100, ge=1)  # patients one $interpret request may name (a Group's members too), then 413
     # CDS Hooks 2.0: JWT verification of every call (false only for a local sandbox: a warning at start)

@@ -207,3 +207,55 @@ def test_a_queue_file_from_before_retryable_failures_keeps_its_temporary_failure
     assert q.requeue_retryable() == 1
     job = q.claim()
     assert job is not None and job.patient == "lost"
+
+
+def test_release_puts_a_running_job_back_without_counting_the_attempt(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db", lease_seconds=300)
+    q.enqueue("p1")
+    job = q.claim()
+    assert job is not None and job.attempts == 1
+    assert q.release(job)
+    assert q.counts() == {"pending": 1, "running": 0, "done": 0, "failed": 0}
+    again = q.claim()  # at once: no lease to wait for
+    assert again is not None and again.id == job.id and again.attempts == 1
+    q.done(again)
+    assert not q.release(again)  # no longer running: nothing to hand back
+
+
+def test_release_merges_into_a_pending_job_of_the_same_patient(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    q.enqueue("p1")
+    job = q.claim()
+    assert job is not None
+    q.enqueue("p1", delay=60)  # a job for the same patient waiting meanwhile
+    assert q.release(job)
+    assert q.counts() == {"pending": 1, "running": 0, "done": 1, "failed": 0}
+    nxt = q.claim()  # made due now
+    assert nxt is not None and nxt.patient == "p1" and nxt.id != job.id
+
+
+def test_jobs_keep_the_correlation_id_they_were_enqueued_with(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    q.enqueue("p1", correlation="req-00000001")
+    q.enqueue("p1", correlation="req-00000002")  # coalesced: the first id stays
+    job = q.claim()
+    assert job is not None and job.correlation == "req-00000001"
+
+
+def test_a_queue_file_from_before_correlation_ids_gets_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, patient TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', "
+        "state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL, "
+        "created REAL NOT NULL, updated REAL NOT NULL, error TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO jobs (patient, not_before, created, updated) VALUES ('p1', 0, 0, 0);"
+    )
+    db.commit()
+    db.close()
+    q = JobQueue(path)
+    job = q.claim()
+    assert job is not None and job.patient == "p1" and job.correlation == ""
+    assert q.oldest_pending_age() is None

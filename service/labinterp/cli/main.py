@@ -262,11 +262,16 @@ def serve_cmd(host: str, port: int, threads: int, worker: bool, callback_url: st
     from labinterp.server.app import create_app
 
     with one_line_errors("serve"):
-        if not is_loopback(host) and not Settings.from_env().api_token:
+        settings = Settings.from_env()
+        if not is_loopback(host) and not settings.api_token:
             raise UsageFailure(
                 f"serving on {host} without LABINTERP_API_TOKEN: anyone who reaches the port could write reports; "
                 "set a token (openssl rand -hex 32), or serve on 127.0.0.1"
             )
+    if settings.log_format != "json":  # INFO lines with the request's correlation id (json is set up by create_app)
+        from labinterp.server.observability import configure_logging
+
+        configure_logging(json=False)
 
     os.environ["LABINTERP_WORKER"] = "true" if worker else "false"
     if callback_url:

@@ -13,7 +13,8 @@ from labinterp.knowledge import Knowledge
 
 
 def instant(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat pads the year to four digits (strftime's %Y writes 999): FHIR's instant needs YYYY
+    return t.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def coding(system: str, code: str, display: str | None = None) -> dict[str, Any]:

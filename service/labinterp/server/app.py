@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import logging
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,12 @@ from labinterp.config import Settings
 from labinterp.errors import InputError, LabinterpError
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.knowledge import load_knowledge
-from labinterp.server import cds, security
+from labinterp.server import cds, observability, security
 from labinterp.server.api.routes import bp, register_errors
 from labinterp.server.dashboard import dashboard
 from labinterp.server.queue import JobQueue
 from labinterp.server.services import Services
-from labinterp.server.worker import Poller, Worker, register_subscription
+from labinterp.server.worker import SHUTDOWN_GRACE, Poller, Worker, chain_sigterm, register_subscription
 
 log = logging.getLogger("labinterp.app")
 
@@ -69,18 +70,30 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cds.register(app, settings, services)
     security.register(app, settings)
     register_errors(app)
+    observability.register(app, settings, services)  # GET /metrics, correlation ids, request log lines
     if settings.worker:
         start_background(app, services)
     return app
 
 
-def start_background(app: Flask, services: Services) -> None:
+def start_background(app: Flask, services: Services, *, grace: float = SHUTDOWN_GRACE) -> None:
     """The queue worker, the reconciliation poll and the Subscription, for a service that writes reports
-    on its own. A failure to register the Subscription is logged, not fatal: the poll still runs."""
+    on its own. A failure to register the Subscription is logged, not fatal: the poll still runs.
+
+    Stopping (app.extensions["labinterp.stop"], run at exit): the worker stops claiming, running jobs get until
+    `grace` seconds after the stop began to finish, those still running are handed back to the queue (claimed at
+    once by the next worker, not after their lease), and the poll stops. Under gunicorn the stop begins on the
+    worker's SIGTERM (chained to gunicorn's handler), while gunicorn drains its requests; `grace` stays below
+    gunicorn's graceful_timeout (20 s), after which it kills the worker."""
     settings: Settings = app.extensions["labinterp.settings"]
+    metrics = app.extensions.get("labinterp.metrics")
     # ready: after an outage, jobs waiting in backoff are made due and retryable failures re-queued at once
     worker = Worker(
-        services.queue, services.process, threads=settings.worker_threads, ready=lambda: not services.readiness_problems()
+        services.queue,
+        services.process,
+        threads=settings.worker_threads,
+        ready=lambda: not services.readiness_problems(),
+        observe=metrics.job if metrics is not None else None,
     )
     worker.start()
     app.extensions["labinterp.worker"] = worker
@@ -100,9 +113,25 @@ def start_background(app: Flask, services: Services) -> None:
         except LabinterpError as exc:
             log.warning("Subscription not registered (%s); relying on the poll", type(exc).__name__)
 
-    def stop() -> None:
-        worker.stop()
-        if "labinterp.poller" in app.extensions:
-            app.extensions["labinterp.poller"].stop()
+    stopping = threading.Lock()
+    stopped: list[int] = []  # how many jobs the stop handed back; set once it ran
 
+    def begin_stop() -> None:  # in the SIGTERM handler: only sets events
+        worker.request_stop()
+        if "labinterp.poller" in app.extensions:
+            app.extensions["labinterp.poller"].request_stop()
+
+    def stop() -> int:
+        with stopping:
+            if not stopped:
+                begin_stop()
+                released = worker.stop(grace)
+                if "labinterp.poller" in app.extensions:
+                    app.extensions["labinterp.poller"].stop()
+                log.info("background work stopped: %d running jobs handed back to the queue", released)
+                stopped.append(released)
+            return stopped[0]
+
+    app.extensions["labinterp.stop"] = stop
+    chain_sigterm(begin_stop)
     atexit.register(stop)

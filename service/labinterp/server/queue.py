@@ -11,6 +11,10 @@
   again; `wake_retrying()` makes jobs waiting in backoff due at once.
 - Finished jobs are pruned: done jobs older than `retention` seconds, and beyond the newest `max_finished`
   done (and failed) jobs, so a flood of notifications cannot grow the file without bound.
+- `release(job)` puts a running job back to pending, due at once, without counting the attempt: a stopping
+  process hands back the jobs it could not finish within its grace period, so none waits for its lease.
+- Each job carries a correlation id (`correlation`: the X-Request-ID of the request that enqueued it, or the
+  poll's), so a worker's logs for the job share the id of the logs that queued it.
 - Error and warning texts are stored and shown redacted (`redacted`): no URL's user, password or query
   values, no bearer or basic credentials.
 Every call opens its own connection (WAL mode), so threads and processes can share the file."""
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labinterp.errors import shown_url
+from labinterp.server.observability import current_request_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,7 +44,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated REAL NOT NULL,
     error TEXT NOT NULL DEFAULT '',
     warnings TEXT NOT NULL DEFAULT '',
-    retryable INTEGER NOT NULL DEFAULT 0
+    retryable INTEGER NOT NULL DEFAULT 0,
+    correlation TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_pending ON jobs (patient) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before);
@@ -71,6 +77,7 @@ class Job:
     patient: str
     reason: str
     attempts: int
+    correlation: str = ""  # the correlation id of the request (or poll) that enqueued it; "" for older jobs
 
 
 class JobQueue:
@@ -101,6 +108,12 @@ class JobQueue:
                     + ")",
                     [prefix + "%" for prefix in LEGACY_TEMPORARY],
                 )
+            if "correlation" not in columns:  # from before correlation ids: those jobs get one when claimed
+                try:
+                    db.execute("ALTER TABLE jobs ADD COLUMN correlation TEXT NOT NULL DEFAULT ''")
+                except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
             db.executescript(INDEXES)
 
     @contextmanager
@@ -111,13 +124,19 @@ class JobQueue:
         finally:
             db.close()
 
-    def enqueue(self, patient: str, reason: str = "", delay: float = 0.0) -> None:
+    def enqueue(self, patient: str, reason: str = "", delay: float = 0.0, *, correlation: str | None = None) -> None:
+        """A pending job for `patient` (merged into its pending job if there is one, which keeps its correlation
+        id). `correlation`: the id the worker's logs for the job carry; by default the current request's."""
         now = self.clock()
+        correlation = current_request_id() if correlation is None else correlation
         with self._db() as db:
             db.execute(
-                "INSERT INTO jobs (patient, reason, state, not_before, created, updated) VALUES (?, ?, 'pending', ?, ?, ?) "
-                "ON CONFLICT (patient) WHERE state = 'pending' DO UPDATE SET reason = excluded.reason, updated = excluded.updated",
-                (patient, reason, now + delay, now, now),
+                "INSERT INTO jobs (patient, reason, state, not_before, created, updated, correlation) "
+                "VALUES (?, ?, 'pending', ?, ?, ?, ?) "
+                "ON CONFLICT (patient) WHERE state = 'pending' DO UPDATE SET reason = excluded.reason, "
+                "updated = excluded.updated, "
+                "correlation = CASE WHEN jobs.correlation = '' THEN excluded.correlation ELSE jobs.correlation END",
+                (patient, reason, now + delay, now, now, correlation or ""),
             )
 
     def claim(self) -> Job | None:
@@ -133,7 +152,7 @@ class JobQueue:
                     (now, now - self.lease_seconds),
                 )
                 row = db.execute(
-                    "SELECT id, patient, reason, attempts FROM jobs WHERE state = 'pending' AND not_before <= ? "
+                    "SELECT id, patient, reason, attempts, correlation FROM jobs WHERE state = 'pending' AND not_before <= ? "
                     "AND patient NOT IN (SELECT patient FROM jobs WHERE state = 'running') ORDER BY not_before, id LIMIT 1",
                     (now,),
                 ).fetchone()
@@ -145,7 +164,38 @@ class JobQueue:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        return Job(row[0], row[1], row[2], row[3] + 1)
+        return Job(row[0], row[1], row[2], row[3] + 1, row[4])
+
+    def release(self, job: Job) -> bool:
+        """A running job handed back (a stopping process could not finish it): pending again, due now, its attempt
+        not counted; merged into a pending job for the same patient if one came meanwhile (that one made due now).
+        False when the job was no longer running (finished, or already handed out again after its lease)."""
+        now = self.clock()
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
+                if row is None or row[0] != "running":
+                    db.execute("COMMIT")
+                    return False
+                pending = db.execute("SELECT id FROM jobs WHERE patient = ? AND state = 'pending'", (job.patient,)).fetchone()
+                if pending:
+                    db.execute(
+                        "UPDATE jobs SET state = 'done', updated = ?, error = 'superseded: released at shutdown' WHERE id = ?",
+                        (now, job.id),
+                    )
+                    db.execute("UPDATE jobs SET not_before = MIN(not_before, ?) WHERE id = ?", (now, pending[0]))
+                else:
+                    db.execute(
+                        "UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), not_before = ?, updated = ? "
+                        "WHERE id = ?",
+                        (now, now, job.id),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return True
 
     def done(self, job: Job, warnings: list[str] | None = None) -> None:
         """Finished. `warnings`: one line per resource the job left out (the reports were written without it)."""
@@ -260,6 +310,13 @@ class JobQueue:
         out = {"pending": 0, "running": 0, "done": 0, "failed": 0}
         out.update({state: n for state, n in rows})
         return out
+
+    def oldest_pending_age(self) -> float | None:
+        """Seconds since the oldest pending job was first enqueued (retries keep their first time); None when
+        nothing is pending."""
+        with self._db() as db:
+            row = db.execute("SELECT MIN(created) FROM jobs WHERE state = 'pending'").fetchone()
+        return None if row is None or row[0] is None else max(0.0, self.clock() - row[0])
 
     def failures(self, limit: int = 20) -> list[dict[str, object]]:
         with self._db() as db:

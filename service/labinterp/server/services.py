@@ -1,5 +1,6 @@
 """What the HTTP layer and the worker share: knowledge, the FHIR connection, the queue. Joins them to
-the pipeline; holds no clinical logic."""
+the pipeline; holds no clinical logic. Each interpretation is reported to the `observers` (the metrics of
+labinterp.server.observability) with its FHIR round trips, its result or its error."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +35,21 @@ class NotificationMismatch(BundleError):
     """A notification whose path (/hook/{type}/{id}) names another resource than the one it carries (HTTP 400)."""
 
 
+@dataclass(frozen=True)
+class Interpretation:
+    """What an observer learns of one interpretation: its result (None when it failed) or its error, the HTTP round
+    trips to the FHIR server (retries included) and the retries among them, the time spent waiting on the server,
+    the whole time taken, and whether it was a dry run."""
+
+    result: LiveResult | None
+    error: BaseException | None
+    requests: int
+    retries: int
+    seconds_waiting: float
+    seconds: float
+    dry_run: bool
+
+
 @dataclass
 class Services:
     knowledge: Knowledge
@@ -45,6 +62,7 @@ class Services:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     render: bool = True
     session: requests.Session = field(default_factory=requests.Session)
+    observers: list[Callable[[Interpretation], None]] = field(default_factory=list)  # told of each interpretation
     _ready_cache: tuple[float, list[str]] = (0.0, [])
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # a fixed set of lock stripes (a patient's id picks one): bounded memory however many patients pass by
@@ -62,16 +80,37 @@ class Services:
         and If-Match on amendments keep the server consistent. `strict` overrides the service's setting for
         this call; the resources left out are in `LiveResult.problems`."""
         with self._patient_lock(patient_id):
-            return interpret_patient(
-                self.client(),
-                patient_id,
-                self.knowledge,
-                now or datetime.now(UTC).replace(microsecond=0),
-                dry_run=dry_run,
-                strict=self.strict if strict is None else strict,
-                equation=self.equation,
-                render=self.render,
-            )
+            client = self.client()
+            started = time.perf_counter()
+            try:
+                result = interpret_patient(
+                    client,
+                    patient_id,
+                    self.knowledge,
+                    now or datetime.now(UTC).replace(microsecond=0),
+                    dry_run=dry_run,
+                    strict=self.strict if strict is None else strict,
+                    equation=self.equation,
+                    render=self.render,
+                )
+            except Exception as exc:
+                self._observe(None, exc, client, started, dry_run)
+                raise
+            self._observe(result, None, client, started, dry_run)
+            return result
+
+    def _observe(
+        self, result: LiveResult | None, error: BaseException | None, client: FhirClient, started: float, dry_run: bool
+    ) -> None:
+        if not self.observers:
+            return
+        requests_sent, retries, waiting = client.stats.snapshot()
+        event = Interpretation(result, error, requests_sent, retries, waiting, time.perf_counter() - started, dry_run)
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception as exc:  # counting must never fail an interpretation
+                log.warning("interpretation observer failed: %s", type(exc).__name__)
 
     def _patient_lock(self, patient_id: str) -> threading.Lock:
         return self._locks[zlib.crc32(patient_id.encode()) % len(self._locks)]

@@ -24,15 +24,24 @@ notification or poll, a `POST /Patient/{id}/$interpret`, or a Group run. A site 
 without a known code adds its code to a mappings overlay (mappings/README.md); the Subscription and the poll then
 both see it.
 
-Logs carry job ids, counts and error classes, never patient ids."""
+**Stopping.** `Worker.request_stop()` stops claiming (safe in a signal handler: it only sets an event);
+`Worker.stop(grace)` then waits for the running jobs to finish until `grace` seconds after the stop was requested,
+and hands back (`JobQueue.release`: pending again, due now, the attempt not counted) any job still running, so no
+job waits for its lease to expire; whatever such a job's thread does afterwards is not recorded. `chain_sigterm`
+makes a SIGTERM (gunicorn's to its worker) request the stop at once, before the process drains its requests.
+
+Logs carry job ids, counts and error classes, never patient ids; a job's logs carry its correlation id (that of
+the request or poll that enqueued it)."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +50,7 @@ from labinterp.fhir.client import FhirClient
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
+from labinterp.server.observability import correlation, new_request_id
 from labinterp.server.queue import Job, JobQueue
 
 log = logging.getLogger("labinterp.worker")
@@ -48,6 +58,7 @@ SUBSCRIPTION_ID = "labinterp-observations"
 POLL_KEY = "poll.last_updated"
 MAX_BACKOFF = 300.0  # seconds: the longest wait between two tries of a job during an outage
 BACKOFF_STEPS = 30  # attempt numbers beyond this wait as long as this one (2 ** attempt would overflow)
+SHUTDOWN_GRACE = 15.0  # seconds running jobs get to finish once a stop is requested (below gunicorn's graceful_timeout 20)
 
 
 class Worker:
@@ -57,7 +68,8 @@ class Worker:
     resources left out succeeds: `process` returns their warning lines, recorded with the finished job.
 
     `ready`: whether the FHIR server answers (e.g. Services.readiness_problems() is empty); when given, an idle
-    worker checks it every `recheck_seconds` while jobs wait on a temporary error, and requeues them once it holds."""
+    worker checks it every `recheck_seconds` while jobs wait on a temporary error, and requeues them once it holds.
+    `observe`: told each job's outcome (done, retry, failed, released), for the metrics."""
 
     def __init__(
         self,
@@ -71,39 +83,88 @@ class Worker:
         ready: Callable[[], bool] | None = None,
         recheck_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
         self.queue, self.process, self.threads, self.attempts = queue, process, threads, attempts
+        self.observe = observe
         self.backoff = backoff or RetryPolicy(base_delay=2.0, max_delay=MAX_BACKOFF)
         self.idle_seconds = idle_seconds
         self.ready, self.recheck_seconds, self.clock = ready, recheck_seconds, clock
         self._checked_at = float("-inf")
         self._stop = threading.Event()
+        self._stop_requested: float | None = None  # time.monotonic() of the first stop request
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()  # orders a job's recorded outcome against its release at shutdown
+        self._running: dict[int, Job] = {}  # job id -> job, while a thread works on it
+        self._released: set[int] = set()  # jobs handed back at shutdown: their outcome is not recorded
 
     def run_one(self) -> bool:
-        """Process one due job; False when there was none."""
+        """Process one due job; False when there was none. The job's logs carry its correlation id."""
         job = self.queue.claim()
         if job is None:
             return False
+        with correlation(job.correlation or new_request_id()):
+            if self._stop.is_set() and self._threads:  # claimed while stopping: handed back untouched
+                self.queue.release(job)
+                self._note("released")
+                return True
+            with self._lock:
+                self._running[job.id] = job
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._running.pop(job.id, None)
+                    self._released.discard(job.id)
+        return True
+
+    def _run(self, job: Job) -> None:
         try:
             result = self.process(job.patient)
         except InputError as exc:
-            log.warning("job %d failed for good: %s", job.id, type(exc).__name__)
-            self.queue.fail(job, str(exc))
+            with self._recording(job) as record:
+                if record:
+                    log.warning("job %d failed for good: %s", job.id, type(exc).__name__)
+                    self.queue.fail(job, str(exc))
+                    self._note("failed")
         except (LabinterpError, OSError) as exc:
-            self._retry_or_fail(job, exc)
+            with self._recording(job) as record:
+                if record:
+                    self._retry_or_fail(job, exc)
         except Exception as exc:  # a bug must not kill the worker thread; the job records it
             # the exception's text can quote any value (a name, an identifier): logged and recorded by class only
             log.error(
                 "job %d: unexpected error %s\n%s", job.id, type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__))
             )
-            self._retry_or_fail(job, exc)
+            with self._recording(job) as record:
+                if record:
+                    self._retry_or_fail(job, exc)
         else:
             warnings = [str(w) for w in result] if isinstance(result, list) else []
-            if warnings:
-                log.info("job %d done, %d resources left out (see GET /queue)", job.id, len(warnings))
-            self.queue.done(job, warnings)
-        return True
+            with self._recording(job) as record:
+                if record:
+                    if warnings:
+                        log.info("job %d done, %d resources left out (see GET /queue)", job.id, len(warnings))
+                    self.queue.done(job, warnings)
+                    self._note("done")
+
+    @contextmanager
+    def _recording(self, job: Job) -> Iterator[bool]:
+        """Whether the job's outcome is to be recorded (not when it was handed back at shutdown meanwhile); the
+        outcome is recorded inside the block, which a release waits for."""
+        with self._lock:
+            if job.id in self._released:
+                log.info("job %d finished after it was handed back at shutdown: its outcome is left to its next run", job.id)
+                yield False
+            else:
+                yield True
+
+    def _note(self, outcome: str) -> None:
+        if self.observe is not None:
+            try:
+                self.observe(outcome)
+            except Exception as exc:  # counting must never fail a job
+                log.warning("job observer failed: %s", type(exc).__name__)
 
     def _retry_or_fail(self, job: Job, exc: BaseException) -> None:
         why = (
@@ -112,15 +173,18 @@ class Worker:
         if not is_temporary(exc):  # the error tree says, nothing else
             log.warning("job %d failed: %s", job.id, type(exc).__name__)
             self.queue.fail(job, why)
+            self._note("failed")
         elif self.attempts is not None and job.attempts >= self.attempts:
             log.warning(
                 "job %d failed after %d attempts: %s (requeued when the server answers)", job.id, job.attempts, type(exc).__name__
             )
             self.queue.fail(job, why, retryable=True)
+            self._note("failed")
         else:
             delay = self.backoff.delay(min(job.attempts, BACKOFF_STEPS))
             log.info("job %d: %s, retry in %.0f s", job.id, type(exc).__name__, delay)
             self.queue.retry(job, why, delay)
+            self._note("retry")
 
     def recover(self) -> int:
         """When jobs wait on a temporary error and `ready` says the FHIR server answers (checked at most every
@@ -166,10 +230,56 @@ class Worker:
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def request_stop(self) -> None:
+        """No job is claimed from now on; running jobs go on (`stop` waits for them). Safe in a signal handler."""
+        if self._stop_requested is None:
+            self._stop_requested = time.monotonic()
         self._stop.set()
+
+    def stop(self, grace: float = SHUTDOWN_GRACE) -> int:
+        """Stop claiming, let running jobs finish until `grace` seconds after the stop was first requested, then
+        hand back (release) the jobs still running, so another worker claims them at once. How many were handed back."""
+        self.request_stop()
+        deadline = (self._stop_requested or time.monotonic()) + grace
         for t in self._threads:
-            t.join(timeout)
+            t.join(max(0.0, deadline - time.monotonic()))
+        released = 0
+        with self._lock:
+            for job in list(self._running.values()):
+                if job.id in self._released:
+                    continue
+                try:
+                    handed_back = self.queue.release(job)
+                except Exception as exc:  # the queue cannot be written: the job's lease expires as before
+                    log.warning("job %d could not be handed back at shutdown (%s)", job.id, type(exc).__name__)
+                    continue
+                self._released.add(job.id)
+                if handed_back:
+                    released += 1
+                    self._note("released")
+                    log.info("job %d still running after %.0f s: handed back to the queue", job.id, grace)
+        return released
+
+
+def chain_sigterm(action: Callable[[], None]) -> bool:
+    """Run `action` when SIGTERM arrives, before the handler already installed (gunicorn's worker's: it then drains
+    its requests and exits, running atexit's stop). Only in the main thread and only over a Python handler: with the
+    default action (tests, a plain process) nothing is installed. Whether it was installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return False
+
+    def handler(signum: int, frame: Any) -> None:
+        try:
+            action()
+        except Exception as exc:
+            log.warning("stop on SIGTERM failed: %s", type(exc).__name__)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+    return True
 
 
 def subscription_codes(k: Knowledge) -> list[str]:
@@ -310,16 +420,21 @@ class Poller:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.poll_once()
-            except LabinterpError as exc:
-                log.warning("poll failed: %s", type(exc).__name__)
+            with correlation():  # one id per poll: its logs and the jobs it enqueues carry it
+                try:
+                    self.poll_once()
+                except LabinterpError as exc:
+                    log.warning("poll failed: %s", type(exc).__name__)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="labinterp-poller", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """No poll is started from now on (safe in a signal handler)."""
+        self._stop.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(5)
+            self._thread.join(timeout)
