@@ -200,14 +200,20 @@ def as_transaction(bundle: dict[str, Any], base_url: str) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-def load_file(path: Path, base_url: str, session: requests.Session | None = None, chunk: int = 1000) -> int:
+def load_file(
+    path: Path, base_url: str, session: requests.Session | None = None, chunk: int = 1000, timeout: float = 300.0
+) -> int:
     """Load a Bundle or NDJSON file into the server, in transactions of about `chunk` resources that never
-    split a patient's resources (each Patient starts a new group). Returns the number of resources."""
+    split a patient's resources (each Patient starts a new group). Returns the number of resources.
+
+    A transaction or batch Bundle (an EHR export: urn:uuid fullUrls, POST entries) is sent as it is. Request
+    validation checks every resource of it; the first Bundle after start-up also warms the validator up (about
+    2 minutes for a 300-resource US Core record on 2 busy cores, 15 s after that): `timeout` is per request."""
     from labinterp.cohort.io import read_cohort_file
     from labinterp.fhir.client import FhirClient
 
     data = read_cohort_file(path)
-    client = FhirClient(base_url, session=session, timeout=(5.0, 300.0))
+    client = FhirClient(base_url, session=session, timeout=(5.0, timeout))
     if data.get("type") in ("transaction", "batch"):
         client.transaction(data) if data["type"] == "transaction" else client.batch(data)
         return len(data.get("entry", []))

@@ -113,7 +113,8 @@ public class ServerConfig {
 			IValidationSupport validationSupport,
 			@Qualifier("myInstanceValidator") IInstanceValidatorModule instanceValidator,
 			@Value("${labinterp.hapi.validate-requests:true}") boolean validateRequests,
-			@Value("${labinterp.hapi.terminology-checks:false}") boolean terminologyChecks) {
+			@Value("${labinterp.hapi.terminology-checks:false}") boolean terminologyChecks,
+			@Value("${labinterp.hapi.unknown-profiles-are-errors:false}") boolean unknownProfilesAreErrors) {
 		RestfulServer server = new RestfulServer(systemDao.getContext());
 		server.registerProviders(resourceProviders.createProviders());
 		server.registerProvider(systemProvider);
@@ -126,6 +127,13 @@ public class ServerConfig {
 			// Offline there is no LOINC, SNOMED or HGVS terminology: required bindings to them cannot be checked
 			// and would fail every genomic resource. Structure, cardinality, slices and profiles are still enforced.
 			fhirValidator.setNoTerminologyChecks(!terminologyChecks);
+			// Records from US EHRs claim profiles whose packages cannot be fetched offline (US Core, ...): a
+			// meta.profile this server does not have is a warning, and the resource is still validated against
+			// the base R4 definition (types, cardinality, required elements) and every profile it does have.
+			// HAPI's ValidatorWrapper turns Validation_VAL_Profile_Unknown into an ERROR unless this is false.
+			fhirValidator.setErrorForUnknownProfiles(unknownProfilesAreErrors);
+			// Their extensions (us-core-race, us-core-ethnicity, ...) are unknown too: checked for structure only.
+			fhirValidator.setAnyExtensionsAllowed(true);
 		}
 		if (validateRequests) {
 			RequestValidatingInterceptor validating = new RequestValidatingInterceptor();
