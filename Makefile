@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: help demo test unit check-mappings bench bench-live golden clean
+.PHONY: help demo test unit check-mappings bench bench-live proof golden clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,6 +32,10 @@ check-mappings: $(VENV)/.installed  ## validate mappings/ (and LABINTERP_MAPPING
 
 bench: $(VENV)/.installed  ## benchmark: patients per second and peak memory on synthetic patients
 	$(PY) scripts/bench.py --patients 2000
+
+proof: $(VENV)/.installed  ## the figures of the last fault run (make test writes them), and the CDS Hooks latency
+	$(PY) scripts/faultproxy.py --print build/proof/faults.json
+	$(PY) scripts/bench_cds.py --out build/proof/cds.json
 
 bench-live: $(VENV)/.installed  ## benchmark against a local HAPI: labinterp vs a naive client (200 patients)
 	$(PY) scripts/bench_live.py --patients 200

@@ -259,3 +259,39 @@ def test_a_queue_file_from_before_correlation_ids_gets_the_column(tmp_path: Path
     job = q.claim()
     assert job is not None and job.patient == "p1" and job.correlation == ""
     assert q.oldest_pending_age() is None
+
+
+def test_a_renewed_lease_keeps_a_slow_job_with_its_worker(tmp_path: Path) -> None:
+    """A live worker renews its jobs' leases: a job slower than the lease is not handed out a second time."""
+    t = [1000.0]
+    q = JobQueue(tmp_path / "q.db", lease_seconds=5, clock=lambda: t[0])
+    q.enqueue("a")
+    job = q.claim()
+    assert job is not None
+    for _ in range(5):  # 20 s on one job, renewed every 4 s
+        t[0] += 4
+        q.renew([job.id])
+        assert q.claim() is None
+    q.done(job)
+    assert q.counts()["done"] == 1
+
+
+def test_the_worker_renews_the_leases_of_its_running_jobs(tmp_path: Path) -> None:
+    import threading
+
+    from labinterp.server.worker import Worker
+
+    q = JobQueue(tmp_path / "q.db", lease_seconds=1.5)
+    q.enqueue("slow")
+    release = threading.Event()
+    w = Worker(q, lambda pid: release.wait(10), threads=1, idle_seconds=0.05)
+    w.start()
+    try:
+        deadline = time.monotonic() + 5
+        while q.counts()["running"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.5)  # past the lease: the heartbeat (every 0.5 s) has renewed it
+        assert JobQueue(tmp_path / "q.db", lease_seconds=1.5).claim() is None  # another process gets nothing
+    finally:
+        release.set()
+        w.stop(grace=5)

@@ -6,8 +6,15 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from reportlab.lib import colors as _colors
+
 from labinterp import __version__
 from labinterp.compose.view import GENOTYPE_HEADER, LEVELS_HEADER, PRELIMINARY_NOTE, RISK_HEADER, Section, View, when
+
+# reportlab fills its table of named colours lazily and without a lock: the first PDFs of a process rendered by
+# several worker threads at once failed with "Invalid color value" and their patient got no reports. Filled here,
+# once, under the import lock.
+_colors.getAllNamedColors()
 
 PDF_MARGIN = 18 * 72 / 25.4  # 18 mm in points
 FOOTER_Y = 8 * 72 / 25.4

@@ -206,12 +206,28 @@ class JobQueue:
             )
         self._prune_now_and_then()
 
+    def renew(self, job_ids: list[int]) -> None:
+        """The lease of running jobs whose worker is alive and still on them, renewed: only a job of a process that
+        died outlives its lease (a job slower than the lease was once handed out again, then lost)."""
+        if not job_ids:
+            return
+        with self._db() as db:
+            marks = ",".join("?" for _ in job_ids)
+            db.execute(f"UPDATE jobs SET updated = ? WHERE state = 'running' AND id IN ({marks})", (self.clock(), *job_ids))
+
     def retry(self, job: Job, error: str, delay: float) -> None:
-        """Back to pending after `delay` seconds; merged into a pending job for the same patient if one came meanwhile."""
+        """Back to pending after `delay` seconds; merged into a pending job for the same patient if one came meanwhile.
+        A job no longer running (handed out again after its lease) is left to whoever holds it now."""
         now, error = self.clock(), redacted(error)
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
-            pending = db.execute("SELECT id FROM jobs WHERE patient = ? AND state = 'pending'", (job.patient,)).fetchone()
+            state = db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            if state is None or state[0] != "running":
+                db.execute("COMMIT")
+                return
+            pending = db.execute(
+                "SELECT id FROM jobs WHERE patient = ? AND state = 'pending' AND id != ?", (job.patient, job.id)
+            ).fetchone()
             if pending:
                 db.execute(
                     "UPDATE jobs SET state = 'done', updated = ?, error = ? WHERE id = ?", (now, f"superseded: {error}", job.id)

@@ -224,11 +224,26 @@ class Worker:
             if not worked:
                 self._stop.wait(self.idle_seconds)
 
+    def renew_leases(self) -> None:
+        """Renew the queue lease of every job a thread of this worker is on."""
+        with self._lock:
+            ids = list(self._running)
+        self.queue.renew(ids)
+
+    def _heartbeat(self) -> None:
+        every = max(0.5, self.queue.lease_seconds / 3)
+        while not self._stop.wait(every):
+            try:
+                self.renew_leases()
+            except Exception as exc:  # the queue cannot be written now: the next beat tries again
+                log.warning("leases not renewed (%s)", type(exc).__name__)
+
     def start(self) -> None:
         for i in range(self.threads):
             t = threading.Thread(target=self._loop, name=f"labinterp-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        threading.Thread(target=self._heartbeat, name="labinterp-worker-lease", daemon=True).start()
 
     def request_stop(self) -> None:
         """No job is claimed from now on; running jobs go on (`stop` waits for them). Safe in a signal handler."""
