@@ -25,26 +25,9 @@ JWKS_URL = "https://ehr.example.org/.well-known/jwks.json"
 
 
 @pytest.fixture(scope="module")
-def signer() -> Signer:
-    return Signer.generate()
-
-
-@pytest.fixture(scope="module")
 def stranger() -> Signer:
     """Another party's keys under the same kids: its signatures must not verify."""
     return Signer.generate()
-
-
-@pytest.fixture
-def app(tmp_path: Path, signer: Signer) -> Any:
-    app = create_app(config(tmp_path, signer))
-    app.extensions["labinterp.cds"].clock = lambda: NOW
-    return app
-
-
-@pytest.fixture
-def client(app: Any) -> Any:
-    return app.test_client()
 
 
 def bearer(token: str) -> dict[str, str]:

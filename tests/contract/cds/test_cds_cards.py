@@ -54,23 +54,6 @@ SAME_COURSE = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # the morning of p01/p04
 OTHER_EHR = "https://other-ehr.example.org/fhir"
 
 
-@pytest.fixture(scope="module")
-def signer() -> Signer:
-    return Signer.generate()
-
-
-@pytest.fixture
-def app(tmp_path: Path, signer: Signer) -> Any:
-    app = create_app(config(tmp_path, signer))
-    app.extensions["labinterp.cds"].clock = lambda: NOW
-    return app
-
-
-@pytest.fixture
-def client(app: Any) -> Any:
-    return app.test_client()
-
-
 def templates(app: Any, service: str) -> dict[str, str]:
     return dict(app.extensions["labinterp.cds"].catalog[service].prefetch)
 

@@ -12,27 +12,10 @@ import pytest
 
 from labinterp.server.app import create_app
 from labinterp.server.cds import FEEDBACK_FILE
-from tests.data.cds.cdskit import NOW, Signer, config, draft_orders, hook_body, prefetch_for, url
+from tests.data.cds.cdskit import Signer, config, draft_orders, hook_body, prefetch_for, url
 
 LZ_SIGN = "labinterp-linezolid-order-sign"
 COMMENT = "Discussed with Mrs Example, MRN 99887766"
-
-
-@pytest.fixture(scope="module")
-def signer() -> Signer:
-    return Signer.generate()
-
-
-@pytest.fixture
-def app(tmp_path: Path, signer: Signer) -> Any:
-    app = create_app(config(tmp_path, signer))
-    app.extensions["labinterp.cds"].clock = lambda: NOW
-    return app
-
-
-@pytest.fixture
-def client(app: Any) -> Any:
-    return app.test_client()
 
 
 def post(client: Any, signer: Signer, path: str, body: Any) -> Any:

@@ -28,11 +28,6 @@ READ = re.compile(r"^Patient/\{\{context\.patientId\}\}$")
 SEARCH = re.compile(r"^[A-Z][A-Za-z]+\?patient=\{\{context\.patientId\}\}(&(code|category)=[^&:{}]+(:[^&{}]+)?)*$")
 
 
-@pytest.fixture(scope="module")
-def signer() -> Signer:
-    return Signer.generate()
-
-
 @pytest.fixture
 def client(tmp_path: Path, signer: Signer) -> Any:
     app = create_app(config(tmp_path, signer))
