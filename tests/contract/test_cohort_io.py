@@ -30,17 +30,22 @@ def test_load_in_transactions_that_keep_patients_whole(tmp_path: Path, k: Knowle
         assert all(e["request"]["method"] == "PUT" and e["fullUrl"].startswith(BASE) for e in b["entry"])
 
 
+def serve_patient_a() -> None:
+    """The batch read of Patient/a: the Patient, and no results."""
+    patient = {"resourceType": "Patient", "id": "a", "gender": "male", "birthDate": "1950-01-01"}
+    entries = [{"resource": patient, "response": {"status": "200 OK"}}] + [
+        {"resource": {"resourceType": "Bundle", "type": "searchset", "entry": []}, "response": {"status": "200 OK"}}
+    ] * 6
+    responses.post(BASE, json={"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+
+
 @responses.activate
 def test_read_a_cohort_from_a_server(k: Knowledge) -> None:
     responses.get(
         f"{BASE}/Patient",
         json={"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {"resourceType": "Patient", "id": "a"}}]},
     )
-    patient = {"resourceType": "Patient", "id": "a", "gender": "male", "birthDate": "1950-01-01"}
-    entries = [{"resource": patient, "response": {"status": "200 OK"}}] + [
-        {"resource": {"resourceType": "Bundle", "type": "searchset", "entry": []}, "response": {"status": "200 OK"}}
-    ] * 6
-    responses.post(BASE, json={"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+    serve_patient_a()
     data = read_cohort_server(FhirClient(BASE), k)
     assert [e["resource"]["id"] for e in data["entry"]] == ["a"] and len(responses.calls) == 2
 
@@ -51,11 +56,7 @@ def test_a_server_patient_whose_id_is_not_a_fhir_id_is_left_out_not_fatal(k: Kno
     odd = "../../metadata"
     listed = [{"resource": {"resourceType": "Patient", "id": i}} for i in (odd, "a")]
     responses.get(f"{BASE}/Patient", json={"resourceType": "Bundle", "type": "searchset", "entry": listed})
-    patient = {"resourceType": "Patient", "id": "a", "gender": "male", "birthDate": "1950-01-01"}
-    entries = [{"resource": patient, "response": {"status": "200 OK"}}] + [
-        {"resource": {"resourceType": "Bundle", "type": "searchset", "entry": []}, "response": {"status": "200 OK"}}
-    ] * 6
-    responses.post(BASE, json={"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+    serve_patient_a()
     data = read_cohort_server(FhirClient(BASE), k)
     assert [e["resource"]["id"] for e in data["entry"]] == ["a"] and len(responses.calls) == 2
     assert "1 Patient(s) whose id is not a FHIR id" in caplog.text and odd not in caplog.text
