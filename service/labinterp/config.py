@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout: service/labinterp/co
 
 EQUATIONS = {"ckd-epi-2021": "ckd_epi_2021", "mdrd": "mdrd_idms"}
 PREFIX = "LABINTERP_"
-SECRETS = frozenset({"fhir_token", "fhir_basic", "api_token", "hook_token"})  # never quoted back in an error
+SECRETS = frozenset({"fhir_token", "fhir_basic", "api_token", "hook_token", "queue_url"})  # never quoted back in an error
 # LABINTERP_* variables that are not settings of labinterp but of its tests and of the HAPI launcher (docker/);
 # any other unknown LABINTERP_* variable is refused, so a misspelt one (LABINTERP_STRICT_MODE) is never ignored
 NOT_SETTINGS = frozenset({"LABINTERP_SKIP_INTEGRATION", "LABINTERP_TEST_FHIR_URL", "LABINTERP_UPDATE_SCREENSHOTS"})
@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     fhir_retries: int = Field(default=5, ge=1)  # tries per request
     fhir_retry_delay: float = Field(default=0.5, ge=0, allow_inf_nan=False)  # first backoff, seconds
     queue_lease: float = Field(default=300.0, gt=0, allow_inf_nan=False)  # seconds before a dead process's job is retried
+    # postgresql://user:password@host:port/db moves the job queue to PostgreSQL (procrastinate); default: the SQLite file
+    queue_url: str | None = None
+    # population runs (interpret --all / --group, POST $interpret with all or group)
+    population_chunk: int = Field(default=100, ge=1, le=1000)  # patients read per batch request and per chunk job
+    population_transaction: int = Field(default=50, ge=1, le=1000)  # patients written per transaction
+    write_mode: Literal["conditional", "put"] = "conditional"  # new reports: conditional create, or PUT to deterministic ids
     cohort_stats: str | None = None  # a stats.json for the dashboard's cohort page
     public_url: str | None = None  # this service's base URL as its callers see it (CDS Hooks `aud`); default: the request's
     # the FHIR server's notifications (Subscription.channel.header) carry this token, never the API token

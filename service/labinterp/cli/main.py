@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -18,6 +19,8 @@ import click
 from labinterp import __version__
 from labinterp.cli.cohort import cohort_group
 from labinterp.cli.common import UsageFailure, _fail, _knowledge, check_writable, one_line_errors, read_json, write_json_atomic
+from labinterp.cli.population import PopulationArgs
+from labinterp.cli.population import run as population_run
 from labinterp.cli.sandbox import sandbox_group
 from labinterp.config import EQUATIONS, Settings
 from labinterp.errors import LabinterpError
@@ -78,6 +81,26 @@ def cli() -> None:
 @click.option(
     "--no-render", is_flag=True, help="No HTML/PDF presentedForm (faster, smaller); the narrative is written as with rendering."
 )
+@click.option("--all", "all_patients", is_flag=True, help="With --fhir-url: every Patient of the server (a population run).")
+@click.option("--group", "group_id", help="With --fhir-url: the active Patient members of this Group (a population run).")
+@click.option("--since", help="With --all or --group: only patients with something changed at or after this instant.")
+@click.option(
+    "--chunk", type=click.IntRange(1, 1000), help="Patients read per batch request (or LABINTERP_POPULATION_CHUNK; 100)."
+)
+@click.option(
+    "--transaction-size",
+    type=click.IntRange(1, 1000),
+    help="Patients written per transaction (or LABINTERP_POPULATION_TRANSACTION; 50).",
+)
+@click.option(
+    "--write",
+    type=click.Choice(["conditional", "put"]),
+    help="New reports as conditional creates (portable, default) or PUTs to deterministic ids (or LABINTERP_WRITE_MODE).",
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 16), default=2, show_default=True, help="Chunks run at once in a population run."
+)
+@click.option("--restart", is_flag=True, help="A population run from the start, not resuming an interrupted one.")
 def interpret_cmd(
     bundle_path: str | None,
     fhir_url: str | None,
@@ -92,25 +115,42 @@ def interpret_cmd(
     summary: bool,
     no_validate: bool,
     no_render: bool,
+    all_patients: bool,
+    group_id: str | None,
+    since: str | None,
+    chunk: int | None,
+    transaction_size: int | None,
+    write: str | None,
+    workers: int,
+    restart: bool,
 ) -> None:
-    """Interpret patients from a Bundle file (--bundle) or from a FHIR server (--fhir-url --patient)."""
+    """Interpret patients from a Bundle file (--bundle), from a FHIR server (--fhir-url --patient), or a server's whole
+    population (--fhir-url --all, or --group ID; with --since INSTANT only what changed)."""
+    code = 0
+    population = PopulationArgs(all_patients, group_id, since, chunk, transaction_size, write, workers, restart)
     with one_line_errors(str(bundle_path or "the server data")):
         settings = Settings.from_env()
         fhir_url = fhir_url or (settings.fhir_base_url if not bundle_path else None)
-        strict = _checked_options(bundle_path, fhir_url, patient_id, strict, lenient, settings)
+        many = all_patients or group_id is not None
+        strict = _checked_options(bundle_path, fhir_url, patient_id, strict, lenient, settings, many, dry_run)
         if out_path:
             check_writable(out_path)  # before any work (and before --fhir-url writes to the server)
         k = _knowledge(mappings)
         now = _now(now_text)
         eq = EQUATIONS[equation] if equation else settings.equation
         render = settings.render and not no_render
-        if fhir_url:
+        validate = settings.validate_output and not no_validate
+        problems: list[Problem] = []
+        if many:
+            output, code = population_run(
+                settings, str(fhir_url), population, k, now, strict=strict, equation=eq, render=render, validate=validate
+            )
+        elif fhir_url:
             live = interpret_patient(
                 settings.client(fhir_url), str(patient_id), k, now, dry_run=dry_run, strict=strict, equation=eq, render=render
             )
             output, problems = _live_output(live, dry_run, summary)
         else:
-            validate = settings.validate_output and not no_validate
             result = interpret_bundle(
                 read_json(str(bundle_path)), k, now, strict=strict, equation=eq, validate=validate, render=render
             )
@@ -127,17 +167,28 @@ def interpret_cmd(
             _fail(str(exc))
     else:
         click.echo(json.dumps(output, indent=2, ensure_ascii=False))
+    if code:
+        sys.exit(code)
 
 
 def _checked_options(
-    bundle_path: str | None, fhir_url: str | None, patient_id: str | None, strict: bool, lenient: bool, settings: Settings
+    bundle_path: str | None,
+    fhir_url: str | None,
+    patient_id: str | None,
+    strict: bool,
+    lenient: bool,
+    settings: Settings,
+    many: bool = False,
+    dry_run: bool = False,
 ) -> bool:
-    """The one source of input (a file, or a server and a patient) and whether the run is strict; a UsageFailure
-    (exit 2) for options that contradict each other."""
+    """The one source of input (a file, a server and a patient, or a server's population) and whether the run is
+    strict; a UsageFailure (exit 2) for options that contradict each other."""
     if bool(bundle_path) == bool(fhir_url):
-        raise UsageFailure("give either --bundle FILE or --fhir-url URL --patient ID")
-    if fhir_url and not patient_id:
-        raise UsageFailure("--fhir-url needs --patient ID")
+        raise UsageFailure("give either --bundle FILE or --fhir-url URL --patient ID (or --all, or --group ID)")
+    if many and (patient_id or dry_run or not fhir_url):
+        raise UsageFailure("--all and --group take --fhir-url, and neither --patient nor --dry-run")
+    if fhir_url and not patient_id and not many:
+        raise UsageFailure("--fhir-url needs --patient ID (or --all, or --group ID)")
     if strict and lenient:
         raise UsageFailure("give --strict or --lenient, not both")
     return strict or (settings.strict_mode and not lenient)

@@ -32,6 +32,7 @@ from labinterp.fhir.search import (
     base_parts,
     batch_of,
     canonical_search,
+    chunk_searches,
     parse_batch_response,
     patient_searches,
     query,
@@ -262,13 +263,24 @@ class FhirClient:
     def fetch_patient(self, patient_id: str, series_system: str) -> PatientData:
         """Everything about one patient in one HTTP request (a batch of searches), plus one request per
         extra page when a search has more results than a page holds (capped)."""
-        urls = patient_searches(patient_id, series_system, self.page_size)
+        return self._fetch(patient_searches(patient_id, series_system, self.page_size), series_system, self.max_pages)
+
+    def fetch_patients(
+        self, patient_ids: list[str], series_system: str, page_size: int, device: tuple[str, str] | None = None
+    ) -> PatientData:
+        """Everything about a chunk of patients in one HTTP request (a batch of searches across them), plus one
+        request per extra page (capped at max_pages per patient of the chunk). With `device` (system, value), the
+        Device of that identifier is among the resources when the server has it."""
+        urls = chunk_searches(patient_ids, series_system, page_size, device)
+        return self._fetch(urls, series_system, self.max_pages * len(patient_ids))
+
+    def _fetch(self, urls: list[str], series_system: str, max_pages: int) -> PatientData:
         result = parse_batch_response(self.batch(batch_of(urls)), urls, self.base_url)
         resources, pages, unreadable = list(result.resources), 0, list(result.unreadable)
         for link in result.next_links:
             while link:
-                if pages >= self.max_pages:
-                    raise FhirError("GET", link, None, f"more than {self.max_pages} extra pages for one patient")
+                if pages >= max_pages:
+                    raise FhirError("GET", link, None, f"more than {max_pages} extra pages for one read")
                 page = unpack_searchset(self.request("GET", link)[1], f"search page {pages + 2}")
                 resources += page.resources
                 unreadable += page.unreadable

@@ -155,6 +155,25 @@ def patient_searches(patient_id: str, series_system: str, page_size: int) -> lis
     return urls
 
 
+def chunk_searches(
+    patient_ids: list[str], series_system: str, page_size: int, device: tuple[str, str] | None = None
+) -> list[str]:
+    """Relative URLs of every read for a chunk of patients at once: the same searches as `patient_searches`, each
+    across all the chunk's patients (`subject=Patient/a,Patient/b,...`; the batch carries them in its body, so no URL
+    length limit applies), and, given (system, value), the Device that stands for labinterp, so a run reuses it."""
+    if not patient_ids:
+        raise InputError("patients", "a chunk needs at least one patient")
+    subjects = ",".join(reference("Patient", pid) for pid in patient_ids)  # every id checked before it reaches a URL
+    count = ("_count", str(page_size))
+    urls = [query("Patient", [("_id", ",".join(patient_ids)), count])]
+    urls += [query("Observation", [("subject", subjects), count])]
+    urls += [query(t, [("subject", subjects), ("_include", f"{t}:medication"), count]) for t in MEDICATION_TYPES]
+    urls += [query(t, [("subject", subjects), ("identifier", f"{series_system}|"), count]) for t in WRITTEN_TYPES]
+    if device is not None:
+        urls.append(query("Device", [("identifier", f"{device[0]}|{device[1]}")]))
+    return urls
+
+
 def batch_of(urls: list[str]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": u}} for u in urls]}
 

@@ -1,0 +1,209 @@
+"""A population run from the command line: the selection listed, cut into chunks, the chunks run by a few threads
+(each reading, planning and writing its own chunk, so one chunk's reading and interpreting overlaps another's
+writing), with a checkpoint so an interrupted run resumes where it stopped and a progress bar on a terminal.
+
+The checkpoint is a small SQLite file under the work directory, keyed by the FHIR server, the selection, the write
+mode and the rule set: it holds the evaluation time of the run (a resumed run interprets as of the same time) and
+the patients done. It is removed when the run completes; `restart=True` ignores and replaces it. It holds patient
+ids (as the job queue does), never anything else about a patient, and is readable by its owner only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from labinterp.extract.fhirtime import parse_now
+from labinterp.fhir.client import FhirClient
+from labinterp.knowledge import Knowledge
+from labinterp.population import ChunkOptions, ChunkOutcome, Selection, chunked, run_chunk, select_patients
+
+log = logging.getLogger("labinterp.population")
+
+
+class Checkpoint:
+    """Patients done in a run, and the run's evaluation time, in `path` (SQLite)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not path.exists()
+        with self._db() as db:
+            db.executescript(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                "CREATE TABLE IF NOT EXISTS done (patient TEXT PRIMARY KEY);"
+                "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, outcome TEXT NOT NULL);"
+            )
+        if fresh:
+            os.chmod(path, 0o600)
+
+    @classmethod
+    def for_run(cls, workdir: Path, base_url: str, selection: Selection, options: ChunkOptions, ruleset: str) -> Checkpoint:
+        key = json.dumps([base_url, selection.to_json(), options.write, ruleset, options.equation, options.strict])
+        return cls(workdir / "runs" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.sqlite3")
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def started_at(self, now: datetime) -> tuple[datetime, bool]:
+        """The run's evaluation time: the stored one when resuming (True), else `now`, stored."""
+        with self._db() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'now'").fetchone()
+            if row:
+                return parse_now(row[0]), True
+            db.execute("INSERT INTO meta VALUES ('now', ?)", (now.isoformat(),))
+            return now, False
+
+    def done(self) -> set[str]:
+        with self._db() as db:
+            return {r[0] for r in db.execute("SELECT patient FROM done")}
+
+    def previous(self) -> ChunkOutcome:
+        total = ChunkOutcome()
+        with self._db() as db:
+            for (text,) in db.execute("SELECT outcome FROM chunks"):
+                total.add(ChunkOutcome.from_json(json.loads(text)))
+        return total
+
+    def record(self, ids: list[str], outcome: ChunkOutcome) -> None:
+        failed = {pid for pid, _ in outcome.failed}
+        with self._db() as db:
+            db.executemany("INSERT OR IGNORE INTO done VALUES (?)", [(p,) for p in ids if p not in failed])
+            db.execute("INSERT INTO chunks (outcome) VALUES (?)", (json.dumps(outcome.to_json()),))
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class RunSummary:
+    outcome: ChunkOutcome
+    now: datetime
+    resumed: bool
+    seconds: float
+    listing_requests: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def requests(self) -> int:
+        return self.outcome.requests + self.listing_requests
+
+    def to_json(self) -> dict[str, Any]:
+        o = self.outcome
+        per = self.requests / o.patients if o.patients else 0.0
+        return {
+            "patients": o.patients,
+            "created": o.created,
+            "amended": o.amended,
+            "unchanged": o.unchanged,
+            "failed": [{"patient": p, "error": e} for p, e in o.failed],
+            "left_out": o.left_out,
+            "skipped": [{"where": w, "why": y} for w, y in self.skipped],
+            "requests": self.requests,
+            "requests_per_patient": round(per, 4),
+            "transactions": o.transactions,
+            "seconds": round(self.seconds, 2),
+            "patients_per_second": round(o.patients / self.seconds, 2) if self.seconds > 0 else None,
+            "evaluated_at": self.now.isoformat(),
+            "resumed": self.resumed,
+            "interrupted": self.interrupted,
+        }
+
+
+def run_population(
+    client_factory: Callable[[], FhirClient],
+    selection: Selection,
+    k: Knowledge,
+    now: datetime,
+    options: ChunkOptions,
+    *,
+    chunk_size: int = 100,
+    workers: int = 2,
+    checkpoint: Checkpoint | None = None,
+    progress: bool = False,
+) -> RunSummary:
+    """Run a selection chunk by chunk on `workers` threads (each with its own client). Ctrl-C stops taking new
+    chunks, lets the running ones finish and keeps the checkpoint: the same command resumes."""
+    started = time.perf_counter()
+    resumed, done = False, set[str]()
+    previous = ChunkOutcome()
+    if checkpoint is not None:
+        now, resumed = checkpoint.started_at(now)
+        done, previous = checkpoint.done(), checkpoint.previous()
+    lister = client_factory()
+    selected = select_patients(lister, selection)
+    total = ChunkOutcome()
+    total.add(previous)
+    bar = tqdm(total=selected.total, initial=len(done), unit="patient", disable=not progress, file=sys.stderr, smoothing=0.1)
+    clients: dict[int, FhirClient] = {}
+    interrupted = False
+
+    def one(ids: list[str]) -> tuple[list[str], ChunkOutcome]:
+        import threading
+
+        client = clients.setdefault(threading.get_ident(), client_factory())
+        return ids, run_chunk(client, ids, k, now, options)
+
+    pending: set[Future[tuple[list[str], ChunkOutcome]]] = set()
+
+    def finish(futures: set[Future[tuple[list[str], ChunkOutcome]]]) -> None:
+        """Record every chunk that finished, then raise the first one's error, if any: nothing done is redone."""
+        errors = [fut.exception() for fut in futures if fut.exception() is not None]
+        for fut in futures:
+            if fut.exception() is None:
+                ids, outcome = fut.result()
+                total.add(outcome)
+                if checkpoint is not None:
+                    checkpoint.record(ids, outcome)
+                bar.update(len(ids))
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labinterp-chunk") as pool:
+        try:
+            for ids in chunked((p for p in selected.ids if p not in done), chunk_size):
+                while len(pending) >= workers * 2:  # a bounded window: memory stays flat on any population
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    finish(finished)
+                pending.add(pool.submit(one, ids))
+            finished, pending = wait(pending)
+            finish(finished)
+        except KeyboardInterrupt:
+            interrupted = True
+            for fut in pending:
+                fut.cancel()
+            finished, _ = wait([f for f in pending if not f.cancelled()])
+            finish({f for f in finished if f.exception() is None})
+        finally:
+            bar.close()
+    if checkpoint is not None and not interrupted:
+        checkpoint.remove()
+    return RunSummary(
+        total,
+        now,
+        resumed,
+        time.perf_counter() - started,
+        lister.stats.snapshot()[0],
+        selected.skipped,
+        interrupted,
+    )
