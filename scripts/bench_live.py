@@ -1,21 +1,29 @@
-"""Benchmark (not a test) against a local HAPI FHIR server: labinterp's client (one batch read and one
-transaction per patient) side by side with a naive client that searches per resource type and creates
-resource by resource, on the same kind of synthetic patients, in the same run.
+"""Benchmark (not a test) against one local HAPI FHIR server, in one run: labinterp's population run (many patients
+per read and per transaction), its per-patient path (one batch read and one transaction per patient), a naive
+client (a search per resource type, a request per resource), and HAPI's own ingest of the very transactions the
+population run wrote (the same resources in the same batches, re-identified so that HAPI creates them again).
 
-Prints, for each: patients per second, HTTP requests per patient, and the service's own time per
-patient (total minus the time spent waiting on HAPI).
+Prints, for each: patients per second, HTTP requests per patient, and labinterp's own CPU share (process CPU time
+over wall time: the rest is waiting on HAPI); then the population replay (nothing to write) and the PUT-upsert mode.
 
-    python scripts/bench_live.py --patients 200 [--fhir-url URL]   # default: starts its own sandbox
-"""
+    python scripts/bench_live.py --patients 10000 --sample 300 [--database mem|postgres] [--fhir-url URL]
+
+The per-patient and naive clients run on `--sample` patients (they are slow by design); the population run and
+HAPI's ingest on all of them. With no --fhir-url it starts its own sandbox (request validation on)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
+import tempfile
 import time
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
@@ -25,6 +33,8 @@ from labinterp.fhir.client import FhirClient
 from labinterp.fhir.search import as_collection, query, unpack_searchset
 from labinterp.knowledge import load_knowledge
 from labinterp.pipeline import interpret_bundle, interpret_patient
+from labinterp.population import ChunkOptions, Selection
+from labinterp.population_run import run_population
 from labinterp.sandbox.hapi import Sandbox, load_file
 from labinterp.writeback import rewrite_references
 from scripts.bench import synthetic
@@ -33,6 +43,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "service" / "labinterp" / "examples" / "site-mappings"
 NOW = datetime(2026, 1, 20, 12, tzinfo=UTC)
 SERIES = "urn:labinterp:series"
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass
+class Row:
+    name: str
+    patients: int
+    seconds: float
+    requests: int
+    cpu: float  # labinterp's process CPU seconds
+
+    def line(self) -> str:
+        share = f"{self.cpu / self.seconds * 100:>6.0f} %" if self.cpu >= 0 else "       -"
+        return (
+            f"{self.name:<34}{self.patients:>9}{self.patients / self.seconds:>12.1f}"
+            f"{self.requests / self.patients:>18.3f}{share:>18}"
+        )
 
 
 class NaiveClient:
@@ -41,12 +68,10 @@ class NaiveClient:
     def __init__(self, base: str) -> None:
         self.base, self.session = base, requests.Session()
         self.session.headers.update({"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"})
-        self.requests, self.waiting = 0, 0.0
+        self.requests = 0
 
     def _call(self, method: str, url: str, **kw: Any) -> Any:
-        t = time.perf_counter()
-        r = self.session.request(method, url, timeout=60, **kw)
-        self.waiting += time.perf_counter() - t
+        r = self.session.request(method, url, timeout=120, **kw)
         self.requests += 1
         r.raise_for_status()
         return r.json()
@@ -70,11 +95,17 @@ class NaiveClient:
             urls[e["fullUrl"]] = f"{out['resourceType']}/{out['id']}"
 
 
-def load(base: str, bundle: dict[str, Any]) -> float:
-    """Load patients with the sandbox loader (transactions of about 1000 resources); returns seconds."""
-    import json
-    import tempfile
+class Recording(FhirClient):
+    """A client that keeps the transactions it sent (for HAPI's own ingest of the same batches)."""
 
+    sent: ClassVar[list[str]] = []
+
+    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        Recording.sent.append(json.dumps(bundle))
+        return super().transaction(bundle)
+
+
+def load(base: str, bundle: dict[str, Any]) -> float:
     started = time.perf_counter()
     with tempfile.NamedTemporaryFile("w", suffix=".json") as fh:
         json.dump(bundle, fh)
@@ -83,57 +114,134 @@ def load(base: str, bundle: dict[str, Any]) -> float:
     return time.perf_counter() - started
 
 
+def reidentified(text: str, old_prefix: str, new_prefix: str) -> str:
+    """A transaction about other patients (`Patient/P12` -> `Patient/H12`) with fresh uuids, so HAPI creates it."""
+    text = text.replace(f'"Patient/{old_prefix}', f'"Patient/{new_prefix}')
+    return UUID.sub(lambda m: str(uuid.uuid5(uuid.NAMESPACE_URL, m.group(0))), text)
+
+
+def ingest(base: str, sent: list[str], old: str, new: str) -> Row:
+    session = requests.Session()
+    session.headers.update({"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"})
+    bodies = [reidentified(t, old, new) for t in sent]
+    patients = sum(len({m for m in re.findall(rf'"Patient/{new}(\d+)"', b)}) for b in bodies)
+    t0 = time.perf_counter()
+    for body in bodies:
+        r = session.post(base, data=body.encode(), timeout=600)
+        r.raise_for_status()
+    return Row("HAPI's own ingest (same batches)", patients, time.perf_counter() - t0, len(bodies), -1)
+
+
+def population(base: str, k: Any, group: str, options: ChunkOptions, name: str, chunk: int, workers: int) -> Row:
+    """A population run over a Group's members (`interpret --group`), as the CLI runs it."""
+    clients: list[FhirClient] = []
+
+    def factory() -> FhirClient:
+        clients.append(Recording(base, timeout=(5.0, 600.0)))
+        return clients[-1]
+
+    cpu0 = time.process_time()
+    summary = run_population(factory, Selection(group=group), k, NOW, options, chunk_size=chunk, workers=workers)
+    assert not summary.outcome.failed, summary.outcome.failed[:3]
+    return Row(name, summary.outcome.patients, summary.seconds, summary.requests, time.process_time() - cpu0)
+
+
+def group(base: str, gid: str, prefix: str, n: int) -> None:
+    body = {
+        "resourceType": "Group",
+        "id": gid,
+        "type": "person",
+        "actual": True,
+        "member": [{"entity": {"reference": f"Patient/{prefix}{i}"}} for i in range(n)],
+    }
+    requests.put(
+        f"{base}/Group/{gid}", json=body, headers={"Content-Type": "application/fhir+json"}, timeout=600
+    ).raise_for_status()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--patients", type=int, default=200)
+    ap.add_argument("--patients", type=int, default=1000, help="patients of the population run and of HAPI's ingest")
+    ap.add_argument("--sample", type=int, default=200, help="patients of the per-patient and naive clients")
+    ap.add_argument("--database", choices=["mem", "postgres"], default="mem")
     ap.add_argument("--fhir-url", default=None)
+    ap.add_argument("--chunk", type=int, default=100)
+    ap.add_argument("--transaction-size", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
     box = None
     base = args.fhir_url
     if not base:
-        box = Sandbox(ROOT / ".labinterp", port=8099, database="mem")
-        print("starting a local HAPI (in-memory H2, request validation on)...", flush=True)
-        base = box.up(timeout=420)
+        box = Sandbox(ROOT / ".labinterp", port=8099, database=args.database, heap="4g")
+        print(f"starting a local HAPI ({args.database}, request validation on)...", flush=True)
+        base = box.up(timeout=600)
     try:
-        k = load_knowledge(SITE)
-        lab, naive = synthetic(args.patients, args.seed, "L"), synthetic(args.patients, args.seed, "N")  # same data, other ids
-        ids = [e["resource"]["id"][1:] for e in lab["entry"] if e["resource"]["resourceType"] == "Patient"]
-        t_load = load(base, lab) + load(base, naive)
-        print(f"loaded 2 x {args.patients} patients ({2 * len(lab['entry'])} resources) in {t_load:.0f} s", flush=True)
-
-        client = FhirClient(base, timeout=(5.0, 120.0))
-        t0 = time.perf_counter()
-        for pid in ids:
-            interpret_patient(client, "L" + pid, k, NOW)
-        t_lab = time.perf_counter() - t0
-        lab_req, lab_wait = client.stats.requests, client.stats.seconds_waiting
-
-        nc = NaiveClient(base)
-        t0 = time.perf_counter()
-        for pid in ids:
-            nc.run("N" + pid, k)
-        t_naive = time.perf_counter() - t0
-
-        n = args.patients
-        print(f"\n{n} patients, sequential, one client thread, HAPI 8.8.0 with request validation on")
-        print(
-            f"{'client':<12}{'patients/s':>12}{'requests/patient':>18}{'total ms/patient':>18}{'waiting on HAPI':>17}{'own ms/patient':>16}"
-        )
-        for name, total, req, wait in (("labinterp", t_lab, lab_req, lab_wait), ("naive", t_naive, nc.requests, nc.waiting)):
-            print(
-                f"{name:<12}{n / total:>12.1f}{req / n:>18.2f}{total / n * 1000:>18.1f}{wait / n * 1000:>14.1f} ms{(total - wait) / n * 1000:>16.1f}"
-            )
-        print("\nreplay (same inputs again, labinterp):", end=" ", flush=True)
-        before = client.stats.snapshot()
-        t0 = time.perf_counter()
-        for pid in ids:
-            interpret_patient(client, "L" + pid, k, NOW)
-        t_re = time.perf_counter() - t0
-        print(f"{n / t_re:.1f} patients/s, {(client.stats.requests - before[0]) / n:.2f} requests/patient, nothing written")
+        run(base, args)
     finally:
         if box is not None:
             box.down()
+
+
+def run(base: str, args: argparse.Namespace) -> None:
+    k = load_knowledge(SITE)
+    n, m = args.patients, min(args.sample, args.patients)
+    t = sum(load(base, synthetic(count, args.seed, prefix)) for prefix, count in (("P", n), ("Q", m), ("N", m), ("U", m)))
+    for gid, prefix, count in (("bench-p", "P", n), ("bench-u", "U", m)):
+        group(base, gid, prefix, count)
+    print(f"loaded {n} + 3 x {m} patients in {t:.0f} s", flush=True)
+    options = ChunkOptions(transaction_size=args.transaction_size)
+    rows: list[Row] = []
+
+    # `--all` would take the other clients' patients too: the run is over a Group of the P patients
+    rows.append(population(base, k, "bench-p", options, "labinterp population run", args.chunk, args.workers))
+    print(rows[-1].line(), flush=True)
+    sent = list(Recording.sent)
+    Recording.sent.clear()
+
+    client = FhirClient(base, timeout=(5.0, 120.0))
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for i in range(m):
+        interpret_patient(client, f"Q{i}", k, NOW)
+    rows.append(Row("labinterp per patient", m, time.perf_counter() - t0, client.stats.requests, time.process_time() - cpu0))
+    print(rows[-1].line(), flush=True)
+
+    naive = NaiveClient(base)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for i in range(m):
+        naive.run(f"N{i}", k)
+    rows.append(Row("naive client", m, time.perf_counter() - t0, naive.requests, time.process_time() - cpu0))
+    print(rows[-1].line(), flush=True)
+
+    load(base, synthetic(n, args.seed, "H"))  # HAPI's ingest writes reports about these patients
+    rows.append(ingest(base, sent, "P", "H"))
+    print(rows[-1].line(), flush=True)
+
+    rows.append(population(base, k, "bench-p", options, "population replay (nothing new)", args.chunk, args.workers))
+    print(rows[-1].line(), flush=True)
+    rows.append(population(base, k, "bench-u", ChunkOptions(write="put"), "population, PUT upserts", args.chunk, args.workers))
+    print(rows[-1].line(), flush=True)
+
+    pop, per, nai, hapi = rows[0], rows[1], rows[2], rows[3]
+    rate = {r.name: r.patients / r.seconds for r in rows}
+    print(f"\n{'':<34}{'patients':>9}{'patients/s':>12}{'requests/patient':>18}{'labinterp CPU':>18}")
+    for r in rows:
+        print(r.line())
+    print(
+        f"\npopulation vs per patient: {rate[pop.name] / rate[per.name]:.1f}x; vs naive: {rate[pop.name] / rate[nai.name]:.1f}x; "
+        f"vs HAPI's own ingest of the same batches: {rate[pop.name] / rate[hapi.name] * 100:.0f} %"
+    )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "database": args.database,
+                    "rows": [{**r.__dict__, "patients_per_second": r.patients / r.seconds} for r in rows],
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":
