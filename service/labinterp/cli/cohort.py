@@ -39,8 +39,9 @@ def cohort_group(
     or `labinterp cohort synth` to make a synthetic cohort."""
     if ctx.invoked_subcommand is not None:
         return
-    from labinterp.cohort.analytics import analyze, html_report, plots, table_from_bundle
-    from labinterp.cohort.io import read_cohort_file, read_cohort_server
+    from labinterp.cohort.analytics import analyze, html_report, plots, table_from_bundle, table_from_records
+    from labinterp.cohort.io import is_ndjson, ndjson_patients, read_cohort_file, read_cohort_server
+    from labinterp.pipeline import batch_gc, records_of
 
     with one_line_errors(str(input_path or "the server data")):
         if bool(input_path) == bool(fhir_url):
@@ -51,10 +52,18 @@ def cohort_group(
                 raise UsageFailure(f"{path}: an output would overwrite the input file")
             check_writable(path)
         k = _knowledge(mappings)
-        data = (
-            read_cohort_file(Path(str(input_path))) if input_path else read_cohort_server(Settings.from_env().client(fhir_url), k)
-        )
-        table = table_from_bundle(data, k, progress=sys.stderr.isatty())
+        progress = sys.stderr.isatty()
+        if input_path and is_ndjson(Path(input_path)):  # streamed patient by patient: flat memory at any size
+            groups = ndjson_patients(Path(input_path))
+            with batch_gc():  # one thread, many patients: see labinterp.pipeline.batch_gc
+                table = table_from_records((r for group in groups for r in records_of(group, k)), k, progress=progress)
+        else:
+            data = (
+                read_cohort_file(Path(str(input_path)))
+                if input_path
+                else read_cohort_server(Settings.from_env().client(fhir_url), k)
+            )
+            table = table_from_bundle(data, k, progress=progress)
         if table.frame.empty:  # no patient with a linezolid trough: nothing to analyse (exit 0, no file left)
             stale = _remove_earlier(outputs)  # an earlier run's file must not look like this run's
             click.echo(

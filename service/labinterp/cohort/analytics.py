@@ -38,9 +38,13 @@ class CohortTable:
 
 
 def table_from_bundle(data: Any, k: Knowledge, progress: bool = False) -> CohortTable:
+    return table_from_records(records_of(data, k), k, progress)  # the pipeline's extract step, as everywhere
+
+
+def table_from_records(records: Iterable[PatientRecord], k: Knowledge, progress: bool = False) -> CohortTable:
+    """The table of a stream of patient records (one at a time: an NDJSON cohort read in flat memory)."""
     equation = k.cohort.population.egfr_equation
     rows, skipped = [], 0
-    records: Iterable[PatientRecord] = records_of(data, k)  # the pipeline's extract step, as everywhere
     if progress:
         from tqdm import tqdm
 

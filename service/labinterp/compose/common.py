@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from labinterp.compose.ids import content_uuid, series_uuid
@@ -12,6 +13,7 @@ from labinterp.extract.facts import FhirTime, Measurement, SourceRef
 from labinterp.knowledge import Knowledge
 
 
+@lru_cache(maxsize=256)  # the run's `now`, on every resource written
 def instant(t: datetime) -> str:
     # isoformat pads the year to four digits (strftime's %Y writes 999): FHIR's instant needs YYYY
     return t.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable
 
 # A fixed namespace for labinterp's uuid5 identifiers (itself uuid5 of the DNS namespace and the project name).
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "labinterp.fhir")
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+def uuid5(name: str) -> str:
+    """str(uuid.uuid5(NAMESPACE, name)) without the UUID object (the same bytes: SHA-1 of the namespace and the
+    name, version 5 and the RFC 4122 variant set), a few times faster: two are made for every written resource."""
+    b = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def content_uuid(kind: str, subject: str, inputs: Iterable[str], ruleset_version: str) -> str:
     """Identifies one written resource by what it was derived from: its kind, subject, the inputs'
     references with versions, and the rule set's version."""
     key = "\n".join([kind, subject, *sorted(set(inputs)), f"ruleset={ruleset_version}"])
-    return str(uuid.uuid5(NAMESPACE, key))
+    return uuid5(key)
 
 
 def series_uuid(kind: str, subject: str) -> str:
     """Identifies the report slot a later report on changed inputs replaces (patient + kind)."""
-    return str(uuid.uuid5(NAMESPACE, f"series\n{kind}\n{subject}"))
+    return uuid5(f"series\n{kind}\n{subject}")

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 
 NOT_RECORDED = "not recorded"
 PRELIMINARY_NOTE = "based on preliminary results: values and interpretation may change; a final report will follow."
@@ -112,6 +113,11 @@ def status_shown(status: str) -> str:
 
 def when(text: str | None) -> str:
     """A FHIR date/dateTime/instant as a report prints it: "2026-01-15 08:00 (UTC+01:00)"; dates as they are."""
+    return _when(text) if text else ""
+
+
+@lru_cache(maxsize=4096)  # the same times recur on every report of a patient, and across patients
+def _when(text: str) -> str:
     if not text:
         return ""
     if "T" not in text:

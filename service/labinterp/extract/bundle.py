@@ -72,7 +72,7 @@ def _keys(resource: dict[str, Any], full_url: str | None) -> list[str]:
     return keys
 
 
-def _normalize_reference(ref: str) -> str:
+def normalize_reference(ref: str) -> str:
     """Absolute server URLs reduce to Type/id; _history suffixes are dropped."""
     if ref.startswith(("http://", "https://")):
         parts = ref.rstrip("/").split("/")
@@ -280,7 +280,7 @@ def _subject(resource: dict[str, Any], label: str, index: dict[str, tuple[dict[s
         subject = resource.get("patient")
     if not isinstance(subject, dict) or not isinstance(subject.get("reference"), str):
         raise ResourceError(label, "subject.reference is missing: cannot tell whose result this is")
-    target = _normalize_reference(subject["reference"])
+    target = normalize_reference(subject["reference"])
     if target not in index:  # the reference is not repeated: a conditional or logical one can carry an identifier
         raise ResourceError(
             f"{label} subject.reference",

@@ -88,14 +88,17 @@ class SourceRef:
     id: str
     version: str
     reference: str  # what a written resource points at: "Observation/abc" or the input's fullUrl
+    # computed once (a frozen dataclass: it cannot go stale); every written resource reads its inputs' many times
+    versioned: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def versioned(self) -> str:
+    def __post_init__(self) -> None:
         if self.reference.startswith(("urn:", "http://", "https://")):
-            return self.reference
-        return (
-            f"{self.reference}/_history/{self.version}" if self.version.isalnum() and len(self.version) < 40 else self.reference
-        )
+            versioned = self.reference
+        elif self.version.isalnum() and len(self.version) < 40:
+            versioned = f"{self.reference}/_history/{self.version}"
+        else:
+            versioned = self.reference
+        object.__setattr__(self, "versioned", versioned)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,27 @@ from labinterp.extract.facts import FhirTime, kind_of, shown
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
+_NO_ZONE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+# Parsed values by their text: the same dates and times recur across resources and patients (a FhirTime is
+# immutable). Bounded: emptied when full.
+_PARSED: dict[str, FhirTime] = {}
+_PARSED_LIMIT = 50_000
 
 
 def parse_fhir_time(text: object, where: str) -> FhirTime:
     if not isinstance(text, str):
         raise ResourceError(where, f"expected a FHIR date or dateTime string, found {kind_of(text)}")
+    hit = _PARSED.get(text)
+    if hit is not None:
+        return hit
+    parsed = _parse(text, where)
+    if len(_PARSED) >= _PARSED_LIMIT:
+        _PARSED.clear()
+    _PARSED[text] = parsed
+    return parsed
+
+
+def _parse(text: str, where: str) -> FhirTime:
     m = _DATE.match(text)
     try:
         if m:
@@ -26,7 +42,7 @@ def parse_fhir_time(text: object, where: str) -> FhirTime:
             return FhirTime(datetime.fromisoformat(text_iso).astimezone(UTC), "time", text)
     except ValueError as exc:
         raise ResourceError(where, f"{shown(text)} is not a valid date: {exc}") from exc
-    if re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", text):
+    if _NO_ZONE.match(text):
         raise ResourceError(where, f"{shown(text)} has a time but no time zone (FHIR requires one)")
     raise ResourceError(where, f"{shown(text)} is not a FHIR date or dateTime")
 

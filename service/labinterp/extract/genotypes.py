@@ -28,6 +28,7 @@ Every such case raises ResourceError: the Observation is left out and listed wit
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from labinterp.errors import ResourceError
@@ -44,11 +45,24 @@ _BASES = re.compile(r"^([ACGT])\s*[/|;]?\s*([ACGT])$", re.IGNORECASE)
 _GENERIC = re.compile(r"\b(genotyp\w*|diplotypes?|pharmacogen\w*)\b", re.IGNORECASE)  # a code naming no gene
 _ASSEMBLY = re.compile(r"^\s*GRCh(3[78])(?:\.p\d+)?\s*$", re.IGNORECASE)
 _ACCESSION = re.compile(r"^NC_\d+\.\d+$")
+_FILLER = re.compile(r"(?i)\b(genotype|diplotype|result)\b")
+_PUNCTUATION = re.compile(r"[()\[\]=:,]")
+_SPACES = re.compile(r"\s+")
+
+
+@lru_cache(maxsize=1024)
+def _word_pattern(word: str) -> re.Pattern[str]:
+    """`word` as a whole word (not inside a longer run of letters and digits), any case; compiled once."""
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(word)}(?![A-Za-z0-9])", re.IGNORECASE)
 
 
 def _gene_in_words(words: str, k: Knowledge) -> str | None:
-    found = [g for g in k.genes if re.search(rf"(?<![A-Za-z0-9]){re.escape(g)}(?![A-Za-z0-9])", words, re.IGNORECASE)]
-    return found[0] if len(found) == 1 else None
+    key = ("gene_in_words", words)
+    hit = k.memo(key)
+    if hit is None:
+        found = [g for g in k.genes if _word_pattern(g).search(words)]
+        hit = k.remember(key, (found[0] if len(found) == 1 else None,))
+    return hit[0]
 
 
 def _gene_from_component(obs: dict[str, Any], k: Knowledge) -> str | None:
@@ -239,7 +253,7 @@ def parse_value(
         if gene and named != gene:
             raise ResourceError(where, f"value names {named} but the Observation is about {gene}")
         gene = named
-        rest = re.sub(rf"(?i)(?<![A-Za-z0-9]){re.escape(named)}(?![A-Za-z0-9])", " ", rest)
+        rest = _word_pattern(named).sub(" ", rest)
     rsid = context_rsid
     if m := _RSID.search(rest):
         rsid = m.group(0).lower()
@@ -251,9 +265,9 @@ def parse_value(
         rest = rest.replace(m.group(0), " ")
     if hm := _HGVS_C.search(source_for_hgvs):
         hgvs_pos = hm.group(1)
-    rest = re.sub(r"(?i)\b(genotype|diplotype|result)\b", " ", rest)
-    rest = re.sub(r"[()\[\]=:,]", " ", rest).strip(" ;")
-    rest = re.sub(r"\s+", " ", rest).strip()
+    rest = _FILLER.sub(" ", rest)
+    rest = _PUNCTUATION.sub(" ", rest).strip(" ;")
+    rest = _SPACES.sub(" ", rest).strip()
     if m := _STARS.match(rest):
         if gene is None:
             raise ResourceError(where, f"star alleles {rest!r} without a gene")

@@ -51,18 +51,23 @@ def _medication_concept(resource: dict[str, Any], medications: dict[str, dict[st
 def identify(concept: dict[str, Any], k: Knowledge) -> tuple[frozenset[str], frozenset[str], str]:
     """(drug keys, ATC codes, name) of a medication concept."""
     systems = k.output.systems
-    atc = {c["code"] for c in codings(concept) if c.get("system") == systems["atc"] and isinstance(c.get("code"), str)}
-    rxnorm = {c["code"] for c in codings(concept) if c.get("system") == systems["rxnorm"] and isinstance(c.get("code"), str)}
+    cs = codings(concept)
+    atc = frozenset(c["code"] for c in cs if c.get("system") == systems["atc"] and isinstance(c.get("code"), str))
+    rxnorm = frozenset(c["code"] for c in cs if c.get("system") == systems["rxnorm"] and isinstance(c.get("code"), str))
     words = concept_text(concept).lower()
-    drugs, implied = set(), set()
-    for d in k.drugs:
-        if atc & set(d.atc) or rxnorm & set(d.rxnorm) or any(n in words for n in d.names):
-            drugs.add(d.drug)
-            implied |= set(d.atc)
-    if not atc:  # a drug named or coded in RxNorm only: its ATC codes let the class rules see it
-        atc = implied
-    name = concept.get("text") or next((c.get("display") for c in codings(concept) if c.get("display")), "") or words
-    return frozenset(drugs), frozenset(atc), str(name)
+    key = ("identify", atc, rxnorm, words)
+    known = k.memo(key)
+    if known is None:  # drugs.csv is matched once per distinct concept, not once per resource
+        drugs: set[str] = set()
+        implied: set[str] = set()
+        for d in k.drugs:
+            if atc & set(d.atc) or rxnorm & set(d.rxnorm) or any(n in words for n in d.names):
+                drugs.add(d.drug)
+                implied |= set(d.atc)
+        # a drug named or coded in RxNorm only: its ATC codes let the class rules see it
+        known = k.remember(key, (frozenset(drugs), atc or frozenset(implied)))
+    name = concept.get("text") or next((c.get("display") for c in cs if c.get("display")), "") or words
+    return known[0], known[1], str(name)
 
 
 def _number(value: Any, where: str) -> float | None:
@@ -155,10 +160,7 @@ def extract_medication(
     where = ref.reference
     drugs, atc, name = identify(_medication_concept(resource, medications), k)
     kind = resource["resourceType"]
-    words = name.lower()
-    if not drugs and not any(  # not a drug labinterp names, nor one that can cause hypomagnesemia
-        any(a.startswith(p) for p in c.atc_prefix for a in atc) or any(n in words for n in c.names) for c in k.mg_causes
-    ):
+    if not drugs and not k.mg_causes_of(atc, name):  # not a drug labinterp names, nor one that can cause hypomagnesemia
         return None
     administered = start = end = None
     dose = interval = None

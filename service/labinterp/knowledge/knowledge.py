@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from labinterp.knowledge import model as m
+
+MEMO_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -27,10 +30,41 @@ class Knowledge:
     file_versions: dict[str, str]
     _code_index: dict[tuple[str, str], str] = field(init=False, repr=False, compare=False)
     _rsid_index: dict[str, tuple[str, m.Variant]] = field(init=False, repr=False, compare=False)
+    # answers that depend on the knowledge only (and a few words of input), computed once per knowledge, not per patient
+    _memo: dict[Any, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_code_index", {(c.system, c.code): c.analyte for c in self.analyte_codes})
         object.__setattr__(self, "_rsid_index", {v.rsid: (g.gene.symbol, v) for g in self.genes.values() for v in g.variants})
+        object.__setattr__(self, "_memo", {})
+
+    def memo(self, key: Any) -> Any:
+        """A cached answer (None when not cached yet); see `remember`."""
+        return self._memo.get(key)
+
+    def remember(self, key: Any, value: Any) -> Any:
+        """Caches `value` under `key` (bounded: a flood of distinct keys empties the cache, never grows it without end)."""
+        if len(self._memo) >= MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[key] = value
+        return value
+
+    def mg_causes_of(self, atc: frozenset[str], name: str) -> tuple[m.MgCause, ...]:
+        """The magnesium-cause classes (magnesium_causes.csv) a medication matches, by ATC prefix or by a name in
+        its name, in the file's order."""
+        key = ("mg_causes", atc, name)
+        hit = self._memo.get(key)
+        if hit is None:
+            words = name.lower()
+            hit = self.remember(
+                key,
+                tuple(
+                    c
+                    for c in self.mg_causes
+                    if any(a.startswith(p) for a in atc for p in c.atc_prefix) or any(n in words for n in c.names)
+                ),
+            )
+        return hit
 
     def analyte_for(self, system: str | None, code: str | None) -> str | None:
         if not system or not code:

@@ -19,7 +19,6 @@ by its citation (mappings/sources.toml), and nothing here names a source file or
 from __future__ import annotations
 
 import base64
-import contextlib
 from typing import Any
 
 from markupsafe import Markup
@@ -50,14 +49,12 @@ def narrative(view: View) -> dict[str, str]:
 
 
 def presented_forms(view: View, fragment: str) -> list[dict[str, Any]]:
-    """The HTML page and the PDF, as DiagnosticReport.presentedForm attachments. A PDF reportlab cannot lay out
-    (pdf.clipped keeps cells within a page, so this is defence in depth) is left out: the report, its narrative and
-    its HTML are still written, never blocked by their printed form."""
-    from reportlab.platypus.doctemplate import LayoutError
-
-    forms = [("text/html", "HTML", render_html(view, fragment).encode("utf-8"))]
-    with contextlib.suppress(LayoutError):
-        forms.append(("application/pdf", "PDF", render_pdf(view)))
+    """The HTML page and the PDF, as DiagnosticReport.presentedForm attachments. The PDF's layout cannot fail on
+    long data (labinterp.render.pdf cuts a cell to a page and a word to a line), so it never blocks the report."""
+    forms = [
+        ("text/html", "HTML", render_html(view, fragment).encode("utf-8")),
+        ("application/pdf", "PDF", render_pdf(view)),
+    ]
     return [
         {"contentType": ct, "language": "en", "data": base64.b64encode(data).decode("ascii"), "title": f"{view.title} ({name})"}
         for ct, name, data in forms

@@ -92,14 +92,10 @@ def named_causes(record: PatientRecord, k: Knowledge, meds: list[MedicationExpos
     """The causative drugs among the medications (the current ones at the sample, when the caller says)."""
     found = []
     for med in record.medications if meds is None else meds:
-        words = med.name.lower()
-        for cause in k.mg_causes:
-            by_atc = any(a.startswith(p) for a in med.atc for p in cause.atc_prefix)
-            if by_atc or any(n in words for n in cause.names):
-                label = f"{cause.display}: {med.name} ({med.kind} {med.source.reference}, status {med.status})"
-                if label not in found:
-                    found.append(label)
-                break
+        for cause in k.mg_causes_of(med.atc, med.name)[:1]:  # the first class it matches names it
+            label = f"{cause.display}: {med.name} ({med.kind} {med.source.reference}, status {med.status})"
+            if label not in found:
+                found.append(label)
     return found
 
 

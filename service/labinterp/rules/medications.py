@@ -48,44 +48,55 @@ def end_of(t: FhirTime) -> datetime:
 
 def washout_keys(m: MedicationExposure, k: Knowledge) -> set[str]:
     """The drugs.csv keys and magnesium_causes.csv classes a medication matches: they choose its wash-out window."""
-    keys = set(m.drugs)
-    words = m.name.lower()
-    for cause in k.mg_causes:
-        if any(a.startswith(p) for a in m.atc for p in cause.atc_prefix) or any(n in words for n in cause.names):
-            keys.add(cause.cls)
-    return keys
+    return set(m.drugs) | {cause.cls for cause in k.mg_causes_of(m.atc, m.name)}
+
+
+def washout_days(m: MedicationExposure, k: Knowledge) -> float:
+    """The medication's wash-out window in days (the longest among its keys; mappings/medications.toml)."""
+    key = ("washout_days", m.drugs, m.atc, m.name)
+    days = k.memo(key)
+    if days is None:
+        days = k.remember(key, medication_policy(k).washout_days(washout_keys(m, k)))
+    return float(days)
 
 
 def _why_not_current(m: MedicationExposure, at: datetime | None, days: float, policy: MedicationsFile) -> str | None:
-    label = f"{m.name}: {m.kind} status {m.status}"
-    window = timedelta(days=days)
-    beyond = f"more than the {days:g}-day wash-out window before the sample"
+    """Why `m` is not current at `at` (the reader-facing reason), None when it is. The words are made only when
+    there is a reason: most medications on record are current."""
     if m.kind == ADMINISTRATION:
         if m.status not in policy.administrations.given:
-            return f"{label}: no dose given, not current"
+            return f"{_label(m)}: no dose given, not current"
         if at is None or m.administered is None:
             return None
         if m.administered.start > at:
-            return f"{label}, given {m.administered.text}, after the sample: not current"
+            return f"{_label(m)}, given {m.administered.text}, after the sample: not current"
         last = m.end or m.administered
-        if end_of(last) + window < at:
-            return f"{label}, given {last.text}, {beyond}: not current"
+        if end_of(last) + timedelta(days=days) < at:
+            return f"{_label(m)}, given {last.text}, {_beyond(days)}: not current"
         return None
     statuses = policy.statuses
     if m.status in statuses.never:
-        return f"{label}: not taken, not current"
+        return f"{_label(m)}: not taken, not current"
     if m.status in statuses.ended:
         if m.end is None:
-            return f"{label}, end date not given: not current"
+            return f"{_label(m)}, end date not given: not current"
         if at is None:
-            return f"{label}, ended {m.end.text}: not current"
+            return f"{_label(m)}, ended {m.end.text}: not current"
     if at is None:
         return None
     if m.start is not None and m.start.start > at:
-        return f"{label}, starts {m.start.text}, after the sample: not current"
-    if m.end is not None and end_of(m.end) + window < at:
-        return f"{label}, ended {m.end.text}, {beyond}: not current"
+        return f"{_label(m)}, starts {m.start.text}, after the sample: not current"
+    if m.end is not None and end_of(m.end) + timedelta(days=days) < at:
+        return f"{_label(m)}, ended {m.end.text}, {_beyond(days)}: not current"
     return None
+
+
+def _label(m: MedicationExposure) -> str:
+    return f"{m.name}: {m.kind} status {m.status}"
+
+
+def _beyond(days: float) -> str:
+    return f"more than the {days:g}-day wash-out window before the sample"
 
 
 def current_medications(
@@ -97,7 +108,7 @@ def current_medications(
     current: list[MedicationExposure] = []
     not_current: list[tuple[MedicationExposure, str]] = []
     for m in record.medications:
-        why = _why_not_current(m, at, policy.washout_days(washout_keys(m, k)), policy)
+        why = _why_not_current(m, at, washout_days(m, k), policy)
         if why is None:
             current.append(m)
         else:
@@ -110,7 +121,7 @@ def current_note(m: MedicationExposure, at: datetime | None, k: Knowledge) -> st
     wash-out window before the sample" (to say beside an interaction); "" otherwise."""
     if at is None:
         return ""
-    days = medication_policy(k).washout_days(washout_keys(m, k))
+    days = washout_days(m, k)
     last = m.end or (m.administered if m.kind == ADMINISTRATION else None)
     if last is None or end_of(last) >= at:
         return ""
@@ -126,6 +137,17 @@ def is_rifampicin(m: MedicationExposure, k: Knowledge) -> bool:
 def rifampicin_exposures(
     record: PatientRecord, k: Knowledge, at: datetime | None = None
 ) -> tuple[list[MedicationExposure], list[str]]:
-    """Rifampicin current at `at` (the trough's time), and why any other rifampicin on record is not current."""
-    current, not_current = current_medications(record, at, k)
-    return [m for m in current if is_rifampicin(m, k)], [why for m, why in not_current if is_rifampicin(m, k)]
+    """Rifampicin current at `at` (the trough's time), and why any other rifampicin on record is not current
+    (only the rifampicin on record is judged: the same answer as judging all and keeping the rifampicin)."""
+    policy = medication_policy(k)
+    current: list[MedicationExposure] = []
+    not_current: list[str] = []
+    for m in record.medications:
+        if not is_rifampicin(m, k):
+            continue
+        why = _why_not_current(m, at, washout_days(m, k), policy)
+        if why is None:
+            current.append(m)
+        else:
+            not_current.append(why)
+    return current, not_current
