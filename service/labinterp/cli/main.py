@@ -22,6 +22,7 @@ from labinterp.cli.common import UsageFailure, _fail, _knowledge, check_writable
 from labinterp.cli.population import PopulationArgs
 from labinterp.cli.population import run as population_run
 from labinterp.cli.sandbox import sandbox_group
+from labinterp.cli.worker import worker_cmd
 from labinterp.config import EQUATIONS, Settings
 from labinterp.errors import LabinterpError
 from labinterp.extract.facts import Problem
@@ -361,6 +362,7 @@ def is_loopback(host: str) -> bool:
 
 cli.add_command(cohort_group)
 cli.add_command(sandbox_group)
+cli.add_command(worker_cmd)
 
 
 def main() -> None:

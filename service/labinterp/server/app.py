@@ -2,7 +2,7 @@
 
 Configuration: the one settings object of labinterp.config (the environment, LABINTERP_*, then `test_config`
 with the same names without the prefix): FHIR_BASE_URL, FHIR_TOKEN, FHIR_BASIC ("user:password"), API_TOKEN
-(bearer token required on the service's own endpoints), MAPPINGS_DIR, WORKDIR, QUEUE_PATH, WORKER (start the
+(bearer token required on the service's own endpoints), MAPPINGS_DIR, WORKDIR, QUEUE_PATH, QUEUE_URL (PostgreSQL queue), WORKER (start the
 queue worker and poller), WORKER_THREADS, POLL_SECONDS (0: no poll), CALLBACK_URL (this service's URL as HAPI
 reaches it: registers the Subscription), EGFR_EQUATION, STRICT, LENIENT (deprecated), FHIR_RETRIES,
 FHIR_RETRY_DELAY, QUEUE_LEASE, COHORT_STATS, RENDER, VALIDATE_OUTPUT, HOOK_TOKEN (the Subscription's own token;
@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import atexit
 import logging
-import sqlite3
 import threading
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from labinterp.config import Settings
-from labinterp.errors import InputError, LabinterpError
+from labinterp.errors import LabinterpError
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.knowledge import load_knowledge
 from labinterp.server import cds, observability, security
 from labinterp.server.api.routes import bp, register_errors
+from labinterp.server.backend import open_queue
 from labinterp.server.dashboard import dashboard
-from labinterp.server.queue import JobQueue
 from labinterp.server.services import Services
 from labinterp.server.worker import SHUTDOWN_GRACE, Poller, Worker, chain_sigterm, register_subscription
 
@@ -46,24 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # no request body is read past this (413); the hook's own limit is checked on its route
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_request_bytes, settings.hook_max_bytes)
     app.extensions["labinterp.settings"] = settings
-    knowledge = load_knowledge(settings.mappings_dir)
-    try:
-        queue = JobQueue(settings.queue_path or Path(settings.workdir) / "queue.sqlite3", lease_seconds=settings.queue_lease)
-    except (OSError, sqlite3.Error) as exc:
-        name = "LABINTERP_QUEUE_PATH" if settings.queue_path else "LABINTERP_WORKDIR"
-        raise InputError(name, f"the queue database cannot be opened there ({type(exc).__name__})") from None
-    base = (settings.fhir_base_url or LOCAL_SANDBOX).rstrip("/")
-    services = Services(
-        knowledge,
-        base,
-        queue,
-        api_token=settings.api_token,
-        fhir_auth=settings.fhir_auth(base),  # built once: a SMART token is cached in it and shared by every client
-        strict=settings.strict_mode,
-        equation=settings.equation,
-        retry=RetryPolicy(attempts=settings.fhir_retries, base_delay=settings.fhir_retry_delay),
-        render=settings.render,
-    )
+    services = build_services(settings)
     app.extensions["labinterp"] = services
     app.register_blueprint(bp)
     app.register_blueprint(dashboard)
@@ -74,6 +55,29 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.worker:
         start_background(app, services)
     return app
+
+
+def build_services(settings: Settings) -> Services:
+    """Knowledge, the FHIR connection and the queue (SQLite, or PostgreSQL with LABINTERP_QUEUE_URL), as the service
+    and `labinterp worker` use them."""
+    knowledge = load_knowledge(settings.mappings_dir)
+    queue = open_queue(settings)
+    base = (settings.fhir_base_url or LOCAL_SANDBOX).rstrip("/")
+    return Services(
+        knowledge,
+        base,
+        queue,
+        api_token=settings.api_token,
+        fhir_auth=settings.fhir_auth(base),  # built once: a SMART token is cached in it and shared by every client
+        strict=settings.strict_mode,
+        equation=settings.equation,
+        retry=RetryPolicy(attempts=settings.fhir_retries, base_delay=settings.fhir_retry_delay),
+        render=settings.render,
+        chunk_size=settings.population_chunk,
+        transaction_size=settings.population_transaction,
+        write_mode=settings.write_mode,
+        validate=settings.validate_output,
+    )
 
 
 def start_background(app: Flask, services: Services, *, grace: float = SHUTDOWN_GRACE) -> None:
@@ -91,6 +95,7 @@ def start_background(app: Flask, services: Services, *, grace: float = SHUTDOWN_
     worker = Worker(
         services.queue,
         services.process,
+        jobs=services.run_job,  # population runs' listing and chunk jobs
         threads=settings.worker_threads,
         ready=lambda: not services.readiness_problems(),
         observe=metrics.job if metrics is not None else None,

@@ -57,7 +57,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from labinterp.server.queue import JobQueue
+    from labinterp.server.backend import Queue
     from labinterp.server.services import Interpretation, Services
 
 log = logging.getLogger("labinterp.http")
@@ -164,7 +164,7 @@ def configure_logging(json: bool, *, level: int | str = logging.INFO, stream: IO
 class QueueCollector(Collector):
     """The queue's depth by state and the age of its oldest pending job, read at scrape time."""
 
-    def __init__(self, queue: JobQueue) -> None:
+    def __init__(self, queue: Queue) -> None:
         self.queue = queue
 
     def collect(self) -> Iterable[Metric]:

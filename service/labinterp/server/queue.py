@@ -17,6 +17,9 @@
   poll's), so a worker's logs for the job share the id of the logs that queued it.
 - Error and warning texts are stored and shown redacted (`redacted`): no URL's user, password or query
   values, no bearer or basic credentials.
+- Population runs (labinterp.server.runs): a run's listing and chunk jobs are jobs of this queue under keys no
+  FHIR id can be (`run:<id>`, `chunk:<id>:<n>`), so coalescing, exclusivity, leases and release hold for them too;
+  the runs' records are tables of the same file (`runs`, `run_chunks`, created when missing: older files migrate).
 Every call opens its own connection (WAL mode), so threads and processes can share the file."""
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from labinterp.errors import shown_url
 from labinterp.server.observability import current_request_id
+from labinterp.server.runs import RunStore, sqlite_tx
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -115,6 +119,9 @@ class JobQueue:
                     if "duplicate column" not in str(exc):
                         raise
             db.executescript(INDEXES)
+        self.runs = RunStore(sqlite_tx(self.path), clock=clock)  # population runs: their records beside the jobs
+        with self.runs.tx() as tx:
+            self.runs.create_schema(tx)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -138,6 +145,23 @@ class JobQueue:
                 "correlation = CASE WHEN jobs.correlation = '' THEN excluded.correlation ELSE jobs.correlation END",
                 (patient, reason, now + delay, now, now, correlation or ""),
             )
+
+    def enqueue_many(self, keys: list[str], reason: str = "", *, correlation: str | None = None) -> None:
+        """Pending jobs for `keys` (a run's chunks), in one transaction, each coalesced as `enqueue` does."""
+        now = self.clock()
+        correlation = current_request_id() if correlation is None else correlation
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO jobs (patient, reason, state, not_before, created, updated, correlation) "
+                    "VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (patient) WHERE state = 'pending' DO NOTHING",
+                    [(key, reason, now, now, now, correlation or "") for key in keys],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def claim(self) -> Job | None:
         """The oldest due job whose patient is not being worked on, marked running; None when there is none."""
@@ -365,6 +389,9 @@ class JobQueue:
                 (limit,),
             ).fetchall()
         return [{"id": r[0], "patient": r[1], "warnings": [redacted(w) for w in r[2].split("\n")], "updated": r[3]} for r in rows]
+
+    def worker_stopped(self) -> None:
+        """A worker of this process stopped (nothing to do here: its jobs' leases are in the jobs themselves)."""
 
     def get_meta(self, key: str) -> str | None:
         with self._db() as db:

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
+from labinterp import population
 from labinterp.errors import BundleError, FhirAuthError, FhirError, LabinterpError, is_temporary
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.notifications import carried_resource, check_path, patient_of
@@ -23,7 +24,10 @@ from labinterp.fhir.retry import RetryPolicy
 from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import LiveResult, interpret_patient
-from labinterp.server.queue import JobQueue, redacted
+from labinterp.population import Selection
+from labinterp.server.backend import Queue
+from labinterp.server.queue import Job, redacted
+from labinterp.server.runs import chunk_key, listing_key, parse_key
 
 LOCK_STRIPES = 256  # serializes one patient's read-plan-write within a process; two patients rarely share one
 
@@ -54,7 +58,7 @@ class Interpretation:
 class Services:
     knowledge: Knowledge
     fhir_base_url: str
-    queue: JobQueue
+    queue: Queue
     api_token: str | None = None
     fhir_auth: AuthBase | None = None  # Settings.fhir_auth(): bearer, basic or SMART, shared by every client
     strict: bool = False  # any resource that cannot be used fails the patient (LABINTERP_STRICT)
@@ -63,6 +67,11 @@ class Services:
     render: bool = True
     session: requests.Session = field(default_factory=requests.Session)
     observers: list[Callable[[Interpretation], None]] = field(default_factory=list)  # told of each interpretation
+    # population runs (POST /$interpret with all or group): patients per chunk job, per transaction, how reports are written
+    chunk_size: int = 100
+    transaction_size: int = 50
+    write_mode: str = "conditional"
+    validate: bool = True
     _ready_cache: tuple[float, list[str]] = (0.0, [])
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # a fixed set of lock stripes (a patient's id picks one): bounded memory however many patients pass by
@@ -119,6 +128,73 @@ class Services:
         """What the worker does for one queued patient; returns the warnings (one line per resource left out)
         for the queue to record with the finished job."""
         return [p.line for p in self.interpret(patient_id).problems]
+
+    # --- population runs: a listing job, then chunk jobs on the same queue (labinterp.server.runs) ---------------
+
+    def start_run(self, selection: Selection) -> str:
+        """A population run recorded and its listing job queued; the run's id (its status: `queue.runs.get(id)`)."""
+        run_id = self.queue.runs.create(selection.to_json())
+        self.queue.enqueue(listing_key(run_id), "population")
+        log.info("population run %s started", run_id)
+        return run_id
+
+    def run_job(self, job: Job) -> list[str]:
+        """What the worker does for a run's listing or chunk job. An error the error tree calls temporary propagates
+        (the worker retries the job); any other error is recorded in the run (the listing, or the chunk's patients,
+        failed) and propagates (the job fails)."""
+        kind = parse_key(job.patient)
+        if kind.kind == "listing":
+            self._list_run(kind.key)
+        elif kind.kind == "chunk":
+            self._run_chunk(kind.key, kind.chunk)
+        return []
+
+    def _list_run(self, run_id: str) -> None:
+        runs = self.queue.runs
+        text = runs.selection(run_id)
+        if text is None:
+            return
+        chunks: list[list[str]] = []
+        skipped: list[tuple[str, str]] = []
+        try:
+            if runs.state(run_id) == "listing":
+                selected = population.select_patients(self.client(), Selection.from_json(text))
+                chunks = list(population.chunked(selected.ids, self.chunk_size))
+                skipped = [(where, self.redact(why)) for where, why in selected.skipped]
+            pending = runs.listed(run_id, chunks, skipped)  # a second listing job finds the chunks listed
+        except Exception as exc:
+            if not is_temporary(exc):
+                runs.listing_failed(run_id, self._why(exc))
+            raise
+        self.queue.enqueue_many([chunk_key(run_id, n) for n in pending], "population")
+        log.info("population run %s: %d chunks queued", run_id, len(pending))
+
+    def _run_chunk(self, run_id: str, n: int) -> None:
+        runs = self.queue.runs
+        ids = runs.chunk_ids(run_id, n)
+        if not ids:
+            return  # finished already (a job that ran twice), or unknown
+        options = population.ChunkOptions(
+            write=self.write_mode,  # type: ignore[arg-type]  # Settings.write_mode: "conditional" or "put"
+            render=self.render,
+            validate=self.validate,
+            strict=self.strict,
+            equation=self.equation,
+            transaction_size=self.transaction_size,
+        )
+        try:
+            outcome = population.run_chunk(self.client(), ids, self.knowledge, datetime.now(UTC).replace(microsecond=0), options)
+        except Exception as exc:
+            if not is_temporary(exc):
+                runs.chunk_failed(run_id, n, self._why(exc))
+            raise
+        outcome.failed = [(pid, self.redact(why)) for pid, why in outcome.failed]
+        runs.chunk_done(run_id, n, outcome)
+
+    def _why(self, exc: BaseException) -> str:
+        if isinstance(exc, LabinterpError | OSError):
+            return self.redact(f"{type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__} (unexpected: see the worker's log)"
 
     def group_members(self, group_id: str) -> tuple[list[str], list[tuple[str, str]]]:
         """The active Patient members of a Group, and the members that cannot be read, each (where, why): one odd

@@ -50,8 +50,10 @@ from labinterp.fhir.client import FhirClient
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
+from labinterp.server.backend import Queue
 from labinterp.server.observability import correlation, new_request_id
-from labinterp.server.queue import Job, JobQueue
+from labinterp.server.queue import Job
+from labinterp.server.runs import parse_key
 
 log = logging.getLogger("labinterp.worker")
 SUBSCRIPTION_ID = "labinterp-observations"
@@ -62,8 +64,8 @@ SHUTDOWN_GRACE = 15.0  # seconds running jobs get to finish once a stop is reque
 
 
 class Worker:
-    """Threads that claim jobs and run `process(patient_id)`. An error the error tree calls temporary is retried
-    with a capped exponential backoff, without limit unless `attempts` caps the tries (then the job fails as
+    """Threads that claim jobs and run `process(patient_id)` (a population run's listing and chunk jobs: `jobs(job)`).
+    An error the error tree calls temporary is retried with a capped exponential backoff, without limit unless `attempts` caps the tries (then the job fails as
     `retryable`); any other error fails the job at once (retrying cannot mend it). A job whose patient had
     resources left out succeeds: `process` returns their warning lines, recorded with the finished job.
 
@@ -73,9 +75,10 @@ class Worker:
 
     def __init__(
         self,
-        queue: JobQueue,
+        queue: Queue,
         process: Callable[[str], Any],
         *,
+        jobs: Callable[[Job], Any] | None = None,
         threads: int = 2,
         attempts: int | None = None,
         backoff: RetryPolicy | None = None,
@@ -86,6 +89,7 @@ class Worker:
         observe: Callable[[str], None] | None = None,
     ) -> None:
         self.queue, self.process, self.threads, self.attempts = queue, process, threads, attempts
+        self.jobs = jobs  # a population run's listing and chunk jobs (keys that are no patient id)
         self.observe = observe
         self.backoff = backoff or RetryPolicy(base_delay=2.0, max_delay=MAX_BACKOFF)
         self.idle_seconds = idle_seconds
@@ -118,9 +122,16 @@ class Worker:
                     self._released.discard(job.id)
         return True
 
+    def _call(self, job: Job) -> Any:
+        if parse_key(job.patient).kind == "patient":
+            return self.process(job.patient)
+        if self.jobs is None:
+            raise RuntimeError("this worker runs no population jobs")
+        return self.jobs(job)
+
     def _run(self, job: Job) -> None:
         try:
-            result = self.process(job.patient)
+            result = self._call(job)
         except InputError as exc:
             with self._recording(job) as record:
                 if record:
@@ -273,6 +284,10 @@ class Worker:
                     released += 1
                     self._note("released")
                     log.info("job %d still running after %.0f s: handed back to the queue", job.id, grace)
+        try:
+            self.queue.worker_stopped()
+        except Exception as exc:  # its registration then expires with its heartbeat
+            log.warning("worker not unregistered from the queue (%s)", type(exc).__name__)
         return released
 
 
@@ -368,7 +383,7 @@ class Poller:
     def __init__(
         self,
         client_factory: Callable[[], FhirClient],
-        queue: JobQueue,
+        queue: Queue,
         k: Knowledge,
         *,
         interval: float = 30.0,

@@ -138,6 +138,54 @@ def cds_paths() -> dict[str, Any]:
     }
 
 
+RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"}}
+JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
+RUN_STATUS = {
+    "summary": "A population run's status",
+    "parameters": [RUN_ID],
+    "responses": {
+        "200": {
+            "description": "JSON: id, state (listing: the patients are being selected; running: chunk jobs queued or "
+            "running; done: every chunk finished, failed patients listed; failed: the listing, or a chunk's job, failed "
+            "for good), selection, chunks {total, done, failed}, patients, created, amended, unchanged (reports), "
+            "left_out (resources), requests (to the FHIR server), failed {count, patients: the first 100 as "
+            "{patient, error}}, error (the listing's), started and finished (UTC instants; finished null until then)",
+            "content": JSON_OBJECT,
+        },
+        "401": OUTCOME,
+        "404": {"description": "no population run with this id (OperationOutcome)", "content": FHIR},
+    },
+    "security": [{"bearer": []}, {}],
+}
+
+
+def _interpret_many() -> dict[str, Any]:
+    op = _op(
+        "Interpret the patients and/or Group members named in a Parameters resource; or start a population run",
+        [DRY, NOW, STRICT],
+        body=True,
+        ok="batch-response Bundle, one entry per patient; each entry's response.outcome says what was "
+        "written (information) and lists each resource left out (warning)",
+    )
+    op["description"] = (
+        "Named patients ('patient' references, with or without a 'group'), or a dry run of a 'group': interpreted in the "
+        "request (200, a batch-response). A population run: parameter 'all' (valueBoolean true: every Patient of the "
+        "FHIR server) or 'group' alone (valueString or valueReference Group/id: its active Patient members), optionally "
+        "'since' (valueInstant with seconds and a time zone: only patients with something changed at or after it). The "
+        "run goes on in the background on the job queue (a listing job, then chunk jobs of LABINTERP_POPULATION_CHUNK "
+        "patients, written as transactions of LABINTERP_POPULATION_TRANSACTION patients, shared by every worker of the "
+        "queue): 202 at once. 'all' with 'group', 'all' or 'since' with 'patient' or dry-run, a group that is not a FHIR "
+        "id, a 'since' that is not an instant: 400"
+    )
+    op["responses"]["202"] = {
+        "description": "a population run started: a Parameters with 'run' (valueId), 'status' (valueUrl: "
+        "GET /$interpret/runs/{run_id}) and 'state' (valueCode listing)",
+        "headers": {"Content-Location": {"description": "the run's status URL", "schema": {"type": "string"}}},
+        "content": FHIR,
+    }
+    return op
+
+
 def openapi_document() -> dict[str, Any]:
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"}}
     return {
@@ -173,15 +221,8 @@ def openapi_document() -> dict[str, Any]:
                     headers=WARNINGS,
                 )
             },
-            "/$interpret": {
-                "post": _op(
-                    "Interpret the patients and/or Group members named in a Parameters resource",
-                    [DRY, NOW, STRICT],
-                    body=True,
-                    ok="batch-response Bundle, one entry per patient; each entry's response.outcome says what was "
-                    "written (information) and lists each resource left out (warning)",
-                )
-            },
+            "/$interpret": {"post": _interpret_many()},
+            "/$interpret/runs/{run_id}": {"get": RUN_STATUS},
             "/Group/{id}/$interpret": {
                 "post": _op(
                     "Interpret every member of a Group",

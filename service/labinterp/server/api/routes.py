@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import threading
 import traceback
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, request, url_for
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, ServiceUnavailable, Unauthorized
 
 from labinterp.cli.common import parse_json
@@ -16,9 +18,11 @@ from labinterp.config import Settings
 from labinterp.errors import InputError, LabinterpError, is_temporary
 from labinterp.extract.fhirtime import parse_now
 from labinterp.fhir.search import FHIR_ID, is_fhir_id
+from labinterp.population import Selection
 from labinterp.server.api import hook as hook_guard
 from labinterp.server.api.openapi import openapi_document
 from labinterp.server.api.outcome import error_response, fhir_response, outcome, status_for, warnings_outcome, with_warnings
+from labinterp.server.runs import FAILED_SHOWN, is_run_id
 from labinterp.server.services import NotificationMismatch, Services
 
 __all__ = ["FHIR_ID", "bp", "register_errors", "services"]  # FHIR_ID: for modules that imported it from here
@@ -215,16 +219,124 @@ def _many(patients: list[str], dry: bool, bad_members: list[tuple[str, str]] | N
     return {"resourceType": "Bundle", "type": "batch-response", "entry": entries}
 
 
+RUN_PARAMETERS = frozenset({"all", "group", "since"})
+INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+
+
+def _is_run(body: Any, dry: bool) -> bool:
+    """Whether a Parameters asks for a population run: `all` or `since`, or a `group` without `patient` (a dry run of
+    a Group stays the synchronous batch it was). Anything of another shape is left to the batch's own checks."""
+    params = body.get("parameter") if isinstance(body, dict) and body.get("resourceType") == "Parameters" else None
+    if not isinstance(params, list):
+        return False
+    names = {p.get("name") for p in params if isinstance(p, dict)}
+    return bool(names & {"all", "since"}) or ("group" in names and "patient" not in names and not dry)
+
+
+def _run_selection(body: dict[str, Any], dry: bool) -> Selection:
+    """The Selection a run's Parameters name; 400 naming the parameter when it is of another shape."""
+    if dry:
+        raise BadRequest("dry-run: a population run (all, group or since) writes its reports; dry-run is for named patients")
+    if "strict" in request.args:
+        raise BadRequest("strict: a population run uses the service's setting (LABINTERP_STRICT)")
+    every: bool | None = None
+    group: str | None = None
+    since: str | None = None
+    for i, p in enumerate(body["parameter"]):
+        where = f"Parameters.parameter[{i}]"
+        name = p.get("name") if isinstance(p, dict) else None
+        if not isinstance(p, dict) or name not in RUN_PARAMETERS or (name == "all" and every is not None):
+            shown = repr(name) if isinstance(name, str) and is_fhir_id(name) else "without a usable name"
+            raise BadRequest(f"{where}: parameter {shown} does not go with a population run: give all or group, and since")
+        if name == "all":
+            if not isinstance(p.get("valueBoolean"), bool):
+                raise BadRequest(f"{where}.valueBoolean: expected true or false")
+            every = p["valueBoolean"]
+        elif name == "group":
+            value = p.get("valueReference")
+            ref = value.get("reference") if isinstance(value, dict) else p.get("valueString")
+            if group is not None or not isinstance(ref, str) or not is_fhir_id(ref.removeprefix("Group/")):
+                raise BadRequest(f"{where}: one group, as valueString or valueReference Group/ followed by a FHIR resource id")
+            group = ref.removeprefix("Group/")
+        else:
+            text = p.get("valueInstant", p.get("valueDateTime"))
+            if since is not None or not isinstance(text, str) or not _instant(text):
+                raise BadRequest(f"{where}: since: one valueInstant, e.g. 2026-01-31T12:00:00Z (with seconds and a time zone)")
+            since = text
+    if every and group:
+        raise BadRequest("all and group together: a run takes either every patient of the server or a Group's members")
+    if not every and not group:
+        raise BadRequest("no patients selected: give all (valueBoolean true) or a group")
+    return Selection(all=bool(every), group=group, since=since)
+
+
+def _instant(text: str) -> bool:
+    if not INSTANT.fullmatch(text):
+        return False
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:  # a month 13, a day 32
+        return False
+    return True
+
+
+def _run_url(run_id: str) -> str:
+    return url_for("api.run_status", run_id=run_id, _external=True)
+
+
 @bp.post("/$interpret")
 def interpret_many() -> Any:
+    """The named patients and Group members at once (a batch-response); or, with `all`, `since`, or a `group` alone,
+    a population run in the background: 202 with its status URL in Content-Location."""
     dry = _dry_run()  # the query is checked (?now= only with dry-run) before anything is read
     _now(dry)
-    patients, group = _patients_from_parameters(_json_body())
+    body = _json_body()
+    if _is_run(body, dry):
+        selection = _run_selection(body, dry)
+        run_id = services().start_run(selection)
+        url = _run_url(run_id)
+        params = [
+            {"name": "run", "valueId": run_id},
+            {"name": "status", "valueUrl": url},
+            {"name": "state", "valueCode": "listing"},
+        ]
+        return fhir_response({"resourceType": "Parameters", "parameter": params}, 202, {"Content-Location": url})
+    patients, group = _patients_from_parameters(body)
     bad: list[tuple[str, str]] = []
     if group:
         members, bad = services().group_members(group)
         patients += members
     return fhir_response(_many(patients, dry, bad))
+
+
+def _stamp(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@bp.get("/$interpret/runs/<run_id>")
+def run_status(run_id: str) -> Any:
+    """A population run's status: state (listing, running, done, failed), chunks, patients and reports counted, the
+    patients that failed (the first FAILED_SHOWN, and how many), started and finished times. 404 for an unknown run."""
+    run = services().queue.runs.get(run_id) if is_run_id(run_id) else None
+    if run is None:
+        return fhir_response(outcome("error", "not-found", "no population run with this id"), 404)
+    body = {
+        "id": run["id"],
+        "state": run["state"],
+        "selection": {k: v for k, v in run["selection"].items() if v not in (None, False)},
+        "chunks": {"total": run["chunks_total"], "done": run["chunks_done"], "failed": run["chunks_failed"]},
+        "patients": run["patients"],
+        "created": run["created"],
+        "amended": run["amended"],
+        "unchanged": run["unchanged"],
+        "left_out": run["left_out"],
+        "requests": run["requests"],
+        "failed": {"count": run["failed_count"], "patients": run["failed"], "shown_at_most": FAILED_SHOWN},
+        "error": run["error"] or None,
+        "started": _stamp(run["started"]),
+        "finished": _stamp(run["finished"]),
+    }
+    return body
 
 
 @bp.post("/Group/<gid>/$interpret")
