@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from labinterp.compose import Context, Written, compose_patient, device
+from labinterp.compose import Context, Written, compose_patient, device, entry
+from labinterp.compose.common import deterministic_id
 from labinterp.errors import FhirConflict, FhirError, FhirTemporaryError, InputError, LabinterpError
 from labinterp.extract import extract_patient, split_bundle
 from labinterp.extract.facts import PatientRecord
@@ -29,7 +30,7 @@ from labinterp.knowledge import Knowledge
 from labinterp.render.report import render_reports
 from labinterp.rules import interpret
 from labinterp.validate import validate_bundle
-from labinterp.writeback import Plan, WriteMode, plan_writeback, rewrite_references
+from labinterp.writeback import Plan, WriteMode, plan_writeback, put_entry, rewrite_references
 
 log = logging.getLogger("labinterp.population")
 PAGE_SIZE = 1000  # results per search page when reading a chunk (a server may cap it lower: `next` links are followed)
@@ -428,6 +429,16 @@ def _replan(client: FhirClient, pid: str, k: Knowledge, now: datetime, opts: Chu
     scratch = ChunkOutcome()
     planned, _ = _plan_chunk(client, [pid], k, now, opts, scratch)
     return planned[0] if planned else None
+
+
+def ensure_device(client: FhirClient, k: Knowledge, mode: WriteMode = "conditional") -> str | None:
+    """The Device that stands for labinterp, written on its own before a run's chunks (chunks written at once would
+    race to create it, and a server answers the loser with a conflict): one transaction, a conditional create (a PUT
+    to its deterministic id in put mode) that changes nothing when it exists. Returns its id on the server."""
+    dev = device(k)
+    one = put_entry(dev, deterministic_id(dev.uuid)) if mode == "put" else entry(dev)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [one]}
+    return _device_location(bundle, client.transaction(bundle))
 
 
 def _device_location(bundle: dict[str, Any], response: dict[str, Any]) -> str | None:

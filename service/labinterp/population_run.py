@@ -29,7 +29,7 @@ from tqdm import tqdm
 from labinterp.extract.fhirtime import parse_now
 from labinterp.fhir.client import FhirClient
 from labinterp.knowledge import Knowledge
-from labinterp.population import ChunkOptions, ChunkOutcome, Selection, chunked, run_chunk, select_patients
+from labinterp.population import ChunkOptions, ChunkOutcome, Selection, chunked, ensure_device, run_chunk, select_patients
 
 log = logging.getLogger("labinterp.population")
 
@@ -152,6 +152,7 @@ def run_population(
         done, previous = checkpoint.done(), checkpoint.previous()
     lister = client_factory()
     selected = select_patients(lister, selection)
+    ensure_device(lister, k, options.write)  # once, before chunks run at once and race to create it
     total = ChunkOutcome()
     total.add(previous)
     bar = tqdm(total=selected.total, initial=len(done), unit="patient", disable=not progress, file=sys.stderr, smoothing=0.1)

@@ -60,6 +60,7 @@ def test_a_run_starts_with_202_and_its_status_url(app: Any, monkeypatch: pytest.
 
     monkeypatch.setattr(population, "select_patients", select)
     monkeypatch.setattr(population, "run_chunk", run_chunk)
+    monkeypatch.setattr(population, "ensure_device", lambda *args, **kwargs: None)  # no FHIR server here
     s = app.extensions["labinterp"]
     s.chunk_size = 2
     Worker(s.queue, s.process, jobs=s.run_job, threads=1).drain(10)

@@ -71,9 +71,9 @@ def test_a_full_run_writes_every_report_once_in_few_requests(server: FakeFhir, k
     counts = series_counts(server)
     assert counts and set(counts.values()) == {1}
     assert summary.outcome.created == sum(counts.values())
-    # listing (count + one page), one batch read, two transactions of 20 patients
-    assert summary.requests == 5 and summary.requests / 40 <= 0.13
-    assert server.transactions == 2
+    # listing (count + one page), the Device once, one batch read, two transactions of 20 patients
+    assert summary.requests == 6 and summary.requests / 40 <= 0.15
+    assert server.transactions == 3
     assert len(server.of_type("Device")) == 1  # written once, referenced by every Provenance
     assert len(server.of_type("Provenance")) == 40
 
@@ -83,8 +83,8 @@ def test_a_replay_reads_and_writes_nothing(server: FakeFhir, k: Any) -> None:
     before, transactions = copy.deepcopy(server.store), server.transactions
     summary = run(k)
     assert summary.outcome.created == summary.outcome.amended == 0 and summary.outcome.unchanged > 0
-    assert server.store == before and server.transactions == transactions
-    assert summary.requests == 3  # count, listing page, one batch read: 0.075 per patient for 40 patients
+    assert server.store == before and server.transactions == transactions + 1  # the Device's, which changes nothing
+    assert summary.requests == 4  # count, listing page, the Device (unchanged), one batch read: 0.1 for 40 patients
 
 
 def test_a_changed_result_amends_only_that_patients_reports(server: FakeFhir, k: Any) -> None:
@@ -187,7 +187,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(server: FakeFhir, k: Any, t
     )
     assert later.resumed and later.now == NOW  # the run's own evaluation time, not the new one
     batches = [u for m, u in server.requests if m == "POST"]
-    assert len(batches) == 2 + 2  # two chunks left: a batch read and a transaction each
+    assert len(batches) == 1 + 2 + 2  # the Device; two chunks left: a batch read and a transaction each
     assert later.outcome.patients == 40 and set(series_counts(server).values()) == {1}
     assert not checkpoint.path.exists()  # removed once the run is complete
 

@@ -58,6 +58,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Fakes:
     f = Fakes(PATIENTS)
     monkeypatch.setattr(population, "select_patients", f.select)
     monkeypatch.setattr(population, "run_chunk", f.run_chunk)
+    monkeypatch.setattr(population, "ensure_device", lambda *args, **kwargs: None)  # no FHIR server here
     return f
 
 

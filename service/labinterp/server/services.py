@@ -21,7 +21,6 @@ from labinterp.errors import BundleError, FhirAuthError, FhirError, LabinterpErr
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.notifications import carried_resource, check_path, patient_of
 from labinterp.fhir.retry import RetryPolicy
-from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import LiveResult, interpret_patient
 from labinterp.population import Selection
@@ -158,7 +157,10 @@ class Services:
         skipped: list[tuple[str, str]] = []
         try:
             if runs.state(run_id) == "listing":
-                selected = population.select_patients(self.client(), Selection.from_json(text))
+                client = self.client()
+                selected = population.select_patients(client, Selection.from_json(text))
+                # written once before the chunks run: chunks running at once would race to create it
+                population.ensure_device(client, self.knowledge, self.write_mode)  # type: ignore[arg-type]
                 chunks = list(population.chunked(selected.ids, self.chunk_size))
                 skipped = [(where, self.redact(why)) for where, why in selected.skipped]
             pending = runs.listed(run_id, chunks, skipped)  # a second listing job finds the chunks listed
@@ -198,35 +200,9 @@ class Services:
 
     def group_members(self, group_id: str) -> tuple[list[str], list[tuple[str, str]]]:
         """The active Patient members of a Group, and the members that cannot be read, each (where, why): one odd
-        member is named and the others are interpreted. A Group the server answers with something that is not a
-        Group is the server's fault (FhirError: 502)."""
-        group = self.client().read("Group", group_id)
-        if not isinstance(group, dict) or group.get("resourceType") != "Group":
-            raise FhirError(
-                "GET", self.client().url("Group"), None, "the server answered the Group read with something that is not a Group"
-            )
-        member_list = group.get("member")
-        if member_list is not None and not isinstance(member_list, list):
-            return [], [(f"Group/{group_id} member", "expected a list of members")]
-        members: list[str] = []
-        bad: list[tuple[str, str]] = []
-        for i, m in enumerate(member_list or []):
-            where = f"Group/{group_id} member[{i}]"
-            entity = m.get("entity") if isinstance(m, dict) else None
-            ref = entity.get("reference") if isinstance(entity, dict) else None
-            if not isinstance(m, dict):
-                bad.append((where, "expected a member object"))
-            elif not isinstance(entity, dict):
-                bad.append((f"{where}.entity", 'expected a Reference object, e.g. {"reference": "Patient/id"}'))
-            elif not isinstance(ref, str):
-                bad.append((f"{where}.entity.reference", 'expected a reference text, e.g. "Patient/id"'))
-            elif m.get("inactive") is True or not ref.startswith("Patient/"):
-                continue  # an inactive member, or one that is not a Patient: not interpreted
-            elif not is_fhir_id(ref.split("/", 1)[1]):
-                bad.append((f"{where}.entity.reference", "is not Patient/ followed by a FHIR resource id"))
-            else:
-                members.append(ref.split("/", 1)[1])
-        return members, bad
+        member is named and the others are interpreted (labinterp.population.group_members). A Group the server
+        answers with something that is not a Group is the server's fault (FhirError: 502)."""
+        return population.group_members(self.client().read("Group", group_id), group_id)
 
     def patient_of_notification(self, body: Any, rtype: str | None, rid: str | None) -> str | None:
         """The patient a rest-hook notification is about: from the resource it carries (parsed by
