@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labinterp.knowledge import load_knowledge
 from labinterp.pipeline import batch_gc, interpret_bundle
+from labinterp.render.pdf import render_pdf
 from labinterp.render.report import render_reports
 from labinterp.validate import validate_bundle
 from tests.builders import ATC, MG, SCR, P, lzd_site
@@ -125,6 +126,9 @@ def bench_bundle(args: argparse.Namespace) -> None:
     subset = run.patients[:r]
     _, cpu, wall = timed(lambda: [render_reports(p.written, forms=True) for p in subset])
     line(f"rendering alone: narrative+HTML+PDF ({r} pt)", r, cpu, wall)
+    views = [w.view for p in subset for w in p.written if w.view is not None]
+    _, pdf_cpu, _ = timed(lambda: [render_pdf(v) for v in views])
+    print(f"    of which the PDFs: {pdf_cpu / r * 1000:.3f} ms/patient CPU ({pdf_cpu / len(views) * 1000:.3f} ms a report)")
     per_compose, per_render = best["compose"][0] / n, cpu / r
     line("interpret+compose+narrative+HTML+PDF", 1, per_compose + per_render, best["compose"][1] / n + wall / r)
     print(f"  rendering's share of a full run (CPU): {100 * per_render / (per_compose + per_render):.0f} %")

@@ -58,7 +58,8 @@ class FakeFhir:
         if bundle["type"] == "batch":
             entries = [{"resource": self._read(e["request"]["url"]), "response": {"status": "200 OK"}} for e in bundle["entry"]]
             return 200, {}, json.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": entries})
-        if self.refuse:
+        only_device = all(e["resource"]["resourceType"] == "Device" for e in bundle["entry"])
+        if self.refuse and not only_device:  # refusals are for patients' transactions, not a run's Device write
             status = self.refuse.pop(0)
             outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing"}]}
             return status, {}, json.dumps(outcome)

@@ -1,9 +1,9 @@
-"""The PDF rendering of a report view (reportlab's canvas, laid out here): the patient's identification, a
+"""The PDF rendering of a report view (laid out and written here, with reportlab's font metrics): the patient's identification, a
 PRELIMINARY banner and "page x of y" on every page; deterministic bytes. Pure: the PDF is built in memory."""
 
 from __future__ import annotations
 
-import io
+import zlib
 from typing import Any
 
 from reportlab.lib import colors as _colors
@@ -28,55 +28,175 @@ WIDTHS_MM: dict[tuple[str, ...], list[float]] = {
 }
 
 
-_CANVAS: dict[str, Any] = {}
+MM = 72 / 25.4
+A4 = (210 * MM, 297 * MM)
+
+# colours as PDF operands (r g b), never reportlab Color objects: the PDF is written here
+GREY = (0.5, 0.5, 0.5)  # reportlab's colors.grey
+RED = (1.0, 0.0, 0.0)
+SHADE = (0xEE / 255, 0xEE / 255, 0xEE / 255)
+RANGE_GREEN = (0x99 / 255, 0xCC / 255, 0x99 / 255)
+BANNER_FILL = (1.0, 0xE0 / 255, 0xE0 / 255)
+BANNER_STROKE = (0xB0 / 255, 0.0, 0.0)
+PRELIM_RED = (0x90 / 255, 0.0, 0.0)
+FONTS = {"Helvetica": "/F1", "Helvetica-Bold": "/F2"}
+_ESCAPE = str.maketrans({"\\": "\\\\", "(": "\\(", ")": "\\)", "\r": "\\r", "\n": "\\n"})
 
 
-def _numbered_canvas() -> Any:
-    """A reportlab canvas that holds its pages back until the document is complete, then writes
-    "Page x of y" on each (the second pass of the page count), built once per process."""
-    if not _CANVAS:
-        from reportlab.pdfgen.canvas import Canvas
+def _n(x: float) -> str:
+    """A number as a PDF operand, to a hundredth of a point."""
+    return f"{x:.2f}"
 
-        class NumberedCanvas(Canvas):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                self._pages: list[dict[str, Any]] = []
 
-            def showPage(self) -> None:
-                self._pages.append(dict(self.__dict__))
-                self._startPage()
+def _rgb(c: tuple[float, float, float]) -> str:
+    return f"{_n(c[0])} {_n(c[1])} {_n(c[2])}"
 
-            def save(self) -> None:
-                total = len(self._pages)
-                for state in self._pages:
-                    self.__dict__.update(state)
-                    self.setFont("Helvetica", 8)
-                    self.setFillGray(0.25)
-                    self.drawRightString(self._pagesize[0] - PDF_MARGIN, FOOTER_Y, f"Page {self._pageNumber} of {total}")
-                    Canvas.showPage(self)
-                Canvas.save(self)
 
-        _CANVAS["cls"] = NumberedCanvas
-    return _CANVAS["cls"]
+_TEXTS: dict[str, str] = {}  # most lines recur in every report: encoded once
+
+
+def _pdf_text(text: str) -> str:
+    """A PDF literal string's body in WinAnsiEncoding (what the standard Type 1 fonts read), as latin-1 characters
+    of the content stream; a character the encoding lacks becomes "?"."""
+    out = _TEXTS.get(text)
+    if out is None:
+        if len(_TEXTS) >= 50_000:
+            _TEXTS.clear()
+        out = _TEXTS[text] = text.encode("cp1252", "replace").decode("latin-1").translate(_ESCAPE)
+    return out
+
+
+def _info_text(text: str) -> str:
+    """A document-information string: UTF-16BE with its byte-order mark, as a hex string (any character)."""
+    return "<FEFF" + text.encode("utf-16-be").hex().upper() + ">"
+
+
+class PdfCanvas:
+    """The few drawing operations the layout uses, written straight into PDF content streams: reportlab's canvas
+    cost ~4 ms a report (a text object, font and encoding bookkeeping and number formatting per call, then its
+    document object model serialised), this well under 1 ms for the same page. Text in the 14 standard fonts
+    (Helvetica and Helvetica-Bold, not embedded), WinAnsiEncoding, each page's stream Flate-compressed. After the
+    last page it writes "Page x of y" on every page. Deterministic: no dates, no random ids."""
+
+    def __init__(self, pagesize: tuple[float, float] = A4) -> None:
+        self._pagesize = pagesize
+        self._pages: list[list[str]] = []
+        self._ops: list[str] = []
+        self._font = ("Helvetica", 10.0)
+        self._fill: str | None = None  # the current fill operator; None: not known (a new page)
+        self._saved: list[str | None] = []
+        self.title = ""
+        self.author = ""
+
+    # --- state ---
+    def saveState(self) -> None:
+        self._ops.append("q")
+        self._saved.append(self._fill)
+
+    def restoreState(self) -> None:
+        self._ops.append("Q")
+        self._fill = self._saved.pop()
+
+    def setFont(self, font: str, size: float) -> None:
+        self._font = (font, size)
+
+    def fill(self, op: str) -> None:
+        """Set the fill colour (a PDF operator), unless it is already the current one."""
+        if op != self._fill:
+            self._ops.append(op)
+            self._fill = op
+
+    def setFillGray(self, g: float) -> None:
+        self.fill(f"{_n(g)} g")
+
+    def setFillColor(self, c: tuple[float, float, float]) -> None:
+        self.fill(f"{_rgb(c)} rg")
+
+    def setStrokeGray(self, g: float) -> None:
+        self._ops.append(f"{_n(g)} G")
+
+    def setStrokeColor(self, c: tuple[float, float, float]) -> None:
+        self._ops.append(f"{_rgb(c)} RG")
+
+    def setLineWidth(self, w: float) -> None:
+        self._ops.append(f"{_n(w)} w")
+
+    # --- drawing ---
+    def drawString(self, x: float, y: float, text: str) -> None:
+        font, size = self._font
+        self._ops.append(f"BT {FONTS[font]} {_n(size)} Tf 1 0 0 1 {_n(x)} {_n(y)} Tm ({_pdf_text(text)}) Tj ET")
+
+    def drawRightString(self, x: float, y: float, text: str) -> None:
+        font, size = self._font
+        self.drawString(x - _width(text, font, size), y, text)
+
+    def stringWidth(self, text: str, font: str, size: float) -> float:
+        return _width(text, font, size)
+
+    def line(self, x1: float, y1: float, x2: float, y2: float) -> None:
+        self._ops.append(f"{_n(x1)} {_n(y1)} m {_n(x2)} {_n(y2)} l S")
+
+    def rect(self, x: float, y: float, w: float, h: float, stroke: int = 1, fill: int = 0) -> None:
+        op = "B" if stroke and fill else "f" if fill else "S" if stroke else "n"
+        self._ops.append(f"{_n(x)} {_n(y)} {_n(w)} {_n(h)} re {op}")
+
+    def showPage(self) -> None:
+        self._pages.append(self._ops)
+        self._ops = []
+        self._fill = None
+
+    # --- the document ---
+    def save(self) -> bytes:
+        """The PDF: catalog, page tree, the two fonts, the document information, each page and its content."""
+        if self._ops or not self._pages:
+            self.showPage()
+        total = len(self._pages)
+        w, h = self._pagesize
+        objects: list[bytes] = []  # object i + 1
+        first_page = 6
+        kids = " ".join(f"{first_page + 2 * i} 0 R" for i in range(total))
+        objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+        objects.append(f"<< /Type /Pages /Kids [ {kids} ] /Count {total} >>".encode())
+        for base in ("Helvetica", "Helvetica-Bold"):
+            objects.append(f"<< /Type /Font /Subtype /Type1 /BaseFont /{base} /Encoding /WinAnsiEncoding >>".encode())
+        info = f"<< /Title {_info_text(self.title)} /Author {_info_text(self.author)} /Producer (labinterp) >>"
+        objects.append(info.encode())
+        resources = "<< /Font << /F1 3 0 R /F2 4 0 R >> /ProcSet [ /PDF /Text ] >>"
+        for number, ops in enumerate(self._pages, 1):
+            page = len(objects) + 1
+            self._ops, self._fill = ops, None
+            self.setFont("Helvetica", 8)
+            self.setFillGray(0.25)
+            self.drawRightString(w - PDF_MARGIN, FOOTER_Y, f"Page {number} of {total}")
+            stream = zlib.compress("\n".join(ops).encode("latin-1"), 1)  # level 1: a tenth of level 6's time, a few % larger
+            objects.append(
+                f"<< /Type /Page /Parent 2 0 R /MediaBox [ 0 0 {_n(w)} {_n(h)} ] /Resources {resources} "
+                f"/Contents {page + 1} 0 R >>".encode()
+            )
+            objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream))
+        out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+        offsets = []
+        for i, body in enumerate(objects, 1):
+            offsets.append(len(out))
+            out += b"%d 0 obj\n%s\nendobj\n" % (i, body)
+        xref = len(out)
+        out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+        out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+        out += b"trailer\n<< /Size %d /Root 1 0 R /Info 5 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+        return bytes(out)
 
 
 def render_pdf(view: View) -> bytes:
-    """The report as PDF bytes: the same view gives the same bytes. Laid out here, straight onto reportlab's canvas
-    (text wrapped with its font metrics, each word measured once per process): reportlab's platypus (Paragraph
-    markup parsing, line breaking, Table geometry) cost ~11 ms a report, this ~3 ms, with the same layout."""
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.units import mm
-
-    banner_h = BANNER_MM * mm if view.preliminary else 0.0
-    buffer = io.BytesIO()
-    canvas = _numbered_canvas()(buffer, pagesize=A4, invariant=1)
-    canvas.setTitle(view.title)
-    canvas.setAuthor("labinterp")
-    page = _Page(canvas, _decorate(view, banner_h), top=A4[1] - (16 * mm + banner_h + (3 * mm if banner_h else 0)))
+    """The report as PDF bytes: the same view gives the same bytes. Laid out here (text wrapped with reportlab's font
+    metrics, each word measured once per process) and written by PdfCanvas: reportlab's platypus (Paragraph markup
+    parsing, line breaking, Table geometry) cost ~11 ms a report, its canvas ~4 ms, this ~0.5 ms, same layout."""
+    banner_h = BANNER_MM * MM if view.preliminary else 0.0
+    canvas = PdfCanvas(A4)
+    canvas.title = view.title
+    canvas.author = "labinterp"
+    page = _Page(canvas, _decorate(view, banner_h), top=A4[1] - (16 * MM + banner_h + (3 * MM if banner_h else 0)))
     _story(view, page)
-    canvas.showPage()
-    canvas.save()
-    return buffer.getvalue()
+    return canvas.save()
 
 
 BANNER_MM = 9
@@ -108,16 +228,12 @@ def clipped(text: str, room_pt: float) -> str:
 def _decorate(view: View, banner_h: float) -> Any:
     """What every page carries: the patient's identification and the title at the top, the PRELIMINARY banner
     when the report is preliminary, and the issue line at the bottom ("Page x of y" is the canvas's)."""
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.units import mm
-
     page_w, page_h = A4
     margin = PDF_MARGIN
 
     def decorate(canvas: Any, _doc: Any) -> None:
         canvas.saveState()
-        top = page_h - 10 * mm
+        top = page_h - 10 * MM
         canvas.setFont("Helvetica-Bold", 8)
         canvas.setFillGray(0.2)
         canvas.drawString(margin, top, one_line(view.patient, "Helvetica-Bold", 8, (page_w - 2 * margin) * 0.6))
@@ -125,22 +241,22 @@ def _decorate(view: View, banner_h: float) -> Any:
         canvas.drawRightString(page_w - margin, top, view.title)
         canvas.setStrokeGray(0.6)
         canvas.setLineWidth(0.5)
-        canvas.line(margin, top - 2 * mm, page_w - margin, top - 2 * mm)
+        canvas.line(margin, top - 2 * MM, page_w - margin, top - 2 * MM)
         if view.preliminary:
-            y = top - 3.5 * mm - banner_h
-            canvas.setFillColor(colors.HexColor("#ffe0e0"))
-            canvas.setStrokeColor(colors.HexColor("#b00000"))
+            y = top - 3.5 * MM - banner_h
+            canvas.setFillColor(BANNER_FILL)
+            canvas.setStrokeColor(BANNER_STROKE)
             canvas.setLineWidth(1.5)
             canvas.rect(margin, y, page_w - 2 * margin, banner_h, stroke=1, fill=1)
-            canvas.setFillColor(colors.HexColor("#900000"))
+            canvas.setFillColor(PRELIM_RED)
             canvas.setFont("Helvetica-Bold", 12)
-            canvas.drawString(margin + 3 * mm, y + 3.2 * mm, "PRELIMINARY REPORT")
-            x = margin + 6 * mm + canvas.stringWidth("PRELIMINARY REPORT", "Helvetica-Bold", 12)
+            canvas.drawString(margin + 3 * MM, y + 3.2 * MM, "PRELIMINARY REPORT")
+            x = margin + 6 * MM + canvas.stringWidth("PRELIMINARY REPORT", "Helvetica-Bold", 12)
             canvas.setFont("Helvetica", 7.5)
-            canvas.drawString(x, y + 3.4 * mm, PRELIMINARY_NOTE)
+            canvas.drawString(x, y + 3.4 * MM, PRELIMINARY_NOTE)
         canvas.setStrokeGray(0.6)
         canvas.setLineWidth(0.5)
-        canvas.line(margin, 12 * mm, page_w - margin, 12 * mm)
+        canvas.line(margin, 12 * MM, page_w - margin, 12 * MM)
         canvas.setFont("Helvetica", 8)
         canvas.setFillGray(0.25)
         canvas.drawString(margin, FOOTER_Y, f"labinterp {__version__} · issued {when(view.issued) or '-'} · status {view.status}")
@@ -185,9 +301,23 @@ def _split_word(word: str, font: str, size: float, room: float) -> list[str]:
     return pieces
 
 
+_WRAPPED: dict[tuple[tuple[Run, ...], float, float], list[list[Run]]] = {}
+
+
 def wrap(runs: list[Run], size: float, room: float) -> list[list[Run]]:
     """Runs of text (each in its font) broken into lines no wider than `room` at spaces (a word wider than a line is
-    cut); each line a list of runs, consecutive words of one font joined."""
+    cut); each line a list of runs, consecutive words of one font joined. Most paragraphs and cells recur from
+    report to report (labels, knowledge-derived lines): each is broken once per process (read-only results)."""
+    key = (tuple(runs), size, room)
+    lines = _WRAPPED.get(key)
+    if lines is None:
+        if len(_WRAPPED) >= 20_000:
+            _WRAPPED.clear()
+        lines = _WRAPPED[key] = _wrap(runs, size, room)
+    return lines
+
+
+def _wrap(runs: list[Run], size: float, room: float) -> list[list[Run]]:
     lines: list[list[Run]] = []
     line: list[Run] = []
     x = 0.0
@@ -214,13 +344,14 @@ def wrap(runs: list[Run], size: float, room: float) -> list[list[Run]]:
     return lines
 
 
+_SHOWN: dict[tuple[tuple[Run, ...], float], str] = {}  # a line's text operators, made once per process
+
+
 class _Page:
     """Where the next thing goes on the current page; a new page (decorated) when it does not fit."""
 
     def __init__(self, canvas: Any, decorate: Any, top: float) -> None:
-        from reportlab.lib.units import mm
-
-        self.c, self.decorate, self.top, self.bottom = canvas, decorate, top, 16 * mm
+        self.c, self.decorate, self.top, self.bottom = canvas, decorate, top, 16 * MM
         self.left = PDF_MARGIN
         self.width = canvas._pagesize[0] - 2 * PDF_MARGIN
         self.y = top
@@ -242,11 +373,14 @@ class _Page:
         if color is not None:
             c.setFillColor(color)
         else:
-            c.setFillGray(0)
-        for text, font in line:
-            c.setFont(font, size)
-            c.drawString(x, self.y - size, text)
-            x += _width(text, font, size)
+            c.fill("0 g")
+        key = (tuple(line), size)
+        shown = _SHOWN.get(key)
+        if shown is None:  # one text object a line: Tj moves along by the same font metrics the layout measures with
+            if len(_SHOWN) >= 20_000:
+                _SHOWN.clear()
+            shown = _SHOWN[key] = " ".join(f"{FONTS[font]} {size:.2f} Tf ({_pdf_text(text)}) Tj" for text, font in line)
+        c._ops.append(f"BT 1 0 0 1 {x:.2f} {self.y - size:.2f} Tm {shown} ET")
 
     def paragraph(self, runs: list[Run], style: tuple[float, float], space_before: float = SPACE_BEFORE) -> None:
         size, leading = style
@@ -260,11 +394,8 @@ class _Page:
 def _table(page: _Page, header: list[str], rows: list[list[str]], widths_mm: list[float]) -> None:
     """A grid with a bold header row on a grey ground, repeated on every page the table runs onto; cells wrap
     (clipped first: no row taller than a page)."""
-    from reportlab.lib import colors
-    from reportlab.lib.units import mm
-
     size, leading = SMALL
-    widths = [w * mm for w in widths_mm]
+    widths = [w * MM for w in widths_mm]
     rooms = [w - 2 * PAD_X for w in widths]
 
     def cells(row: list[str], font: str) -> list[list[list[Run]]]:
@@ -275,10 +406,10 @@ def _table(page: _Page, header: list[str], rows: list[list[str]], widths_mm: lis
 
     def draw(wrapped: list[list[list[Run]]], h: float, shaded: bool) -> None:
         c, x = page.c, page.left
-        c.setStrokeColor(colors.grey)
+        c.setStrokeColor(GREY)
         c.setLineWidth(0.4)
         if shaded:
-            c.setFillColor(colors.HexColor("#eeeeee"))
+            c.setFillColor(SHADE)
         c.rect(x, page.y - h, sum(widths), h, stroke=1, fill=1 if shaded else 0)
         top = page.y
         for i, lines in enumerate(wrapped):
@@ -308,11 +439,8 @@ def _table(page: _Page, header: list[str], rows: list[list[str]], widths_mm: lis
 def _heading(page: _Page, view: View) -> None:
     """The heading block: two (label, value) pairs a row, labels bold, a lone last pair spanning the row; a line
     under it. The status in red when preliminary."""
-    from reportlab.lib import colors
-    from reportlab.lib.units import mm
-
     size, leading = SMALL
-    widths = [24 * mm, 62 * mm, 24 * mm, 64 * mm]
+    widths = [24 * MM, 62 * MM, 24 * MM, 64 * MM]
     page.space(SPACE_BEFORE)
     for row in view.header_rows():
         placed: list[tuple[float, list[list[Run]], Any]] = []
@@ -330,36 +458,33 @@ def _heading(page: _Page, view: View) -> None:
         for x, lines, color in placed:
             page.y = top - 1
             for line in lines:
-                page.text_line(line, x, size, colors.HexColor(color) if color else None)
+                page.text_line(line, x, size, PRELIM_RED if color else None)
                 page.y -= leading
         page.y = top - h
-    page.c.setStrokeColor(colors.grey)
+    page.c.setStrokeColor(GREY)
     page.c.setLineWidth(0.5)
     page.c.line(page.left, page.y, page.left + sum(widths), page.y)
 
 
 def _bar(page: _Page, view: View) -> None:
     """The result against its range: a log-scale bar with the range in green and the result in red."""
-    from reportlab.lib import colors
-    from reportlab.lib.units import mm
-
-    bar, width = view.bar, 120 * mm
+    bar, width = view.bar, 120 * MM
     if bar is None:
         return
-    page.space(2 * mm)
-    page.need(8 * mm)
-    c, x, base = page.c, page.left, page.y - 8 * mm
-    c.setStrokeColor(colors.grey)
+    page.space(2 * MM)
+    page.need(8 * MM)
+    c, x, base = page.c, page.left, page.y - 8 * MM
+    c.setStrokeColor(GREY)
     c.setLineWidth(1)
-    c.setFillColor(colors.HexColor("#eeeeee"))
-    c.rect(x, base + 2 * mm, width, 4 * mm, stroke=1, fill=1)
+    c.setFillColor(SHADE)
+    c.rect(x, base + 2 * MM, width, 4 * MM, stroke=1, fill=1)
     x0, x1 = width * bar.position(bar.low) / 100, width * bar.position(bar.high) / 100
-    c.setFillColor(colors.HexColor("#99cc99"))
-    c.rect(x + x0, base + 2 * mm, x1 - x0, 4 * mm, stroke=0, fill=1)
+    c.setFillColor(RANGE_GREEN)
+    c.rect(x + x0, base + 2 * MM, x1 - x0, 4 * MM, stroke=0, fill=1)
     xv = x + width * bar.position(bar.value) / 100
-    c.setStrokeColor(colors.red)
+    c.setStrokeColor(RED)
     c.setLineWidth(2)
-    c.line(xv, base + 0.5 * mm, xv, base + 7.5 * mm)
+    c.line(xv, base + 0.5 * MM, xv, base + 7.5 * MM)
     page.y = base
     censored = " (censored: the marker is at the limit)" if bar.comparator else ""
     words = f"{bar.label}: {bar.comparator}{bar.value} {bar.unit}{censored}; range {bar.low}-{bar.high} {bar.unit}"
@@ -371,9 +496,7 @@ BULLET = "\u2022 "
 
 def _section(page: _Page, section: Section) -> None:
     """A titled list; a section of one line is one paragraph ("Title: line"), as in the narrative."""
-    from reportlab.lib.units import mm
-
-    page.space(3 * mm)
+    page.space(3 * MM)
     if len(section.lines) == 1:
         page.paragraph([(f"{section.title}:", "Helvetica-Bold"), (section.lines[0], "Helvetica")], BODY)
         return
@@ -384,25 +507,23 @@ def _section(page: _Page, section: Section) -> None:
 
 def _story(view: View, page: _Page) -> None:
     """The report, top to bottom: the narrative's parts in the narrative's order."""
-    from reportlab.lib.units import mm
-
     page.paragraph([(view.title, "Helvetica-Bold")], TITLE, space_before=0)
     page.y -= 6  # Heading2's space after
     _heading(page, view)
-    page.space(3 * mm)
+    page.space(3 * MM)
     page.paragraph([(view.headline, "Helvetica-Bold")], BODY)
     _bar(page, view)
     if view.interpretation:
-        page.space(3 * mm)
+        page.space(3 * MM)
         page.paragraph([("Interpretation", "Helvetica-Bold")], BODY)
         for line in view.interpretation:
             page.paragraph([(BULLET + line, "Helvetica")], BODY)
     for t in view.tables:
         widths = WIDTHS_MM.get(tuple(t.header)) or [TEXT_WIDTH_MM / len(t.header)] * len(t.header)
-        page.space(3 * mm)
+        page.space(3 * MM)
         page.paragraph([(t.title, "Helvetica-Bold")], BODY)
         _table(page, t.header, t.rows, widths)
     for section in view.sections:
         _section(page, section)
-    page.space(6 * mm)
+    page.space(6 * MM)
     page.paragraph([(view.footer, "Helvetica")], SMALL)
