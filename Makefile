@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed  ## the whole loop: local HAPI up, examples loaded, service started, reports written and summarized
 	$(BIN)/labinterp demo $(DEMO_ARGS)
 
-test: $(VENV)/.installed  ## everything CI runs: lint, format check, type check, all tests (installs chromium if missing)
+test: $(VENV)/.installed  ## everything CI runs: lint, format check, type check, all tests (installs chromium and postgresql if missing)
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -31,7 +32,7 @@ check-mappings: $(VENV)/.installed  ## validate mappings/ (and LABINTERP_MAPPING
 	$(BIN)/labinterp check-mappings
 
 bench: $(VENV)/.installed  ## benchmark: patients per second and peak memory on synthetic patients
-	$(PY) scripts/bench.py --patients 2000
+	$(PY) scripts/bench.py --patients 2000 $(BENCH_ARGS)
 
 proof: $(VENV)/.installed  ## the figures of the last fault run (make test writes them), and the CDS Hooks latency
 	$(PY) scripts/faultproxy.py --print build/proof/faults.json

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import requests
 
 from labinterp.fhir.client import FhirClient
 from labinterp.sandbox.hapi import Sandbox, as_transaction, load_file
+from labinterp.sandbox.postgres import Postgres
 from tests.conftest import ROOT, SITE
 
 EXAMPLES = ROOT / "service" / "labinterp" / "examples" / "patients.json"
@@ -47,6 +49,32 @@ def fhir_url() -> Iterator[str]:
         return
     box = Sandbox(ROOT / ".labinterp", port=free_port(), database="mem")
     url = box.up(timeout=420)
+    try:
+        yield url
+    finally:
+        box.down()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL (Debian's packages, installed if missing and we are root) on a free loopback port, its
+    cluster under .labinterp/pg-<port>, started once per session and stopped at the end. `postgres.create_database
+    ("name")` returns a postgresql:// URL; `postgres.jdbc("name")` gives (url, user, password) for Java."""
+    pg = Postgres(ROOT / ".labinterp", port=free_port())
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(pg.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hapi_pg(postgres: Postgres) -> Iterator[str]:
+    """A HAPI of its own (free port, request validation on, the IG installed) on the `postgres` fixture's database
+    `hapi`, started once per session; yields its FHIR base URL. Empty: load what a test needs (load_file)."""
+    box = Sandbox(ROOT / ".labinterp", port=free_port(), database="postgres", postgres=postgres)
+    url = box.up(timeout=600)
     try:
         yield url
     finally:

@@ -3,7 +3,7 @@ Genomics Reporting IG packages (npm registry), start HAPI on 127.0.0.1, wait unt
 and load Bundles into it.
 
 State lives in a work directory (default `.labinterp/` in the repository): packages/, hapi.log,
-hapi.pid, and h2/ for the file database of the demo."""
+hapi.pid, h2/ for the file database of the demo, and pg-<port>/ for HAPI on PostgreSQL (sandbox/postgres.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from labinterp.errors import LabinterpError
+from labinterp.sandbox.postgres import Postgres
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout (docker/hapi lives there): service/labinterp/sandbox/hapi.py
 LAUNCHER = ROOT / "docker" / "hapi"
@@ -30,6 +31,8 @@ PACKAGES = (
     ("hl7.fhir.uv.genomics-reporting", "3.0.0"),
 )
 READY_LINE = "labinterp HAPI ready"
+DATABASES = ("mem", "file", "postgres")
+PG_DIALECT = "ca.uhn.fhir.jpa.model.dialect.HapiFhirPostgresDialect"
 _STARTED: dict[int, subprocess.Popen[bytes]] = {}  # processes this process started, reaped by down()
 
 
@@ -41,8 +44,17 @@ class SandboxError(LabinterpError):
 class Sandbox:
     workdir: Path
     port: int = 8090
-    database: str = "mem"  # "mem" (tests) or "file" (demo: survives restarts)
+    database: str = "mem"  # "mem" (tests), "file" (demo: survives restarts) or "postgres" (a real PostgreSQL)
     heap: str = "2g"
+    pg_port: int = 5433  # database="postgres": the PostgreSQL this sandbox starts (and stops in down())
+    pg_database: str = "hapi"
+    # database="postgres" on a PostgreSQL someone else runs (a test fixture): used, never started nor stopped here
+    postgres: Postgres | None = field(default=None, compare=False)
+    env: dict[str, str] = field(default_factory=dict, compare=False)  # extra LABINTERP_HAPI_* settings for the launcher
+
+    def __post_init__(self) -> None:
+        if self.database not in DATABASES:
+            raise SandboxError(f"unknown sandbox database {self.database!r} (one of {', '.join(DATABASES)})")
 
     @property
     def base_url(self) -> str:
@@ -55,6 +67,27 @@ class Sandbox:
     @property
     def logfile(self) -> Path:
         return self.workdir / f"hapi-{self.port}.log"
+
+    @property
+    def pg_marker(self) -> Path:
+        """Names the port of the PostgreSQL that up() started for this HAPI, so that down() stops it too."""
+        return self.workdir / f"hapi-{self.port}.postgres"
+
+    def _postgres_env(self) -> dict[str, str]:
+        pg = self.postgres
+        if pg is None:
+            pg = Postgres(self.workdir, port=self.pg_port)
+            pg.start()
+            self.pg_marker.write_text(str(pg.port))
+        pg.create_database(self.pg_database)
+        url, user, password = pg.jdbc(self.pg_database)
+        return {
+            "LABINTERP_HAPI_DB": url,
+            "LABINTERP_HAPI_DB_USER": user,
+            "LABINTERP_HAPI_DB_PASSWORD": password,
+            "LABINTERP_HAPI_DB_DRIVER": "org.postgresql.Driver",
+            "LABINTERP_HAPI_DB_DIALECT": PG_DIALECT,
+        }
 
     # --- build -------------------------------------------------------------------------------
 
@@ -104,10 +137,12 @@ class Sandbox:
         except (OSError, ValueError):
             return None
 
-    def answers(self) -> bool:
+    def answers(self, timeout: float = 5.0) -> bool:
         try:
             return (
-                requests.get(f"{self.base_url}/metadata", timeout=5, headers={"Accept": "application/fhir+json"}).status_code
+                requests.get(
+                    f"{self.base_url}/metadata", timeout=timeout, headers={"Accept": "application/fhir+json"}
+                ).status_code
                 == 200
             )
         except requests.RequestException:
@@ -121,10 +156,13 @@ class Sandbox:
         self.build()
         env = dict(os.environ)
         env["LABINTERP_HAPI_PORT"] = str(self.port)
-        if self.database == "file":
+        if self.database == "postgres":
+            env.update(self._postgres_env())
+        elif self.database == "file":
             env["LABINTERP_HAPI_DB"] = f"jdbc:h2:file:{(self.workdir / 'h2' / 'labinterp').resolve()}"
         else:
             env["LABINTERP_HAPI_DB"] = f"jdbc:h2:mem:labinterp{self.port};DB_CLOSE_DELAY=-1"
+        env.update(self.env)
         if with_packages:
             env["LABINTERP_HAPI_PACKAGES"] = ",".join(f"{n}@{v}={p.resolve()}" for n, v, p in self.packages())
         classpath = f"{self.jar()}{os.pathsep}{LAUNCHER / 'target' / 'lib' / '*'}"
@@ -143,14 +181,33 @@ class Sandbox:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 _STARTED.pop(proc.pid, None)
+                self.pidfile.unlink(missing_ok=True)
+                self._down_postgres()
                 raise SandboxError(f"HAPI exited with {proc.returncode} while starting; see {self.logfile}")
-            if READY_LINE in self.logfile.read_text(errors="replace") and self.answers():
+            # the first capability statement takes a while (18 s on PostgreSQL, on 2 busy cores): an impatient client
+            # would abort it, and HAPI would start it again on the next try
+            if READY_LINE in self.logfile.read_text(errors="replace") and self.answers(timeout=60.0):
                 return self.base_url
             time.sleep(1.0)
         self.down()
         raise SandboxError(f"HAPI did not answer within {timeout:.0f} s; see {self.logfile}")
 
     def down(self, timeout: float = 30.0) -> bool:
+        """Stop HAPI, then the PostgreSQL that up() started for it (if any). True if HAPI was running."""
+        try:
+            return self._down_hapi(timeout)
+        finally:
+            self._down_postgres()
+
+    def _down_postgres(self) -> None:
+        try:
+            pg_port = int(self.pg_marker.read_text().strip())
+        except (OSError, ValueError):
+            return
+        Postgres(self.workdir, port=pg_port).stop()
+        self.pg_marker.unlink(missing_ok=True)
+
+    def _down_hapi(self, timeout: float) -> bool:
         pid = self.running_pid()
         if pid is None:
             self.pidfile.unlink(missing_ok=True)

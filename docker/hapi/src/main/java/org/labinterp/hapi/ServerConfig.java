@@ -1,5 +1,6 @@
 package org.labinterp.hapi;
 
+import ca.uhn.fhir.batch2.jobs.export.BulkDataExportProvider;
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.IValidationSupport;
 import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
@@ -7,6 +8,7 @@ import ca.uhn.fhir.jpa.api.dao.IFhirSystemDao;
 import ca.uhn.fhir.jpa.config.util.HapiEntityManagerFactoryUtil;
 import ca.uhn.fhir.jpa.model.config.PartitionSettings;
 import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
+import ca.uhn.fhir.jpa.model.entity.StorageSettings;
 import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
 import ca.uhn.fhir.jpa.provider.JpaSystemProvider;
 import ca.uhn.fhir.jpa.provider.ValueSetOperationProvider;
@@ -37,9 +39,30 @@ import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
 @Configuration
 public class ServerConfig {
 
+	/**
+	 * Storage settings. The population switches (LABINTERP_HAPI_* in application.properties) default to HAPI's
+	 * own behaviour except the _include/_revinclude cap per page, raised so that a page of patients with their
+	 * observations is complete.
+	 */
 	@Bean
-	public JpaStorageSettings storageSettings() {
+	public JpaStorageSettings storageSettings(
+			@Value("${labinterp.hapi.max-includes-per-page:20000}") int maxIncludesPerPage,
+			@Value("${labinterp.hapi.mass-ingestion:false}") boolean massIngestion,
+			@Value("${labinterp.hapi.match-url-cache:false}") boolean matchUrlCache,
+			@Value("${labinterp.hapi.index-missing-fields:false}") boolean indexMissingFields,
+			@Value("${labinterp.hapi.bulk-export:true}") boolean bulkExport) {
 		JpaStorageSettings settings = new JpaStorageSettings();
+		// HAPI loads at most 1000 _include/_revinclude targets per page (and says so in an OperationOutcome).
+		settings.setMaximumIncludesToLoadPerPage(maxIncludesPerPage);
+		// Mass ingestion: HAPI skips some per-resource work on writes (tag and search-parameter lookups).
+		settings.setMassIngestionMode(massIngestion);
+		// Remember which resource a conditional create's match URL found: a repeated If-None-Exist needs no search.
+		settings.setMatchUrlCacheEnabled(matchUrlCache);
+		settings.setIndexMissingFields(
+				indexMissingFields ? StorageSettings.IndexEnabledEnum.ENABLED : StorageSettings.IndexEnabledEnum.DISABLED);
+		if (bulkExport) {
+			settings.setEnableTaskBulkExportJobExecution(true);
+		}
 		settings.setReuseCachedSearchResultsForMillis(null); // every search sees the latest data
 		settings.setAllowMultipleDelete(true);
 		settings.setExpungeEnabled(true);
@@ -73,18 +96,23 @@ public class ServerConfig {
 	@Bean
 	@Primary
 	public LocalContainerEntityManagerFactoryBean entityManagerFactory(
-			DataSource dataSource, ConfigurableListableBeanFactory beanFactory, FhirContext fhirContext, JpaStorageSettings settings) {
+			DataSource dataSource,
+			ConfigurableListableBeanFactory beanFactory,
+			FhirContext fhirContext,
+			JpaStorageSettings settings,
+			@Value("${labinterp.hapi.db-dialect:ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect}") String dialect,
+			@Value("${labinterp.hapi.jdbc-batch-size:20}") int jdbcBatchSize) {
 		LocalContainerEntityManagerFactoryBean emf =
 				HapiEntityManagerFactoryUtil.newEntityManagerFactory(beanFactory, fhirContext, settings);
 		emf.setPersistenceUnitName("HAPI_PU");
 		emf.setDataSource(dataSource);
 		Properties jpa = new Properties();
-		jpa.put("hibernate.dialect", "ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect");
+		jpa.put("hibernate.dialect", dialect); // HapiFhirPostgresDialect for PostgreSQL
 		jpa.put("hibernate.hbm2ddl.auto", "update");
 		jpa.put("hibernate.search.enabled", "false");
 		jpa.put("hibernate.format_sql", "false");
 		jpa.put("hibernate.show_sql", "false");
-		jpa.put("hibernate.jdbc.batch_size", "20");
+		jpa.put("hibernate.jdbc.batch_size", String.valueOf(jdbcBatchSize));
 		jpa.put("hibernate.physical_naming_strategy",
 				"org.hibernate.boot.model.naming.CamelCaseToUnderscoresNamingStrategy");
 		jpa.put("hibernate.implicit_naming_strategy",
@@ -114,13 +142,23 @@ public class ServerConfig {
 			@Qualifier("myInstanceValidator") IInstanceValidatorModule instanceValidator,
 			@Value("${labinterp.hapi.validate-requests:true}") boolean validateRequests,
 			@Value("${labinterp.hapi.terminology-checks:false}") boolean terminologyChecks,
-			@Value("${labinterp.hapi.unknown-profiles-are-errors:false}") boolean unknownProfilesAreErrors) {
+			@Value("${labinterp.hapi.unknown-profiles-are-errors:false}") boolean unknownProfilesAreErrors,
+			@Value("${labinterp.hapi.default-page-size:20}") int defaultPageSize,
+			@Value("${labinterp.hapi.max-page-size:2000}") int maxPageSize,
+			@Value("${labinterp.hapi.bulk-export:true}") boolean bulkExport,
+			BulkDataExportProvider bulkDataExportProvider) {
 		RestfulServer server = new RestfulServer(systemDao.getContext());
 		server.registerProviders(resourceProviders.createProviders());
 		server.registerProvider(systemProvider);
 		server.registerProvider(valueSetOperations);
+		if (bulkExport) { // FHIR Bulk Data: [base]/$export, Patient/$export, Group/[id]/$export (Prefer: respond-async)
+			server.registerProvider(bulkDataExportProvider);
+		}
 		server.setServerConformanceProvider(
 				new JpaCapabilityStatementProvider(server, systemDao, settings, searchParamRegistry, validationSupport));
+		// HAPI's provider pages by 10 and caps _count at 50; population reads ask for up to ~2000 per page.
+		pagingProvider.setDefaultPageSize(defaultPageSize);
+		pagingProvider.setMaximumPageSize(maxPageSize);
 		server.setPagingProvider(pagingProvider);
 		server.setDefaultResponseEncoding(EncodingEnum.JSON);
 		if (instanceValidator instanceof FhirInstanceValidator fhirValidator) {
