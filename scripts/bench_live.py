@@ -177,6 +177,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=200, help="patients of the per-patient and naive clients")
     ap.add_argument("--database", choices=["mem", "postgres"], default="mem")
     ap.add_argument("--fhir-url", default=None)
+    ap.add_argument("--port", type=int, default=8099, help="the sandbox's port when the script starts its own")
     ap.add_argument("--chunk", type=int, default=100)
     ap.add_argument("--transaction-size", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
@@ -186,7 +187,7 @@ def main() -> None:
     box = None
     base = args.fhir_url
     if not base:
-        box = Sandbox(ROOT / ".labinterp", port=8099, database=args.database, heap="4g")
+        box = Sandbox(ROOT / ".labinterp", port=args.port, database=args.database, heap="4g", pg_port=args.port + 1)
         print(f"starting a local HAPI ({args.database}, request validation on)...", flush=True)
         base = box.up(timeout=600)
     try:

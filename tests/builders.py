@@ -259,3 +259,23 @@ SCR = loinc("2160-0", "Creatinine [Mass/volume] in Serum or Plasma")
 SCR_MOL = loinc("14682-9", "Creatinine [Moles/volume] in Serum or Plasma")
 MG = loinc("19123-9", "Magnesium [Mass/volume] in Serum or Plasma")
 MG_MOL = loinc("2601-3", "Magnesium [Moles/volume] in Serum or Plasma")
+
+
+OLD_JOBS_TABLE = (
+    "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, patient TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', "
+    "state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL, "
+    "created REAL NOT NULL, updated REAL NOT NULL, error TEXT NOT NULL DEFAULT '');"
+)
+
+
+def old_queue_file(path: Any, *patients: str) -> Any:
+    """A queue file as the first release wrote it (no warnings, correlation, retryable or run tables), with a
+    pending job for each patient given: what the migrations of labinterp.server.queue must read."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.executescript(OLD_JOBS_TABLE)
+    db.executemany("INSERT INTO jobs (patient, not_before, created, updated) VALUES (?, 0, 0, 0)", [(p,) for p in patients])
+    db.commit()
+    db.close()
+    return path

@@ -233,11 +233,11 @@ def run_chunk(
     before = client.stats.snapshot()[0]
     outcome = ChunkOutcome()
     planned, device_id = _plan_chunk(client, ids, k, now, opts, outcome)
-    dev = device(k)
+    writer = _Writer(client, device(k), device_id, k, now, opts, outcome)
     for group in chunked_plans(planned, opts.transaction_size):
         writes = [p for p in group if p.plan.writes]
         if writes:
-            device_id = _write(client, writes, dev, device_id, k, now, opts, outcome)
+            writer.write(writes)
         for p in group:
             if p.patient not in {f[0] for f in outcome.failed}:
                 outcome.created += p.created
@@ -358,71 +358,71 @@ def merge(plans: list[Plan], dev: Written, device_id: str | None) -> dict[str, A
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-def _write(
-    client: FhirClient,
-    group: list[_Planned],
-    dev: Written,
-    device_id: str | None,
-    k: Knowledge,
-    now: datetime,
-    opts: ChunkOptions,
-    outcome: ChunkOutcome,
-) -> str | None:
-    """Write a group of patients' plans as one transaction; on a refusal, patient by patient. Returns the Device's
-    id on the server once known."""
-    bundle = merge([p.plan for p in group], dev, device_id)
-    if opts.validate:
-        validate_bundle(bundle)
-    try:
-        response = client.transaction(bundle)
-        outcome.transactions += 1
-        return device_id or _device_location(bundle, response)
-    except FhirTemporaryError as exc:
-        if not isinstance(exc, FhirConflict):
-            raise  # the server is down or overloaded: the chunk is redone later
-        log.info("version conflict in a population transaction: writing its %d patients one by one", len(group))
-    except FhirError as exc:
-        if exc.status is None or exc.status >= 500:
-            raise
-        log.warning("a population transaction was refused (%s): writing its %d patients one by one", exc.status, len(group))
-    for p in group:
-        device_id = _write_alone(client, p, dev, device_id, k, now, opts, outcome)
-    return device_id
+@dataclass
+class _Writer:
+    """Writes a chunk's plans: many patients per transaction, patient by patient when the server refuses one."""
 
+    client: FhirClient
+    dev: Written
+    device_id: str | None  # the Device's id on the server, once known
+    k: Knowledge
+    now: datetime
+    opts: ChunkOptions
+    outcome: ChunkOutcome
 
-def _write_alone(
-    client: FhirClient,
-    p: _Planned,
-    dev: Written,
-    device_id: str | None,
-    k: Knowledge,
-    now: datetime,
-    opts: ChunkOptions,
-    outcome: ChunkOutcome,
-) -> str | None:
-    for attempt in (1, 2):
+    def send(self, plans: list[Plan]) -> None:
+        bundle = merge(plans, self.dev, self.device_id)
+        response = self.client.transaction(bundle)
+        self.outcome.transactions += 1
+        self.device_id = self.device_id or _device_location(bundle, response)
+
+    def write(self, group: list[_Planned]) -> None:
+        """One transaction for the group; on a refusal (a 4xx) or a conflict, each patient on its own."""
+        if self.opts.validate:
+            validate_bundle(merge([p.plan for p in group], self.dev, self.device_id))
         try:
-            bundle = merge([p.plan], dev, device_id)
-            response = client.transaction(bundle)
-            outcome.transactions += 1
-            return device_id or _device_location(bundle, response)
-        except FhirConflict:
-            if attempt == 2:
-                outcome.failed.append((p.patient, "version conflict on write, twice: someone else is writing this patient"))
-                return device_id
-            replanned = _replan(client, p.patient, k, now, opts)
-            if replanned is None:
-                outcome.failed.append((p.patient, "the patient could not be read again after a version conflict"))
-                return device_id
-            p.plan, p.created, p.amended, p.unchanged = replanned.plan, replanned.created, replanned.amended, replanned.unchanged
-            if not p.plan.writes:
-                return device_id
-        except FhirTemporaryError:
-            raise
+            self.send([p.plan for p in group])
+            return
+        except FhirTemporaryError as exc:
+            if not isinstance(exc, FhirConflict):
+                raise  # the server is down or overloaded: the chunk is redone later
+            log.info("version conflict in a population transaction: writing its %d patients one by one", len(group))
         except FhirError as exc:
-            outcome.failed.append((p.patient, f"the server refused the write: {exc}"))
-            return device_id
-    return device_id
+            if exc.status is None or exc.status >= 500:
+                raise
+            log.warning("a population transaction was refused (%s): writing its %d patients one by one", exc.status, len(group))
+        for p in group:
+            self.write_alone(p)
+
+    def write_alone(self, p: _Planned) -> None:
+        """One patient's plan; after a version conflict, read that patient again and plan once more."""
+        for attempt in (1, 2):
+            try:
+                self.send([p.plan])
+                return
+            except FhirConflict:
+                if attempt == 2:
+                    self.outcome.failed.append(
+                        (p.patient, "version conflict on write, twice: someone else is writing this patient")
+                    )
+                    return
+                replanned = _replan(self.client, p.patient, self.k, self.now, self.opts)
+                if replanned is None:
+                    self.outcome.failed.append((p.patient, "the patient could not be read again after a version conflict"))
+                    return
+                p.plan, p.created, p.amended, p.unchanged = (
+                    replanned.plan,
+                    replanned.created,
+                    replanned.amended,
+                    replanned.unchanged,
+                )
+                if not p.plan.writes:
+                    return
+            except FhirTemporaryError:
+                raise
+            except FhirError as exc:
+                self.outcome.failed.append((p.patient, f"the server refused the write: {exc}"))
+                return
 
 
 def _replan(client: FhirClient, pid: str, k: Knowledge, now: datetime, opts: ChunkOptions) -> _Planned | None:

@@ -121,16 +121,9 @@ def test_strict_queued_job_fails_for_good(tmp_path: Path) -> None:
 
 
 def test_queue_file_from_before_warnings_is_migrated(tmp_path: Path) -> None:
-    import sqlite3
+    from tests.builders import old_queue_file
 
-    path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.executescript(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, patient TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', "
-        "state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL, "
-        "created REAL NOT NULL, updated REAL NOT NULL, error TEXT NOT NULL DEFAULT '');"
-    )
-    db.close()
+    path = old_queue_file(tmp_path / "old.db")
     q = JobQueue(path)
     q.enqueue("p1")
     job = q.claim()

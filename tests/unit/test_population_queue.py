@@ -25,6 +25,7 @@ from labinterp.server.queue import JobQueue
 from labinterp.server.runs import chunk_key, listing_key, parse_key
 from labinterp.server.services import Services
 from labinterp.server.worker import Worker
+from tests.builders import old_queue_file
 
 PATIENTS = [f"pt{i:03d}" for i in range(23)]
 
@@ -224,17 +225,7 @@ def test_sqlite_a_killed_processs_chunk_is_redone_after_its_lease(tmp_path: Path
 
 
 def test_sqlite_existing_files_gain_the_run_tables(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.executescript(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, patient TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', "
-        "state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL, "
-        "created REAL NOT NULL, updated REAL NOT NULL, error TEXT NOT NULL DEFAULT '');"
-        "INSERT INTO jobs (patient, not_before, created, updated) VALUES ('p1', 0, 0, 0);"
-    )
-    db.close()
+    path = old_queue_file(tmp_path / "old.db", "p1")
     q = JobQueue(path)
     assert q.counts()["pending"] == 1
     run_id = q.runs.create(Selection(all=True).to_json())

@@ -243,18 +243,9 @@ def test_jobs_keep_the_correlation_id_they_were_enqueued_with(tmp_path: Path) ->
 
 
 def test_a_queue_file_from_before_correlation_ids_gets_the_column(tmp_path: Path) -> None:
-    import sqlite3
+    from tests.builders import old_queue_file
 
-    path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.executescript(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, patient TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', "
-        "state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL, "
-        "created REAL NOT NULL, updated REAL NOT NULL, error TEXT NOT NULL DEFAULT '');"
-        "INSERT INTO jobs (patient, not_before, created, updated) VALUES ('p1', 0, 0, 0);"
-    )
-    db.commit()
-    db.close()
+    path = old_queue_file(tmp_path / "old.db", "p1")
     q = JobQueue(path)
     job = q.claim()
     assert job is not None and job.patient == "p1" and job.correlation == ""
