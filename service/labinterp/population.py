@@ -268,7 +268,7 @@ def _plan_chunk(
     dev = device(k)
     dev_ident = dev.resource["identifier"][0]
     data = client.fetch_patients(ids, series_sys, PAGE_SIZE, (dev_ident["system"], dev_ident["value"]))
-    device_id = _device_id(data.bundle, dev_ident)
+    device_id = _device_id([e["resource"] for e in data.bundle["entry"]], dev_ident)
     inputs = [e for e in data.bundle["entry"] if e["resource"].get("resourceType") != "Device"]
     parsed = split_bundle({"resourceType": "Bundle", "type": "collection", "entry": inputs})
     written: dict[str, list[dict[str, Any]]] = {}
@@ -327,18 +327,20 @@ def _plan_one(
     return _Planned(pid, plan, len(plan.created), len(plan.amended), len(plan.unchanged))
 
 
-def _device_id(bundle: dict[str, Any], ident: dict[str, str]) -> str | None:
-    """The id of the server's Device with labinterp's identifier, when it has exactly one."""
-    found = [
-        e["resource"].get("id")
-        for e in bundle["entry"]
-        if e["resource"].get("resourceType") == "Device"
+def _device_id(resources: list[dict[str, Any]], ident: dict[str, str]) -> str | None:
+    """The id of the server's Device with labinterp's identifier; should there be several (a server written to by
+    an older release), always the same one of them (the smallest id), so that nothing more is created."""
+    found = sorted(
+        r["id"]
+        for r in resources
+        if r.get("resourceType") == "Device"
+        and is_fhir_id(r.get("id"))
         and any(
             isinstance(i, dict) and i.get("system") == ident["system"] and i.get("value") == ident["value"]
-            for i in e["resource"].get("identifier") or []
+            for i in r.get("identifier") or []
         )
-    ]
-    return found[0] if len(found) == 1 and is_fhir_id(found[0]) else None
+    )
+    return found[0] if found else None
 
 
 def merge(plans: list[Plan], dev: Written, device_id: str | None) -> dict[str, Any]:
@@ -432,10 +434,16 @@ def _replan(client: FhirClient, pid: str, k: Knowledge, now: datetime, opts: Chu
 
 
 def ensure_device(client: FhirClient, k: Knowledge, mode: WriteMode = "conditional") -> str | None:
-    """The Device that stands for labinterp, written on its own before a run's chunks (chunks written at once would
-    race to create it, and a server answers the loser with a conflict): one transaction, a conditional create (a PUT
-    to its deterministic id in put mode) that changes nothing when it exists. Returns its id on the server."""
+    """The Device that stands for labinterp, found or written on its own before a run's chunks (chunks written at
+    once would race to create it, and a server answers the loser with a conflict). Found by its identifier first, so
+    that a PUT-mode run never adds a second Device beside one a conditional create made (a second one would make
+    every later conditional create of it ambiguous: HTTP 412). Returns its id on the server."""
     dev = device(k)
+    ident = dev.resource["identifier"][0]
+    found = client.search_page("Device", [("identifier", f"{ident['system']}|{ident['value']}"), ("_elements", "identifier")])
+    existing = _device_id(found, ident)
+    if existing:
+        return existing
     one = put_entry(dev, deterministic_id(dev.uuid)) if mode == "put" else entry(dev)
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [one]}
     return _device_location(bundle, client.transaction(bundle))

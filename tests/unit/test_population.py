@@ -71,8 +71,8 @@ def test_a_full_run_writes_every_report_once_in_few_requests(server: FakeFhir, k
     counts = series_counts(server)
     assert counts and set(counts.values()) == {1}
     assert summary.outcome.created == sum(counts.values())
-    # listing (count + one page), the Device once, one batch read, two transactions of 20 patients
-    assert summary.requests == 6 and summary.requests / 40 <= 0.15
+    # listing (count + one page), the Device looked for and written once, one batch read, two transactions
+    assert summary.requests == 7 and summary.requests / 40 <= 0.18
     assert server.transactions == 3
     assert len(server.of_type("Device")) == 1  # written once, referenced by every Provenance
     assert len(server.of_type("Provenance")) == 40
@@ -83,8 +83,8 @@ def test_a_replay_reads_and_writes_nothing(server: FakeFhir, k: Any) -> None:
     before, transactions = copy.deepcopy(server.store), server.transactions
     summary = run(k)
     assert summary.outcome.created == summary.outcome.amended == 0 and summary.outcome.unchanged > 0
-    assert server.store == before and server.transactions == transactions + 1  # the Device's, which changes nothing
-    assert summary.requests == 4  # count, listing page, the Device (unchanged), one batch read: 0.1 for 40 patients
+    assert server.store == before and server.transactions == transactions
+    assert summary.requests == 4  # count, listing page, the Device found, one batch read: 0.1 for 40 patients
 
 
 def test_a_changed_result_amends_only_that_patients_reports(server: FakeFhir, k: Any) -> None:
@@ -126,6 +126,18 @@ def test_put_mode_upserts_at_deterministic_ids_and_replays_nothing(server: FakeF
     assert again.outcome.created == again.outcome.amended == 0
     conditional = run(k)  # a conditional run after a put run finds the same series: nothing new
     assert conditional.outcome.created == 0 and set(series_counts(server).values()) == {1}
+    assert len(server.of_type("Device")) == 1
+
+
+def test_a_put_run_after_a_conditional_one_reuses_its_device(server: FakeFhir, k: Any) -> None:
+    """A second Device beside the conditionally created one would make every later conditional create of it
+    ambiguous (HAPI answers 412): a PUT-mode run finds the Device by its identifier and references it."""
+    run(k, transaction_size=20)
+    (dev,) = server.of_type("Device")
+    server.load([e["resource"] for e in synthetic(5, 12, "extra")["entry"]])  # new patients: reports to create
+    summary = run(k, write="put")
+    assert summary.outcome.created > 0 and server.of_type("Device") == [dev]
+    assert run(k).outcome.created == 0  # and conditional creates still work
 
 
 def test_a_group_selects_its_active_members_and_names_what_is_missing(server: FakeFhir, k: Any) -> None:
@@ -187,7 +199,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(server: FakeFhir, k: Any, t
     )
     assert later.resumed and later.now == NOW  # the run's own evaluation time, not the new one
     batches = [u for m, u in server.requests if m == "POST"]
-    assert len(batches) == 1 + 2 + 2  # the Device; two chunks left: a batch read and a transaction each
+    assert len(batches) == 2 + 2  # two chunks left: a batch read and a transaction each (the Device is found)
     assert later.outcome.patients == 40 and set(series_counts(server).values()) == {1}
     assert not checkpoint.path.exists()  # removed once the run is complete
 
