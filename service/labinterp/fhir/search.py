@@ -32,6 +32,9 @@ def is_fhir_id(value: object) -> bool:
 
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 WRITTEN_TYPES = ("DiagnosticReport", "RiskAssessment")
+# what the write plan reads of labinterp's earlier reports (id and meta always come): not their narratives and PDFs,
+# which are most of their size, so a replay reads a small fraction of what was written
+WRITTEN_ELEMENTS = ("_elements", "identifier,subject")
 
 Params = Iterable[tuple[str, str | int]]
 
@@ -151,7 +154,9 @@ def patient_searches(patient_id: str, series_system: str, page_size: int) -> lis
     count = ("_count", str(page_size))
     urls = [resource_path("Patient", patient_id), query("Observation", [("subject", subject), count])]
     urls += [query(t, [("subject", subject), ("_include", f"{t}:medication"), count]) for t in MEDICATION_TYPES]
-    urls += [query(t, [("subject", subject), ("identifier", f"{series_system}|"), count]) for t in WRITTEN_TYPES]
+    urls += [
+        query(t, [("subject", subject), ("identifier", f"{series_system}|"), WRITTEN_ELEMENTS, count]) for t in WRITTEN_TYPES
+    ]
     return urls
 
 
@@ -168,7 +173,9 @@ def chunk_searches(
     urls = [query("Patient", [("_id", ",".join(patient_ids)), count])]
     urls += [query("Observation", [("subject", subjects), count])]
     urls += [query(t, [("subject", subjects), ("_include", f"{t}:medication"), count]) for t in MEDICATION_TYPES]
-    urls += [query(t, [("subject", subjects), ("identifier", f"{series_system}|"), count]) for t in WRITTEN_TYPES]
+    urls += [
+        query(t, [("subject", subjects), ("identifier", f"{series_system}|"), WRITTEN_ELEMENTS, count]) for t in WRITTEN_TYPES
+    ]
     if device is not None:
         urls.append(query("Device", [("identifier", f"{device[0]}|{device[1]}")]))
     return urls
