@@ -372,18 +372,21 @@ class _Writer:
     opts: ChunkOptions
     outcome: ChunkOutcome
 
-    def send(self, plans: list[Plan]) -> None:
-        bundle = merge(plans, self.dev, self.device_id)
+    def send(self, plans: list[Plan], bundle: dict[str, Any] | None = None) -> None:
+        """One transaction of the plans (`bundle`, when given, is that transaction already merged)."""
+        bundle = bundle if bundle is not None else merge(plans, self.dev, self.device_id)
         response = self.client.transaction(bundle)
         self.outcome.transactions += 1
         self.device_id = self.device_id or _device_location(bundle, response)
 
     def write(self, group: list[_Planned]) -> None:
         """One transaction for the group; on a refusal (a 4xx) or a conflict, each patient on its own."""
+        plans = [p.plan for p in group]
+        bundle = merge(plans, self.dev, self.device_id)
         if self.opts.validate:
-            validate_bundle(merge([p.plan for p in group], self.dev, self.device_id))
+            validate_bundle(bundle)
         try:
-            self.send([p.plan for p in group])
+            self.send(plans, bundle)
             return
         except FhirTemporaryError as exc:
             if not isinstance(exc, FhirConflict):

@@ -131,6 +131,19 @@ class JobQueue:
         finally:
             db.close()
 
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE: the write lock taken first), committed when the block ends, rolled
+        back when it raises."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
     def enqueue(self, patient: str, reason: str = "", delay: float = 0.0, *, correlation: str | None = None) -> None:
         """A pending job for `patient` (merged into its pending job if there is one, which keeps its correlation
         id). `correlation`: the id the worker's logs for the job carry; by default the current request's."""
@@ -150,44 +163,31 @@ class JobQueue:
         """Pending jobs for `keys` (a run's chunks), in one transaction, each coalesced as `enqueue` does."""
         now = self.clock()
         correlation = current_request_id() if correlation is None else correlation
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    "INSERT INTO jobs (patient, reason, state, not_before, created, updated, correlation) "
-                    "VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (patient) WHERE state = 'pending' DO NOTHING",
-                    [(key, reason, now, now, now, correlation or "") for key in keys],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._immediate() as db:
+            db.executemany(
+                "INSERT INTO jobs (patient, reason, state, not_before, created, updated, correlation) "
+                "VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (patient) WHERE state = 'pending' DO NOTHING",
+                [(key, reason, now, now, now, correlation or "") for key in keys],
+            )
 
     def claim(self) -> Job | None:
         """The oldest due job whose patient is not being worked on, marked running; None when there is none."""
         now = self.clock()
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                # a running job whose lease expired belongs to a process that died: hand it out again
-                db.execute(
-                    "UPDATE jobs SET state = 'pending', updated = ? WHERE state = 'running' AND updated < ? "
-                    "AND patient NOT IN (SELECT patient FROM jobs WHERE state = 'pending')",
-                    (now, now - self.lease_seconds),
-                )
-                row = db.execute(
-                    "SELECT id, patient, reason, attempts, correlation FROM jobs WHERE state = 'pending' AND not_before <= ? "
-                    "AND patient NOT IN (SELECT patient FROM jobs WHERE state = 'running') ORDER BY not_before, id LIMIT 1",
-                    (now,),
-                ).fetchone()
-                if row is None:
-                    db.execute("COMMIT")
-                    return None
-                db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, updated = ? WHERE id = ?", (now, row[0]))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._immediate() as db:
+            # a running job whose lease expired belongs to a process that died: hand it out again
+            db.execute(
+                "UPDATE jobs SET state = 'pending', updated = ? WHERE state = 'running' AND updated < ? "
+                "AND patient NOT IN (SELECT patient FROM jobs WHERE state = 'pending')",
+                (now, now - self.lease_seconds),
+            )
+            row = db.execute(
+                "SELECT id, patient, reason, attempts, correlation FROM jobs WHERE state = 'pending' AND not_before <= ? "
+                "AND patient NOT IN (SELECT patient FROM jobs WHERE state = 'running') ORDER BY not_before, id LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, updated = ? WHERE id = ?", (now, row[0]))
         return Job(row[0], row[1], row[2], row[3] + 1, row[4])
 
     def release(self, job: Job) -> bool:
@@ -195,30 +195,23 @@ class JobQueue:
         not counted; merged into a pending job for the same patient if one came meanwhile (that one made due now).
         False when the job was no longer running (finished, or already handed out again after its lease)."""
         now = self.clock()
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
-                if row is None or row[0] != "running":
-                    db.execute("COMMIT")
-                    return False
-                pending = db.execute("SELECT id FROM jobs WHERE patient = ? AND state = 'pending'", (job.patient,)).fetchone()
-                if pending:
-                    db.execute(
-                        "UPDATE jobs SET state = 'done', updated = ?, error = 'superseded: released at shutdown' WHERE id = ?",
-                        (now, job.id),
-                    )
-                    db.execute("UPDATE jobs SET not_before = MIN(not_before, ?) WHERE id = ?", (now, pending[0]))
-                else:
-                    db.execute(
-                        "UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), not_before = ?, updated = ? "
-                        "WHERE id = ?",
-                        (now, now, job.id),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._immediate() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            if row is None or row[0] != "running":
+                return False
+            pending = db.execute("SELECT id FROM jobs WHERE patient = ? AND state = 'pending'", (job.patient,)).fetchone()
+            if pending:
+                db.execute(
+                    "UPDATE jobs SET state = 'done', updated = ?, error = 'superseded: released at shutdown' WHERE id = ?",
+                    (now, job.id),
+                )
+                db.execute("UPDATE jobs SET not_before = MIN(not_before, ?) WHERE id = ?", (now, pending[0]))
+            else:
+                db.execute(
+                    "UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), not_before = ?, updated = ? "
+                    "WHERE id = ?",
+                    (now, now, job.id),
+                )
         return True
 
     def done(self, job: Job, warnings: list[str] | None = None) -> None:
@@ -243,11 +236,9 @@ class JobQueue:
         """Back to pending after `delay` seconds; merged into a pending job for the same patient if one came meanwhile.
         A job no longer running (handed out again after its lease) is left to whoever holds it now."""
         now, error = self.clock(), redacted(error)
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self._immediate() as db:
             state = db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
             if state is None or state[0] != "running":
-                db.execute("COMMIT")
                 return
             pending = db.execute(
                 "SELECT id FROM jobs WHERE patient = ? AND state = 'pending' AND id != ?", (job.patient, job.id)
@@ -261,7 +252,6 @@ class JobQueue:
                     "UPDATE jobs SET state = 'pending', not_before = ?, updated = ?, error = ? WHERE id = ?",
                     (now + delay, now, error, job.id),
                 )
-            db.execute("COMMIT")
 
     def fail(self, job: Job, error: str, *, retryable: bool = False) -> None:
         """Failed. `retryable`: on a temporary error (the caller's attempts ran out), so `requeue_retryable()` hands
@@ -288,32 +278,26 @@ class JobQueue:
         """Jobs that failed on a temporary error back to pending, due now (merged into a pending job for the same
         patient if there is one); how many patients were requeued."""
         now = self.clock()
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = db.execute(
-                    "SELECT id, patient FROM jobs WHERE state = 'failed' AND retryable = 1 ORDER BY updated DESC"
-                ).fetchall()
-                requeued: set[str] = set()
-                for job_id, patient in rows:
-                    pending = db.execute("SELECT 1 FROM jobs WHERE patient = ? AND state = 'pending'", (patient,)).fetchone()
-                    if pending or patient in requeued:
-                        db.execute(
-                            "UPDATE jobs SET state = 'done', retryable = 0, updated = ?, error = 'superseded: ' || error "
-                            "WHERE id = ?",
-                            (now, job_id),
-                        )
-                    else:
-                        db.execute(
-                            "UPDATE jobs SET state = 'pending', retryable = 0, attempts = 0, not_before = ?, updated = ? "
-                            "WHERE id = ?",
-                            (now, now, job_id),
-                        )
-                        requeued.add(patient)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._immediate() as db:
+            rows = db.execute(
+                "SELECT id, patient FROM jobs WHERE state = 'failed' AND retryable = 1 ORDER BY updated DESC"
+            ).fetchall()
+            requeued: set[str] = set()
+            for job_id, patient in rows:
+                pending = db.execute("SELECT 1 FROM jobs WHERE patient = ? AND state = 'pending'", (patient,)).fetchone()
+                if pending or patient in requeued:
+                    db.execute(
+                        "UPDATE jobs SET state = 'done', retryable = 0, updated = ?, error = 'superseded: ' || error "
+                        "WHERE id = ?",
+                        (now, job_id),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE jobs SET state = 'pending', retryable = 0, attempts = 0, not_before = ?, updated = ? "
+                        "WHERE id = ?",
+                        (now, now, job_id),
+                    )
+                    requeued.add(patient)
         return len(requeued)
 
     def wake_retrying(self) -> int:
