@@ -69,6 +69,8 @@ class Context:
     k: Knowledge
     now: datetime
     patient: SourceRef
+    # this subject's series identifier values by kind (a Context is one subject's: never shared across subjects)
+    _series: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def systems(self) -> dict[str, str]:
@@ -86,9 +88,14 @@ class Context:
         if rtype == "Provenance":
             body = {"resourceType": rtype, "id": deterministic_id(uid), **resource}
         else:
+            subject = self.patient.reference
+            series = self._series.get((kind, subject))
+            if series is None:
+                series = self._series[(kind, subject)] = f"{kind}:{series_uuid(kind, subject)}"
+            systems = self.k.output.systems
             identifiers = [
-                {"system": self.systems["content_identifier"], "value": f"urn:uuid:{uid}"},
-                {"system": self.systems["series_identifier"], "value": f"{kind}:{series_uuid(kind, self.patient.reference)}"},
+                {"system": systems["content_identifier"], "value": f"urn:uuid:{uid}"},
+                {"system": systems["series_identifier"], "value": series},
             ]
             body = {"resourceType": rtype, "identifier": identifiers, **resource}
         return Written(kind, body, uid, list(dict.fromkeys(inputs)), view)

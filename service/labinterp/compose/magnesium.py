@@ -104,12 +104,27 @@ def _sections(k: Knowledge, f: Findings, mg: MagnesiumFinding, guidance: list[st
     ]
 
 
+def _band_basis(k: Knowledge) -> tuple[str, ...]:
+    """The bands and their edges in each unit: the same lines on every magnesium report (made once per Knowledge)."""
+    hit: tuple[str, ...] | None = k.memo("magnesium_band_basis")
+    if hit is None:
+        mgk = k.magnesium
+        hit = k.remember(
+            "magnesium_band_basis",
+            (
+                f"Bands: {', '.join(b.text for b in mgk.bands)} ({mgk.meta.source}).",
+                *[
+                    f"Edges in {u.unit}: {', '.join(f'{e:g}' for e in u.edges)} ({u.derivation}; {u.source})."
+                    for u in mgk.unit_edges
+                ],
+            ),
+        )
+    return hit
+
+
 def _basis(k: Knowledge, mg: MagnesiumFinding) -> list[str]:
     mgk = k.magnesium
-    basis = [
-        f"Bands: {', '.join(b.text for b in mgk.bands)} ({mgk.meta.source}).",
-        *[f"Edges in {u.unit}: {', '.join(f'{e:g}' for e in u.edges)} ({u.derivation}; {u.source})." for u in mgk.unit_edges],
-    ]
+    basis = list(_band_basis(k))
     if mg.renal_gate is not None:
         basis.append(f"Renal gate (below {mgk.renal.threshold:g}): {mg.renal_gate.text}.")
     if mg.hypo:

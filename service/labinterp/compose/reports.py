@@ -47,6 +47,15 @@ def not_used(f: Findings) -> list[str]:
     return items + [f"{p.where}: {p.what} (not interpreted)" for p in f.record.problems]
 
 
+def _footer(ctx: Context, issued: str) -> str:
+    """The footer of every report of a run (the same for all: made once per Knowledge and issue time)."""
+    key = ("report_footer", issued)
+    hit: str | None = ctx.k.memo(key)
+    if hit is None:
+        hit = ctx.k.remember(key, footer(ctx.k, issued))
+    return hit
+
+
 def report_view(
     ctx: Context,
     f: Findings,
@@ -71,7 +80,7 @@ def report_view(
         status=status,
         headline=headline,
         header=heading(f, status, issued, about, measured, collected),
-        footer=footer(ctx.k, issued),
+        footer=_footer(ctx, issued),
         bar=bar,
         interpretation=lines(interpretation),
         tables=list(tables),

@@ -281,8 +281,8 @@ def extract_patient(
                 _observation(record, resource, ref, k)
             else:
                 status = resource.get("status")
-                if status in frozenset(
-                    k.medications.statuses.never
+                if status in _never(
+                    k
                 ):  # the one list: mappings/medications.toml (a list status: TypeError, named as a shape problem)
                     record.ignored.append(Ignored(ref, f"status {status}: {IGNORED_MED_STATUSES.get(status, 'never given')}"))
                     continue
@@ -297,6 +297,14 @@ def extract_patient(
             record.problems.append(unreadable(resource, ref.reference, about, ref))
     _check_birth_date(record, now)
     return _without_identity(record, pinput.patient)
+
+
+def _never(k: Knowledge) -> frozenset[str]:
+    """The medication statuses mappings/medications.toml says were never given, as a set (made once per Knowledge)."""
+    hit: frozenset[str] | None = k.memo("never_statuses")
+    if hit is None:
+        hit = k.remember("never_statuses", frozenset(k.medications.statuses.never))
+    return hit
 
 
 def _check_birth_date(record: PatientRecord, now: datetime | None) -> None:

@@ -80,6 +80,10 @@ def sanitized(text: str) -> str:
     return _QUOTED.sub(one, text)
 
 
+_ABSOLUTE = ("urn:", "http://", "https://")
+_set = object.__setattr__  # what a frozen dataclass's __init__ sets its fields with
+
+
 @dataclass(frozen=True)
 class SourceRef:
     """A resource the facts came from: its reference and the version used (versionId, or a content hash)."""
@@ -91,14 +95,25 @@ class SourceRef:
     # computed once (a frozen dataclass: it cannot go stale); every written resource reads its inputs' many times
     versioned: str = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.reference.startswith(("urn:", "http://", "https://")):
-            versioned = self.reference
-        elif self.version.isalnum() and len(self.version) < 40:
-            versioned = f"{self.reference}/_history/{self.version}"
+    def __init__(self, resource_type: str, id: str, version: str, reference: str) -> None:
+        # the dataclass's own __init__ with `versioned` set once, and object.__setattr__ looked up once (frozen):
+        # one is made for every resource read and written
+        if reference.startswith(_ABSOLUTE):
+            versioned = reference
+        elif version.isalnum() and len(version) < 40:
+            versioned = f"{reference}/_history/{version}"
         else:
-            versioned = self.reference
-        object.__setattr__(self, "versioned", versioned)
+            versioned = reference
+        _set(self, "resource_type", resource_type)
+        _set(self, "id", id)
+        _set(self, "version", version)
+        _set(self, "reference", reference)
+        _set(self, "versioned", versioned)
+
+    def __hash__(self) -> int:
+        # equal SourceRefs have equal references and versions, so equal `versioned` texts (whose hash a str caches):
+        # hashed for every dict.fromkeys of a written resource's inputs
+        return hash(self.versioned)
 
 
 @dataclass(frozen=True)
@@ -246,4 +261,6 @@ class PatientRecord:
     def of(self, analyte: str) -> list[Measurement]:
         """Measurements of one analyte, oldest first (undated ones first)."""
         found = [m for m in self.measurements if m.analyte == analyte]
+        if len(found) < 2:  # most analytes of a patient: one result, or none
+            return found
         return sorted(found, key=lambda m: (m.time is not None, m.time.start if m.time else None))

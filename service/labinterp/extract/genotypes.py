@@ -35,7 +35,7 @@ from labinterp.errors import ResourceError
 from labinterp.extract.facts import GenotypeCall, SourceRef
 from labinterp.extract.observations import codings, concept_text, effective_time
 from labinterp.knowledge import Knowledge
-from labinterp.knowledge.model import GenomicAlleles, Variant
+from labinterp.knowledge.model import GenomicAlleles, GenotypeCode, Variant
 
 _COMPLEMENT = str.maketrans("ACGT", "TGCA")
 _RSID = re.compile(r"\brs\d+\b", re.IGNORECASE)
@@ -67,8 +67,13 @@ def _gene_in_words(words: str, k: Knowledge) -> str | None:
 
 def _gene_from_component(obs: dict[str, Any], k: Knowledge) -> str | None:
     code = k.genomics.codes["gene_studied"]
-    by_hgnc = {g.gene.hgnc: s for s, g in k.genes.items()}
-    for comp in obs.get("component", []) or []:
+    components = obs.get("component", []) or []
+    if not components:
+        return None
+    by_hgnc: dict[str, str] | None = k.memo("genes_by_hgnc")
+    if by_hgnc is None:
+        by_hgnc = k.remember("genes_by_hgnc", {g.gene.hgnc: s for s, g in k.genes.items()})
+    for comp in components:
         if any(c.get("code") == code for c in codings(comp.get("code"))):
             value = comp.get("valueCodeableConcept")
             for c in codings(value):
@@ -124,15 +129,31 @@ def _value_text(obs: dict[str, Any]) -> str:
     return ""
 
 
+def _genotype_code(system: Any, code: Any, k: Knowledge) -> GenotypeCode | None:
+    """k.genotype_code, answered from a dict made once per Knowledge (genotype_codes.csv: the first row wins)."""
+    index: dict[tuple[str, str], GenotypeCode] | None = k.memo("genotype_code_index")
+    if index is None:
+        index = {}
+        for g in k.genotype_codes:
+            index.setdefault((g.system, g.code), g)
+        k.remember("genotype_code_index", index)
+    if not isinstance(system, str) or not isinstance(code, str):
+        return k.genotype_code(system, code)  # an odd shape: the one lookup decides
+    return index.get((system, code))
+
+
 def is_genotype(obs: dict[str, Any], k: Knowledge) -> bool:
-    codes = {c.get("code") for c in codings(obs.get("code"))}
-    if codes & {k.genomics.codes["genotype"], k.genomics.codes["variant"]}:
+    code = obs.get("code")
+    cs = codings(code)
+    gcodes = k.genomics.codes
+    if {c.get("code") for c in cs} & {gcodes["genotype"], gcodes["variant"]}:
         return _about_ours(obs, k)
-    if any(k.genotype_code(c.get("system"), c.get("code")) for c in codings(obs.get("code"))):
+    if any(_genotype_code(c.get("system"), c.get("code"), k) for c in cs):
         return True
-    words, value = concept_text(obs.get("code")), _value_text(obs)
+    value = _value_text(obs)
     if not value or obs.get("valueQuantity") is not None:
         return False
+    words = concept_text(code)
     if _gene_in_words(words, k) or _RSID.search(words):
         return True
     # a generic code ("Genotype", a site's "PGx genotype") naming no gene: used when its value names one of ours

@@ -29,6 +29,7 @@ IGNORED = {  # words for the statuses mappings/medications.toml calls "never" (t
     "not-done": "not done",
 }
 _PERIOD_H = {"s": 1 / 3600, "min": 1 / 60, "h": 1.0, "d": 24.0, "wk": 168.0}
+_MG = {"mg": 1.0, "g": 1000.0}  # a dose's unit to mg
 
 
 def _medication_concept(resource: dict[str, Any], medications: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -52,8 +53,16 @@ def identify(concept: dict[str, Any], k: Knowledge) -> tuple[frozenset[str], fro
     """(drug keys, ATC codes, name) of a medication concept."""
     systems = k.output.systems
     cs = codings(concept)
-    atc = frozenset(c["code"] for c in cs if c.get("system") == systems["atc"] and isinstance(c.get("code"), str))
-    rxnorm = frozenset(c["code"] for c in cs if c.get("system") == systems["rxnorm"] and isinstance(c.get("code"), str))
+    atc_system, rxnorm_system = systems["atc"], systems["rxnorm"]
+    atc_codes: list[str] = []
+    rxnorm_codes: list[str] = []
+    for c in cs:
+        system, code = c.get("system"), c.get("code")
+        if system == atc_system and isinstance(code, str):
+            atc_codes.append(code)
+        if system == rxnorm_system and isinstance(code, str):
+            rxnorm_codes.append(code)
+    atc, rxnorm = frozenset(atc_codes), frozenset(rxnorm_codes)
     words = concept_text(concept).lower()
     key = ("identify", atc, rxnorm, words)
     known = k.memo(key)
@@ -93,8 +102,9 @@ def _dosage(d: Any, where: str) -> tuple[float | None, float | None]:
     value = _number(dose.get("value"), f"{where} dose.value") if isinstance(dose, dict) else None
     if isinstance(dose, dict) and value is not None:
         unit = dose.get("code") or dose.get("unit")
-        mg = value * {"mg": 1.0, "g": 1000.0}.get(str(unit), float("nan"))
-        mg = None if mg != mg else mg
+        factor = _MG.get(str(unit))
+        mg = None if factor is None else value * factor
+        mg = None if mg is not None and mg != mg else mg  # a NaN dose value: no dose
     interval = None
     rep = _repeat(d)
     period = _number(rep.get("period"), f"{where} timing.repeat.period")

@@ -35,9 +35,15 @@ _TEXT_COMPARATOR = {"≤": "<=", "≥": ">="}
 def codings(concept: Any) -> list[dict[str, Any]]:
     """A CodeableConcept's codings. A single coding sent as an object instead of a list is read as one coding
     (lenient: it says what it is as plainly as a list of one would)."""
-    if not isinstance(concept, dict):
+    if concept.__class__ is not dict and not isinstance(concept, dict):
         return []
     coding = concept.get("coding")
+    if coding.__class__ is list:  # the usual shape: a list of objects, returned as it is (callers only read it)
+        for c in coding:
+            if c.__class__ is not dict and not isinstance(c, dict):
+                return [c for c in coding if isinstance(c, dict)]
+        found: list[dict[str, Any]] = coding
+        return found
     if isinstance(coding, dict):
         return [coding]
     return [c for c in coding or [] if isinstance(c, dict)] if isinstance(coding, list) else []
@@ -47,8 +53,10 @@ def concept_text(concept: Any) -> str:
     """All human-readable words of a CodeableConcept: its text and its codings' displays."""
     if not isinstance(concept, dict):
         return ""
-    parts = [concept.get("text") or ""] + [c.get("display") or "" for c in codings(concept)]
-    return " ".join(p for p in parts if isinstance(p, str))
+    parts = [concept.get("text") or ""]
+    for c in codings(concept):
+        parts.append(c.get("display") or "")
+    return " ".join([p for p in parts if p.__class__ is str or isinstance(p, str)])
 
 
 def words(text: str) -> tuple[str, ...]:
@@ -158,7 +166,10 @@ def data_absent(obs: dict[str, Any]) -> str | None:
 
 
 def _value_kind(obs: dict[str, Any]) -> str | None:
-    return next((key for key in obs if key.startswith("value")), None)
+    for key in obs:
+        if key.startswith("value"):
+            return key
+    return None
 
 
 def _read_value(obs: dict[str, Any], where: str, analyte: str) -> tuple[float, str, str | None, str]:

@@ -24,6 +24,7 @@ from labinterp.rules.trough_timing import (
     doses_before,
     level_is_trough,
     regimen_change_at,
+    regimen_run,
 )
 
 __all__ = ["LinezolidFinding", "Suggestion", "Timing", "check_timing", "classify_trough", "interpret_linezolid"]
@@ -180,7 +181,11 @@ def _course_levels(
     not_used: list[tuple[Measurement, str]] = []
     course = course_doses(doses_before(exposures, at), lz) if at else []
     course_from = course[0].at - timedelta(hours=lz.trough.course_gap_h) if course else None
-    changed = regimen_change_at(exposures, at, regimen, lz)
+    if course:  # regimen_change_at's answer, from the course read just above
+        run = regimen_run(course, regimen.interval_h, lz)
+        changed = run.start.at if run.changed else None
+    else:
+        changed = regimen_change_at(exposures, at, regimen, lz)
     for m in levels:
         t = m.time.start if m.time else None
         if course_from is not None and t is not None and t < course_from:

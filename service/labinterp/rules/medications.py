@@ -130,8 +130,10 @@ def current_note(m: MedicationExposure, at: datetime | None, k: Knowledge) -> st
 
 
 def is_rifampicin(m: MedicationExposure, k: Knowledge) -> bool:
-    prefixes = k.linezolid.rifampicin.atc_prefixes
-    return "rifampicin" in m.drugs or any(a.startswith(p) for a in m.atc for p in prefixes)
+    if "rifampicin" in m.drugs:
+        return True
+    prefixes = tuple(k.linezolid.rifampicin.atc_prefixes)
+    return bool(prefixes) and any(a.startswith(prefixes) for a in m.atc)
 
 
 def rifampicin_exposures(

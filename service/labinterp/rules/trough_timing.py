@@ -17,6 +17,7 @@ from labinterp.extract.facts import Measurement, MedicationExposure
 from labinterp.knowledge.model import LinezolidFile, Regimen
 
 ADMINISTRATION = "MedicationAdministration"
+_set = object.__setattr__
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,12 @@ class Dose:
     at: datetime
     mg: float | None
 
+    def __init__(self, at: datetime, mg: float | None) -> None:
+        # made for every recorded administration, several times a patient: the frozen dataclass's own __init__,
+        # with object.__setattr__ looked up once
+        _set(self, "at", at)
+        _set(self, "mg", mg)
+
 
 def local_time(t: datetime, like: str) -> str:
     """An instant written in the time zone offset of the sample's own timestamp, so the ward reads its clock."""
@@ -58,14 +65,17 @@ def _hm(hours: float) -> str:
 
 def doses_before(exposures: list[MedicationExposure], at: datetime | None) -> list[Dose]:
     """Timed administrations before `at` (a dose recorded at the very time of sampling was given after it)."""
-    return sorted(
-        (
-            Dose(e.administered.start, e.dose_mg)
-            for e in exposures
-            if e.administered and e.administered.has_time and (at is None or e.administered.start < at)
-        ),
-        key=lambda d: d.at,
-    )
+    doses = []
+    for e in exposures:
+        given = e.administered
+        if given and given.precision == "time" and (at is None or given.start < at):
+            doses.append(Dose(given.start, e.dose_mg))
+    doses.sort(key=_at)
+    return doses
+
+
+def _at(d: Dose) -> datetime:
+    return d.at
 
 
 def course_doses(doses: list[Dose], lz: LinezolidFile) -> list[Dose]:
