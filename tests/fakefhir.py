@@ -1,5 +1,5 @@
-"""A small in-memory FHIR server behind `responses`, for tests of population runs: searches by `_id`, `subject`
-(comma-separated), `identifier` (system| or system|value), `_include=*:medication`, `_lastUpdated=ge`, `_count`
+"""A small in-memory FHIR server behind `responses`, for tests of population runs and batches: searches by `_id`,
+`subject` (comma-separated), `focus`, `specimen.subject`, `identifier` (system| or system|value), `_include=*:medication`, `_lastUpdated=ge`, `_count`
 with `next` pages, `_summary=count`; batch and transaction Bundles with conditional creates, PUTs with If-Match,
 and urn:uuid references resolved. It counts requests and can be told to refuse transactions."""
 
@@ -89,6 +89,10 @@ class FakeFhir:
                 found = [r for r in found if r["id"] in value.split(",")]
             elif name == "subject":
                 found = [r for r in found if (r.get("subject") or {}).get("reference") in value.split(",")]
+            elif name == "focus":
+                found = [r for r in found if any(f.get("reference") in value.split(",") for f in r.get("focus") or [])]
+            elif name == "specimen.subject":
+                found = [r for r in found if self._specimen_subject(r) in value.split(",")]
             elif name == "identifier":
                 system, _, val = value.partition("|")
                 found = [
@@ -115,6 +119,11 @@ class FakeFhir:
             query = "&".join(f"{n}={v}" for n, v in rest)
             bundle["link"] = [{"relation": "next", "url": f"{self.base}/{rtype}?{query}"}]
         return bundle
+
+    def _specimen_subject(self, r: dict[str, Any]) -> str | None:
+        ref = (r.get("specimen") or {}).get("reference")
+        specimen = self.store.get(tuple(ref.split("/", 1))) if isinstance(ref, str) and "/" in ref else None  # type: ignore[arg-type]
+        return (specimen.get("subject") or {}).get("reference") if specimen else None
 
     def _transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
         ids: dict[str, str] = {}

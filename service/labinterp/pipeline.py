@@ -19,13 +19,19 @@ from datetime import datetime
 from typing import Any
 
 from labinterp.compose import Context, Written, compose_patient, device, transaction
-from labinterp.errors import FhirConflict, FhirError, ResourceError
+from labinterp.compose.ids import series_uuid
+from labinterp.compose.qc import KIND as QC_KIND
+from labinterp.compose.qc import compose_batch
+from labinterp.errors import FhirConflict, FhirError, FhirNotFound, ResourceError
 from labinterp.extract import extract_patient, split_bundle
+from labinterp.extract.batch import extract_batch, split_batches
 from labinterp.extract.facts import PatientRecord, Problem
 from labinterp.fhir.client import FhirClient
+from labinterp.fhir.search import is_fhir_id, reference
 from labinterp.knowledge import Knowledge
 from labinterp.render.report import render_reports
 from labinterp.rules import Findings, interpret
+from labinterp.rules.qc import BatchFinding, interpret_batch
 from labinterp.validate import validate_bundle
 from labinterp.writeback import Plan, plan_writeback
 
@@ -39,10 +45,17 @@ class PatientResult:
 
 
 @dataclass
+class BatchResult:
+    finding: BatchFinding
+    written: list[Written]
+
+
+@dataclass
 class RunResult:
     bundle: dict[str, Any]
     patients: list[PatientResult]
     problems: list[Problem] = field(default_factory=list)  # everything left out: the Bundle's, then each patient's
+    batches: list[BatchResult] = field(default_factory=list)  # formulation batches (SPEC section 5)
 
 
 def raise_first(problems: list[Problem]) -> None:
@@ -80,6 +93,18 @@ def batch_gc(young: int = 20_000) -> Iterator[None]:
         gc.unfreeze()
 
 
+def _has_batch_data(data: dict[str, Any]) -> bool:
+    """Whether a (readable) Bundle holds anything of a formulation batch: a Substance, or a result whose focus
+    names one. A patients' Bundle (a population chunk) is not split a second time."""
+    for entry in data.get("entry") or ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        if resource.get("resourceType") == "Substance" or ("focus" in resource and "Substance/" in str(resource["focus"])):
+            return True
+    return False
+
+
 def interpret_bundle(
     data: Any,
     k: Knowledge,
@@ -102,12 +127,23 @@ def interpret_bundle(
     forms=...) on any subset of the composed Written objects (each carries its view)."""
     parsed = split_bundle(data)
     records = [extract_patient(pinput, parsed.medications, k, now) for pinput in parsed.patients]
-    problems = list(parsed.problems) + [p for record in records for p in record.problems]
-    if strict:  # every patient's problems counted, before anything is composed
+    batch_inputs, batch_problems = split_batches(data) if _has_batch_data(data) else ([], [])
+    batch_records = [extract_batch(binput, k) for binput in batch_inputs]
+    batch_findings = [interpret_batch(record, k, now) for record in batch_records]  # problems found computing too
+    problems = list(parsed.problems) + [p for record in records for p in record.problems] + list(batch_problems)
+    problems += [p for record in batch_records for p in record.problems]
+    if strict:  # every patient's and batch's problems counted, before anything is composed
         raise_first(problems)
     dev = device(k)
     results: list[PatientResult] = []
     written: list[Written] = [dev]
+    batches: list[BatchResult] = []
+    for finding in batch_findings:
+        out = compose_batch(finding, k, now, dev, with_provenance)
+        if narrative:
+            render_reports(out, forms=render)
+        batches.append(BatchResult(finding, out))
+        written += out
     for record in records:
         findings = interpret(record, k, now, equation)
         out = compose_patient(findings, k, now, dev, with_provenance)
@@ -121,7 +157,7 @@ def interpret_bundle(
     bundle = transaction(written)
     if validate:
         validate_bundle(bundle)
-    return RunResult(bundle, results, problems)
+    return RunResult(bundle, results, problems, batches)
 
 
 @dataclass
@@ -199,3 +235,72 @@ def _plan(
     plan = plan_writeback(result.written, data.written, ctx, device(k))
     validate_bundle(plan.bundle)
     return result.findings, plan, server_problems + run.problems
+
+
+def batch_series(substance_id: str) -> str:
+    """The series identifier value of a batch's QC report (what `Context.new` stamps on it)."""
+    return f"{QC_KIND}:{series_uuid(QC_KIND, reference('Substance', substance_id))}"
+
+
+@dataclass
+class BatchLiveResult:
+    batch_id: str
+    finding: BatchFinding | None  # None when the server holds no usable result for the batch
+    plan: Plan
+    response: dict[str, Any] | None
+    requests: int
+    problems: list[Problem] = field(default_factory=list)
+
+
+def interpret_batch_live(
+    client: FhirClient,
+    substance_id: str,
+    k: Knowledge,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    strict: bool = False,
+    render: bool = True,
+) -> BatchLiveResult:
+    """Read one formulation batch (one batch request), interpret it, and write its QC report (one transaction), or,
+    in a dry run, return the transaction that would be sent. A replay writes nothing; changed inputs amend."""
+    before = client.stats.snapshot()
+    series_sys = k.output.systems["series_identifier"]
+    for attempt in (1, 2):
+        data = client.fetch_batches([substance_id], series_sys, [batch_series(substance_id)])
+        resources = [e["resource"] for e in data.bundle.get("entry", [])]
+        if not any(r.get("resourceType") == "Substance" and r.get("id") == substance_id for r in resources):
+            raise FhirNotFound("GET", client.url(f"Substance/{substance_id}"), 404, "the server has no such batch (Substance)")
+        run = interpret_bundle(data.bundle, k, now, strict=strict, validate=False, with_provenance=False, render=render)
+        result = next((b for b in run.batches if b.finding.record.batch.id == substance_id), None)
+        plan = Plan({"resourceType": "Bundle", "type": "transaction"})  # nothing to write without a usable result
+        if result is not None:
+            plan = plan_writeback(result.written, data.written, Context(k, now, result.finding.record.batch), device(k))
+        if plan.writes:
+            validate_bundle(plan.bundle)
+        if not plan.writes or dry_run:
+            response = None
+            break
+        try:
+            response = client.transaction(plan.bundle)
+            break
+        except FhirConflict:
+            if attempt == 2:
+                raise
+            log.info("version conflict on a batch's write: reading and planning again")
+    after = client.stats.snapshot()
+    finding = result.finding if result is not None else None
+    return BatchLiveResult(substance_id, finding, plan, response, after[0] - before[0], run.problems)
+
+
+def recent_batches(client: FhirClient, k: Knowledge, now: datetime, count: int = 20) -> list[BatchFinding]:
+    """The most recently updated formulation batches of the server, interpreted now (for the dashboard's batch
+    comparison): one search for the Substances, one batch request for their samples and results."""
+    listing = client.search_page("Substance", [("_sort", "-_lastUpdated"), ("_count", str(count)), ("_elements", "id")])
+    ids = [r["id"] for r in listing if isinstance(r.get("id"), str) and is_fhir_id(r["id"])][:count]
+    if not ids:
+        return []
+    data = client.fetch_batches(ids, k.output.systems["series_identifier"], [batch_series(i) for i in ids])
+    run = interpret_bundle(data.bundle, k, now, validate=False, with_provenance=False, narrative=False)
+    order = {rid: n for n, rid in enumerate(ids)}
+    return sorted((b.finding for b in run.batches), key=lambda f: order.get(f.record.batch.id, len(order)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from labinterp.extract.observations import IGNORED_STATUSES
 from labinterp.pipeline import PatientResult
+from labinterp.rules.qc import BatchFinding
 
 AWAITED = f"status registered: {IGNORED_STATUSES['registered']}"  # how extract lists a result ordered, not yet sent
 
@@ -75,3 +76,11 @@ def summarize(result: PatientResult) -> list[str]:
     nothing = "nothing yet (results awaited)" if awaited else "nothing (no interpretable results)"
     lines.append(f"  writes: {', '.join(kinds) if kinds else nothing}")
     return lines
+
+
+def summarize_batch(f: BatchFinding) -> str:
+    """One line for a formulation batch: its conclusion and why."""
+    r = f.record
+    return f"{r.batch.reference}: {r.product_name or 'product not recorded'} lot {r.lot or '-'} -> {f.conclusion}" + (
+        f" ({'; '.join(f.reasons)})" if f.reasons else ""
+    )

@@ -25,7 +25,10 @@ def _empty(tmp_path: Path) -> Path:
 def test_interpret_an_empty_bundle(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     r = CliRunner().invoke(cli, ["interpret", "--bundle", str(_empty(tmp_path)), "--out", str(out)])
-    assert r.exit_code == 0 and "no Patient in the input: nothing to interpret, nothing to write" in r.stderr
+    assert (
+        r.exit_code == 0
+        and "no Patient and no formulation batch in the input: nothing to interpret, nothing to write" in r.stderr
+    )
     assert json.loads(out.read_text()) == {"resourceType": "Bundle", "type": "transaction"}  # no empty array (FHIR JSON)
 
 

@@ -33,6 +33,10 @@ def _fhir(request: Any) -> tuple[int, dict[str, str], str]:
     sent = json.loads(request.body)
     if sent.get("type") == "batch":
         first = str(sent["entry"][0]["request"]["url"])
+        if first.startswith("Substance?"):  # a formulation batch's read: this server holds no batch
+            empty = {"resource": {"resourceType": "Bundle", "type": "searchset"}, "response": {"status": "200 OK"}}
+            answer = {"resourceType": "Bundle", "type": "batch-response", "entry": [empty for _ in sent["entry"]]}
+            return 200, {"Content-Type": "application/fhir+json"}, json.dumps(answer)
         pid = first.split("?", 1)[0].removeprefix("Patient/") or "p01"
         bundle = json.loads(P01.replace('"p01', f'"{pid}').replace("/p01", f"/{pid}"))
         return 200, {"Content-Type": "application/fhir+json"}, json.dumps(batch_response_for(bundle))

@@ -28,8 +28,16 @@ from labinterp.errors import LabinterpError
 from labinterp.extract.facts import Problem
 from labinterp.extract.fhirtime import parse_now
 from labinterp.knowledge import load_knowledge
-from labinterp.pipeline import LiveResult, PatientResult, RunResult, interpret_bundle, interpret_patient
-from labinterp.summary import summarize
+from labinterp.pipeline import (
+    BatchLiveResult,
+    LiveResult,
+    PatientResult,
+    RunResult,
+    interpret_batch_live,
+    interpret_bundle,
+    interpret_patient,
+)
+from labinterp.summary import summarize, summarize_batch
 
 
 def _now(text: str | None) -> datetime:
@@ -54,6 +62,7 @@ def cli() -> None:
     "--fhir-url", "fhir_url", help="A FHIR server to read the patient from and write the results to (or LABINTERP_FHIR_BASE_URL)."
 )
 @click.option("--patient", "patient_id", help="With --fhir-url: the Patient's id.")
+@click.option("--batch", "batch_id", help="With --fhir-url: a formulation batch's Substance id (its QC report).")
 @click.option("--dry-run", is_flag=True, help="With --fhir-url: print the transaction instead of sending it.")
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False), help="Write the transaction Bundle here (default: standard output)."
@@ -106,6 +115,7 @@ def interpret_cmd(
     bundle_path: str | None,
     fhir_url: str | None,
     patient_id: str | None,
+    batch_id: str | None,
     dry_run: bool,
     out_path: str | None,
     now_text: str | None,
@@ -133,7 +143,10 @@ def interpret_cmd(
         settings = Settings.from_env()
         fhir_url = fhir_url or (settings.fhir_base_url if not bundle_path else None)
         many = all_patients or group_id is not None
-        strict = _checked_options(bundle_path, fhir_url, patient_id, strict, lenient, settings, many, dry_run)
+        if batch_id and (patient_id or many):
+            raise UsageFailure("--batch takes --fhir-url, and neither --patient, --all nor --group")
+        subject = patient_id or (f"Substance/{batch_id}" if batch_id else None)
+        strict = _checked_options(bundle_path, fhir_url, subject, strict, lenient, settings, many, dry_run)
         if out_path:
             check_writable(out_path)  # before any work (and before --fhir-url writes to the server)
         k = _knowledge(mappings)
@@ -146,6 +159,11 @@ def interpret_cmd(
             output, code = population_run(
                 settings, str(fhir_url), population, k, now, strict=strict, equation=eq, render=render, validate=validate
             )
+        elif fhir_url and batch_id:
+            batch = interpret_batch_live(
+                settings.client(fhir_url), batch_id, k, now, dry_run=dry_run, strict=strict, render=render
+            )
+            output, problems = _live_output(batch, dry_run, summary)
         elif fhir_url:
             live = interpret_patient(
                 settings.client(fhir_url), str(patient_id), k, now, dry_run=dry_run, strict=strict, equation=eq, render=render
@@ -158,8 +176,13 @@ def interpret_cmd(
             if summary:
                 _print_summary(result, err=True)
             output, problems = result.bundle, result.problems
-            if not result.patients:  # a readable Bundle with no Patient: an empty transaction, and one line saying so
-                click.echo("labinterp: note: no Patient in the input: nothing to interpret, nothing to write", err=True)
+            if (
+                not result.patients and not result.batches
+            ):  # a readable Bundle with no Patient: an empty transaction, and one line saying so
+                click.echo(
+                    "labinterp: note: no Patient and no formulation batch in the input: nothing to interpret, nothing to write",
+                    err=True,
+                )
     _warn(problems)
     if out_path:
         try:
@@ -195,12 +218,14 @@ def _checked_options(
     return strict or (settings.strict_mode and not lenient)
 
 
-def _live_output(live: LiveResult, dry_run: bool, summary: bool) -> tuple[dict[str, Any], list[Problem]]:
+def _live_output(live: LiveResult | BatchLiveResult, dry_run: bool, summary: bool) -> tuple[dict[str, Any], list[Problem]]:
     """What a run against a server prints: its summary and plan on standard error; the server's
     transaction-response (or, in a dry run, the transaction that would be sent) as the output."""
-    if summary and live.findings is not None:
+    if summary and isinstance(live, LiveResult) and live.findings is not None:
         for line in summarize(PatientResult(live.findings, [])):
             click.echo(line, err=True)
+    if isinstance(live, BatchLiveResult):
+        click.echo(summarize_batch(live.finding) if live.finding else "the batch has no usable QC result", err=True)
     plan = live.plan
     click.echo(
         f"created {plan.created or '-'}; amended {plan.amended or '-'}; unchanged {plan.unchanged or '-'}; "
@@ -220,13 +245,11 @@ def _print_summary(result: RunResult, err: bool = False) -> None:
     for p in result.patients:
         for line in summarize(p):
             click.echo(line, err=err)
-    n = sum(len(p.written) for p in result.patients)
-    click.echo(
-        f"{len(result.patients)} patients, {n} resources to write (plus 1 Device)"
-        if n
-        else f"{len(result.patients)} patients, nothing to write",
-        err=err,
-    )
+    for b in result.batches:
+        click.echo(summarize_batch(b.finding), err=err)
+    n = sum(len(p.written) for p in result.patients) + sum(len(b.written) for b in result.batches)
+    subjects = f"{len(result.patients)} patients" + (f", {len(result.batches)} batches" if result.batches else "")
+    click.echo(f"{subjects}, {n} resources to write (plus 1 Device)" if n else f"{subjects}, nothing to write", err=err)
 
 
 @cli.command("check-mappings")

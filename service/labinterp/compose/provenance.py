@@ -42,7 +42,6 @@ def provenance(ctx: Context, targets: list[Written], dev: Written) -> Written:
         "target": [{"reference": w.full_url} for w in targets],
         "recorded": instant(ctx.now),
         "activity": concept(s["provenance_activity"], p.activity, p.activity_display),
-        "reason": [concept(s["purpose_of_use"], p.reason, p.reason_display)],
         "agent": [
             {
                 "type": concept(s["provenance_agent_type"], p.agent_type, p.agent_type_display),
@@ -53,5 +52,7 @@ def provenance(ctx: Context, targets: list[Written], dev: Written) -> Written:
             {"role": p.entity_role, "what": {"reference": src.versioned, "display": f"version {src.version}"}} for src in sources
         ],
     }
+    if ctx.patient.resource_type == "Patient":  # treatment is the purpose of a patient's reports, not of a batch's QC
+        body = {**body, "reason": [concept(s["purpose_of_use"], p.reason, p.reason_display)]}
     inputs = [src for w in targets for src in w.inputs] + [SourceRef("Written", w.uuid, w.uuid, w.full_url) for w in targets]
     return ctx.new("provenance", body, inputs)

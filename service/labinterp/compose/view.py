@@ -51,6 +51,28 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """One line of a plot: observed points (drawn as markers joined by a line) or a fitted model (a line)."""
+
+    label: str
+    points: tuple[tuple[float, float], ...]  # (x, y), x ascending
+    kind: str = "observed"  # "observed" | "model"
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A small x/y plot (a batch's release profile with its fitted models): data only, drawn by render as SVG in the
+    HTML page and as lines in the PDF. Both axes start at 0."""
+
+    title: str
+    x_label: str  # with its unit: "Time (h)"
+    y_label: str  # "Released (%)"
+    curves: tuple[Curve, ...]
+    x_max: float
+    y_max: float
+
+
+@dataclass(frozen=True)
 class Section:
     title: str
     lines: list[str]
@@ -86,6 +108,7 @@ class View:
     interpretation: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
+    plots: list[Plot] = field(default_factory=list)  # drawn in the HTML page and the PDF; the narrative has the tables
 
     @property
     def preliminary(self) -> bool:

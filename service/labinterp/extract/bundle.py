@@ -34,6 +34,11 @@ def content_version(resource: dict[str, Any]) -> str:
 def source_ref(resource: dict[str, Any], full_url: str | None) -> SourceRef:
     rtype = resource["resourceType"]
     rid = resource.get("id")
+    if rid.__class__ is str and rid:  # the common case first: a plain str id, its meta.versionId
+        meta = resource.get("meta")
+        vid = meta.get("versionId") if meta.__class__ is dict else None
+        if vid.__class__ is str and vid:
+            return SourceRef(rtype, rid, vid, f"{rtype}/{rid}")
     if isinstance(rid, str) and rid:
         reference = f"{rtype}/{rid}"
     elif full_url:
@@ -99,6 +104,8 @@ def split_bundle(bundle: Any) -> InputBundle:
     patients = _patients(ordered, problems)
     _attribute(ordered, index, patients, problems)
     for resource, _ref, problem in conflicts:  # on the patient's input when its subject says whose it is
+        if resource.get("subject") is None and is_batch_data(resource, index):
+            continue  # a formulation batch's: labinterp.extract.batch names it on its batch
         try:
             whose = _subject(resource, problem.where, index).reference
         except ResourceError:
@@ -136,21 +143,20 @@ def _entries(btype: str, entries: list[Any], problems: list[Problem]) -> tuple[l
         where = f"Bundle.entry[{i}]"
         if not isinstance(entry, dict):
             raise BundleError(where, "an entry must be a JSON object")
-        resource, request = entry.get("resource"), entry.get("request")
-        if (
-            resource is None
-            and btype in ("transaction", "batch")
-            and isinstance(request, dict)
-            and request.get("method") == "DELETE"
-        ):
-            continue
+        resource = entry.get("resource")
+        if resource is None:
+            request = entry.get("request")
+            if btype in ("transaction", "batch") and isinstance(request, dict) and request.get("method") == "DELETE":
+                continue
         if not isinstance(resource, dict):
             raise BundleError(where, "entry has no resource")
         res_type = resource.get("resourceType")
         if not isinstance(res_type, str) or not res_type:
             untyped.append(BundleError(f"{where}.resource", "has no resourceType: not a FHIR resource"))
             continue
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        full_url = entry.get("fullUrl")
+        if full_url is not None and not isinstance(full_url, str):
+            full_url = None
         try:
             ref: SourceRef | None = source_ref(resource, full_url)
         except ResourceError:
@@ -172,10 +178,17 @@ def _index(
     for resource, ref, where in ordered:
         if ref is None:
             continue
-        for key in _keys(resource, full_urls[where]):
-            index[key] = (resource, ref)
-            if resource["resourceType"] == "Medication":
-                medications[key] = resource
+        hit = (resource, ref)
+        full_url = full_urls[where]
+        if full_url:  # the keys of _keys, in its order, without a list for each resource
+            index[full_url] = hit
+        rid = resource.get("id")
+        key = f"{resource['resourceType']}/{rid}" if isinstance(rid, str) and rid else None
+        if key is not None:
+            index[key] = hit
+        if resource["resourceType"] == "Medication":
+            for k in _keys(resource, full_url):
+                medications[k] = resource
     return index, medications
 
 
@@ -201,6 +214,8 @@ def _attribute(
     for resource, ref, where in ordered:
         if resource["resourceType"] not in PATIENT_DATA:
             continue
+        if resource.get("subject") is None and is_batch_data(resource, index):
+            continue  # a formulation batch's result: read by labinterp.extract.batch, not a patient's
         label = f"{ref.reference} ({where})" if ref else f"{resource['resourceType']} ({where})"
         try:
             patient_ref = _subject(resource, label, index)
@@ -220,18 +235,20 @@ def _deduplicated(
     content: the first is used, with a Problem. Two different resources of another type under one id: which is
     right cannot be told, so both are left out, each with a Problem (returned with the resource, to be put on
     its patient's input)."""
-    first: dict[str, tuple[dict[str, Any], str]] = {}
-    copies: dict[str, list[int]] = {}
-    for n, (resource, ref, _where) in enumerate(ordered):
+    first: dict[str, int] = {}  # each reference's first place
+    copies: dict[str, list[int]] = {}  # the places of references that occur more than once (rare)
+    for n, (_resource, ref, _where) in enumerate(ordered):
         if ref is not None:
-            first.setdefault(ref.reference, (resource, _where))
-            copies.setdefault(ref.reference, []).append(n)
+            seen = first.setdefault(ref.reference, n)
+            if seen != n:
+                copies.setdefault(ref.reference, [seen]).append(n)
     keep = [True] * len(ordered)
     conflicts: list[tuple[dict[str, Any], SourceRef, Problem]] = []
-    for reference, ns in copies.items():
-        if len(ns) == 1:
-            continue
-        original, first_where = first[reference]
+    if not copies:
+        return ordered, conflicts
+    for reference in sorted(copies, key=first.__getitem__):  # in the order of their first places
+        ns = copies[reference]
+        original, _ref, first_where = ordered[first[reference]]
         differing = [n for n in ns[1:] if ordered[n][0] != original]
         for n in ns[1:]:
             if ordered[n][0] == original:
@@ -271,6 +288,35 @@ def _deduplicated(
 
 
 NO_ID = "has neither an id nor a fullUrl"
+
+
+def _target(value: Any, index: dict[str, tuple[dict[str, Any], SourceRef]]) -> dict[str, Any] | None:
+    """The resource of this Bundle a Reference points at, or None."""
+    if isinstance(value, dict) and isinstance(value.get("reference"), str):
+        hit = index.get(normalize_reference(value["reference"]))
+        return hit[0] if hit else None
+    return None
+
+
+def is_batch_data(resource: dict[str, Any], index: dict[str, tuple[dict[str, Any], SourceRef]]) -> bool:
+    """An Observation about a formulation batch (SPEC section 5): its `focus` is a Substance of this Bundle, or its
+    `specimen` a Specimen whose subject is one. Such results have no Patient subject (R4's Observation.subject cannot
+    point at a Substance)."""
+    if resource.get("resourceType") != "Observation":
+        return False
+    focus = resource.get("focus")
+    for f in focus if isinstance(focus, list) else []:
+        target = _target(f, index)
+        if target is not None and target.get("resourceType") == "Substance":
+            return True
+        ref = f.get("reference") if isinstance(f, dict) else None
+        if isinstance(ref, str) and normalize_reference(ref).startswith("Substance/"):
+            return True  # a batch whose Substance is missing or unusable: labinterp.extract.batch names it
+    specimen = _target(resource.get("specimen"), index)
+    if specimen is not None and specimen.get("resourceType") == "Specimen":
+        subject = _target(specimen.get("subject"), index)
+        return subject is not None and subject.get("resourceType") == "Substance"
+    return False
 
 
 def _subject(resource: dict[str, Any], label: str, index: dict[str, tuple[dict[str, Any], SourceRef]]) -> SourceRef:

@@ -31,6 +31,7 @@ from labinterp.fhir.search import (
     as_collection,
     base_parts,
     batch_of,
+    batch_searches,
     canonical_search,
     chunk_searches,
     parse_batch_response,
@@ -273,6 +274,12 @@ class FhirClient:
         Device of that identifier is among the resources when the server has it."""
         urls = chunk_searches(patient_ids, series_system, page_size, device)
         return self._fetch(urls, series_system, self.max_pages * len(patient_ids))
+
+    def fetch_batches(self, substance_ids: list[str], series_system: str, series_values: list[str]) -> PatientData:
+        """Everything about formulation batches (their Substances, samples, results and labinterp's earlier QC
+        reports) in one HTTP request, plus one per extra page."""
+        urls = batch_searches(substance_ids, series_system, series_values, self.page_size)
+        return self._fetch(urls, series_system, self.max_pages * len(substance_ids))
 
     def _fetch(self, urls: list[str], series_system: str, max_pages: int) -> PatientData:
         result = parse_batch_response(self.batch(batch_of(urls)), urls, self.base_url)

@@ -181,6 +181,24 @@ def chunk_searches(
     return urls
 
 
+def batch_searches(substance_ids: list[str], series_system: str, series_values: list[str], page_size: int) -> list[str]:
+    """Relative URLs of every read for formulation batches (SPEC section 5): the Substances, their samples
+    (Specimens whose subject is one of them), their results (Observations whose focus is one of them, and those that
+    only name a sample of theirs), and labinterp's earlier QC reports of them (by series identifier)."""
+    if not substance_ids:
+        raise InputError("batches", "at least one batch (Substance id) is needed")
+    subjects = ",".join(reference("Substance", sid) for sid in substance_ids)  # every id checked before it reaches a URL
+    count = ("_count", str(page_size))
+    series = ",".join(f"{series_system}|{value}" for value in series_values)
+    return [
+        query("Substance", [("_id", ",".join(substance_ids)), count]),
+        query("Specimen", [("subject", subjects), count]),
+        query("Observation", [("focus", subjects), count]),
+        query("Observation", [("specimen.subject", subjects), count]),
+        query("DiagnosticReport", [("identifier", series), WRITTEN_ELEMENTS, count]),
+    ]
+
+
 def batch_of(urls: list[str]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": u}} for u in urls]}
 

@@ -28,14 +28,21 @@ class Knowledge:
     mg_causes: tuple[m.MgCause, ...]
     genotype_codes: tuple[m.GenotypeCode, ...]
     file_versions: dict[str, str]
+    # microsphere formulation QC (SPEC section 5): qc.toml, the laboratory's limits (qc_limits.toml), and the
+    # release-model reference data (qc_models.toml)
+    qc: m.QcFile
+    qc_limits: m.QcLimitsFile
+    qc_models: m.QcModelsFile
     _code_index: dict[tuple[str, str], str] = field(init=False, repr=False, compare=False)
     _rsid_index: dict[str, tuple[str, m.Variant]] = field(init=False, repr=False, compare=False)
+    _qc_index: dict[tuple[str, str], tuple[str, str]] = field(init=False, repr=False, compare=False)
     # answers that depend on the knowledge only (and a few words of input), computed once per knowledge, not per patient
     _memo: dict[Any, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_code_index", {(c.system, c.code): c.analyte for c in self.analyte_codes})
         object.__setattr__(self, "_rsid_index", {v.rsid: (g.gene.symbol, v) for g in self.genes.values() for v in g.variants})
+        object.__setattr__(self, "_qc_index", _qc_index(self.qc))
         object.__setattr__(self, "_memo", {})
 
     def memo(self, key: Any) -> Any:
@@ -71,6 +78,17 @@ class Knowledge:
             return None
         return self._code_index.get((system, code))
 
+    def qc_key_for(self, system: str | None, code: str | None) -> tuple[str, str] | None:
+        """What a QC coding means: ("measure" | "component" | "qualitative" | "report", key), by labinterp's own
+        code system (qc.toml) or a site's own code ([[site_codes]]); None when it is neither."""
+        if not system or not code:
+            return None
+        return self._qc_index.get((system, code))
+
+    def qc_product(self, system: str, code: str) -> m.QcProduct | None:
+        """The laboratory's product (with its acceptance limits) a batch's Substance.code names, if configured."""
+        return self.qc_limits.product(system, code)
+
     def variant(self, rsid: str) -> tuple[str, m.Variant] | None:
         return self._rsid_index.get(rsid.lower())
 
@@ -100,3 +118,16 @@ class Knowledge:
 
     def is_mass_concentration(self, unit: str) -> bool:
         return self.ucum(unit) in self.units.mass_concentration_to_mg_per_l
+
+
+def _qc_index(qc: m.QcFile) -> dict[tuple[str, str], tuple[str, str]]:
+    """(system, code) -> (what, key) for labinterp's own QC codes and a site's own codes."""
+    index: dict[tuple[str, str], tuple[str, str]] = {(qc.system.url, qc.report.code): ("report", "report")}
+    index |= {(qc.system.url, c.code): ("conclusion", key) for key, c in qc.conclusions.items()}
+    for what, table in (("measure", qc.measures), ("component", qc.components), ("qualitative", qc.qualitative)):
+        for key, entry in table.items():
+            index[(qc.system.url, entry.code)] = (what, key)
+    for sc in qc.site_codes:
+        what = "measure" if sc.key in qc.measures else "component" if sc.key in qc.components else "qualitative"
+        index[(sc.system, sc.code)] = (what, sc.key)
+    return index

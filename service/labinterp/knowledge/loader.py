@@ -40,6 +40,9 @@ TOML_FILES = (
     "output.toml",
     "cohort.toml",
     "medications.toml",
+    "qc.toml",
+    "qc_limits.toml",
+    "qc_models.toml",
 )
 CSV_FILES = ("analyte_codes.csv", "drugs.csv", "magnesium_causes.csv", "genotype_codes.csv")
 
@@ -170,6 +173,13 @@ class _Sources:
     def label(self, name: str) -> str:
         return f"mappings/{name}"
 
+    def label_of(self, name: str, key: str) -> str:
+        """The file a top-level key of a merged TOML file came from: the overlay's when it sets the key."""
+        over = self.overlay / name if self.overlay is not None else None
+        if over is not None and over.exists() and key in _read_toml(over, str(over)):
+            return str(over)
+        return self.label(name)
+
     def _expand(self, data: dict[str, Any], label: str, key: str = "") -> Any:
         return self.citations.expand(data, label, key) if self.citations is not None else data
 
@@ -231,6 +241,8 @@ TOML_MODELS: dict[str, type[BaseModel]] = {
     "output.toml": m.OutputFile,
     "cohort.toml": m.CohortFile,
     "medications.toml": m.MedicationsFile,
+    "qc.toml": m.QcFile,
+    "qc_models.toml": m.QcModelsFile,
 }
 
 
@@ -240,6 +252,9 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
     sources = _model(m.SourcesFile, src.toml("sources.toml"), src.label("sources.toml"))
     src.citations = _Citations(sources)  # from here on every string read has its source keys replaced
     files = {name: _model(cls, src.toml(name), src.label(name)) for name, cls in TOML_MODELS.items()}
+    # the laboratory's limits are a site's: errors name the overlay's file when it sets the products
+    limits_label = src.label_of("qc_limits.toml", "products")
+    qc_limits = _model(m.QcLimitsFile, src.toml("qc_limits.toml"), limits_label)
 
     def one(name: str, cls: type[T]) -> T:
         model = files[name]
@@ -248,6 +263,7 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
 
     genes, versions = _genes(src)
     versions |= {"sources.toml": sources.meta.version} | {name: cast(Any, f).meta.version for name, f in files.items()}
+    versions["qc_limits.toml"] = qc_limits.meta.version
     analyte_codes = [(_model(m.AnalyteCode, row, label, f"line {i}"), label, i) for label, i, row in src.csv("analyte_codes.csv")]
     genotype_codes = [
         (_model(m.GenotypeCode, row, label, f"line {i}"), label, i) for label, i, row in src.csv("genotype_codes.csv")
@@ -269,8 +285,12 @@ def load_knowledge(overlay: str | Path | None = None, base: str | Path | None = 
         mg_causes=_causes(src),
         genotype_codes=tuple(c for c, _, _ in genotype_codes),
         file_versions=versions,
+        qc=one("qc.toml", m.QcFile),
+        qc_limits=qc_limits,
+        qc_models=one("qc_models.toml", m.QcModelsFile),
     )
     _cross_check(knowledge, analyte_codes, genotype_codes, src)
+    _check_qc_limits(knowledge.qc, knowledge.qc_limits, limits_label)
     return knowledge
 
 
@@ -375,3 +395,28 @@ def _cross_check(
         if report.category not in ("LAB", "GE"):
             raise MappingsError("mappings/output.toml", f"reports.{kind}.category", f"{report.category!r} is not LAB or GE")
     del src
+
+
+# which condition of a measure each field of a limit names
+_LIMIT_CONDITIONS = (("medium", "medium"), ("condition", "storage_condition"), ("at_h", "elapsed_time"), ("at_d", "storage_time"))
+
+
+def _check_qc_limits(qc: m.QcFile, limits: m.QcLimitsFile, label: str) -> None:
+    """Each limit names a measure of qc.toml, in that measure's unit, with only the conditions it has."""
+    for i, product in enumerate(limits.products):
+        for j, limit in enumerate(product.limits):
+            key = f"products[{i}].limits[{j}]"
+            measure = qc.measures.get(limit.measure)
+            if measure is None or measure.kind == "particle_count":
+                known = sorted(k for k, v in qc.measures.items() if v.kind != "particle_count")
+                raise MappingsError(label, f"{key}.measure", f"unknown measure {limit.measure!r} (known: {', '.join(known)})")
+            units = (measure.unit, measure.alt_unit) if measure.alt_unit else (measure.unit,)
+            if limit.unit not in units:
+                raise MappingsError(
+                    label, f"{key}.unit", f"{limit.unit!r} is not the unit of {limit.measure} in qc.toml ({' or '.join(units)})"
+                )
+            for field_name, condition in _LIMIT_CONDITIONS:
+                if getattr(limit, field_name) not in ("", None) and condition not in measure.conditions:
+                    raise MappingsError(
+                        label, f"{key}.{field_name}", f"{limit.measure} is not measured by {condition.replace('_', ' ')}"
+                    )

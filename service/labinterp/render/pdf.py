@@ -3,13 +3,16 @@ PRELIMINARY banner and "page x of y" on every page; deterministic bytes. Pure: t
 
 from __future__ import annotations
 
+import math
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from reportlab.lib import colors as _colors
 
 from labinterp import __version__
-from labinterp.compose.view import GENOTYPE_HEADER, LEVELS_HEADER, PRELIMINARY_NOTE, RISK_HEADER, Section, View, when
+from labinterp.compose.view import GENOTYPE_HEADER, LEVELS_HEADER, PRELIMINARY_NOTE, RISK_HEADER, Plot, Section, View, when
 
 # reportlab fills its table of named colours lazily and without a lock: the first PDFs of a process rendered by
 # several worker threads at once failed with "Invalid color value" and their patient got no reports. Filled here,
@@ -41,6 +44,8 @@ BANNER_STROKE = (0xB0 / 255, 0.0, 0.0)
 PRELIM_RED = (0x90 / 255, 0.0, 0.0)
 FONTS = {"Helvetica": "/F1", "Helvetica-Bold": "/F2"}
 _ESCAPE = str.maketrans({"\\": "\\\\", "(": "\\(", ")": "\\)", "\r": "\\r", "\n": "\\n"})
+# characters WinAnsiEncoding lacks that have a plain equivalent (the rest become "?"): the minus sign of equations
+_PLAIN = str.maketrans({"\u2212": "-"})
 
 
 def _n(x: float) -> str:
@@ -62,7 +67,7 @@ def _pdf_text(text: str) -> str:
     if out is None:
         if len(_TEXTS) >= 50_000:
             _TEXTS.clear()
-        out = _TEXTS[text] = text.encode("cp1252", "replace").decode("latin-1").translate(_ESCAPE)
+        out = _TEXTS[text] = text.translate(_PLAIN).encode("cp1252", "replace").decode("latin-1").translate(_ESCAPE)
     return out
 
 
@@ -121,6 +126,10 @@ class PdfCanvas:
     def setLineWidth(self, w: float) -> None:
         self._ops.append(f"{_n(w)} w")
 
+    def setDash(self, pattern: Sequence[float] = ()) -> None:
+        """A dash pattern of on/off lengths (points); () draws solid lines again."""
+        self._ops.append(f"[{' '.join(_n(x) for x in pattern)}] 0 d")
+
     # --- drawing ---
     def drawString(self, x: float, y: float, text: str) -> None:
         font, size = self._font
@@ -135,6 +144,28 @@ class PdfCanvas:
 
     def line(self, x1: float, y1: float, x2: float, y2: float) -> None:
         self._ops.append(f"{_n(x1)} {_n(y1)} m {_n(x2)} {_n(y2)} l S")
+
+    def polyline(self, points: Sequence[tuple[float, float]]) -> None:
+        """An open path through the points, stroked (nothing for fewer than two points)."""
+        if len(points) < 2:
+            return
+        path = " ".join(f"{_n(x)} {_n(y)} {'m' if i == 0 else 'l'}" for i, (x, y) in enumerate(points))
+        self._ops.append(f"{path} S")
+
+    def circle(self, x: float, y: float, r: float, stroke: int = 0, fill: int = 1) -> None:
+        """A circle as four Bezier arcs (PDF has no circle operator)."""
+        k = 0.5523 * r  # the usual control-point distance of a quarter circle
+        op = "B" if stroke and fill else "f" if fill else "S" if stroke else "n"
+        self._ops.append(
+            f"{_n(x + r)} {_n(y)} m {_n(x + r)} {_n(y + k)} {_n(x + k)} {_n(y + r)} {_n(x)} {_n(y + r)} c "
+            f"{_n(x - k)} {_n(y + r)} {_n(x - r)} {_n(y + k)} {_n(x - r)} {_n(y)} c "
+            f"{_n(x - r)} {_n(y - k)} {_n(x - k)} {_n(y - r)} {_n(x)} {_n(y - r)} c "
+            f"{_n(x + k)} {_n(y - r)} {_n(x + r)} {_n(y - k)} {_n(x + r)} {_n(y)} c {op}"
+        )
+
+    def clipRect(self, x: float, y: float, w: float, h: float) -> None:
+        """Cut what is drawn next to the rectangle, until the state saved before is restored."""
+        self._ops.append(f"{_n(x)} {_n(y)} {_n(w)} {_n(h)} re W n")
 
     def rect(self, x: float, y: float, w: float, h: float, stroke: int = 1, fill: int = 0) -> None:
         op = "B" if stroke and fill else "f" if fill else "S" if stroke else "n"
@@ -236,9 +267,12 @@ def _decorate(view: View, banner_h: float) -> Any:
         top = page_h - 10 * MM
         canvas.setFont("Helvetica-Bold", 8)
         canvas.setFillGray(0.2)
-        canvas.drawString(margin, top, one_line(view.patient, "Helvetica-Bold", 8, (page_w - 2 * margin) * 0.6))
+        patient = one_line(view.patient, "Helvetica-Bold", 8, (page_w - 2 * margin) * 0.6)
+        canvas.drawString(margin, top, patient)
         canvas.setFont("Helvetica", 8)
-        canvas.drawRightString(page_w - margin, top, view.title)
+        # the title in the room the patient line leaves (a batch's long title once ran over it)
+        room = page_w - 2 * margin - _width(patient, "Helvetica-Bold", 8) - 4 * MM
+        canvas.drawRightString(page_w - margin, top, one_line(view.title, "Helvetica", 8, room))
         canvas.setStrokeGray(0.6)
         canvas.setLineWidth(0.5)
         canvas.line(margin, top - 2 * MM, page_w - margin, top - 2 * MM)
@@ -505,6 +539,160 @@ def _section(page: _Page, section: Section) -> None:
         page.paragraph([(BULLET + line, "Helvetica")], SMALL)
 
 
+# --- plots (View.plots) -------------------------------------------------------------------------------------------
+# The geometry both drawings share: the HTML page's SVG (labinterp.render.report) and the PDF's lines below.
+
+PLOT_COLOURS = ("#222222", "#cc0000", "#0066cc", "#339933", "#dd8800", "#663399", "#009999", "#aa5500")
+MODEL_DASHES: tuple[tuple[float, ...], ...] = ((6, 3), (2, 2), (8, 3, 2, 3), (4, 4), (1, 3), (10, 4))
+LEGEND_CHARS = 120  # a legend label longer than this is cut (the SVG's text does not wrap)
+
+
+@dataclass(frozen=True)
+class CurveStyle:
+    colour: str  # "#rrggbb"
+    dash: tuple[float, ...]  # on/off lengths; () is a solid line
+    markers: bool  # observed points are drawn as small circles
+
+
+def curve_styles(plot: Plot) -> list[CurveStyle]:
+    """Each curve's colour (by its place in the plot) and line: observed solid with markers, each model with its
+    own dash pattern."""
+    out: list[CurveStyle] = []
+    models = 0
+    for i, curve in enumerate(plot.curves):
+        colour = PLOT_COLOURS[i % len(PLOT_COLOURS)]
+        if curve.kind == "model":
+            out.append(CurveStyle(colour, MODEL_DASHES[models % len(MODEL_DASHES)], False))
+            models += 1
+        else:
+            out.append(CurveStyle(colour, (), True))
+    return out
+
+
+def axis_top(v: float) -> float:
+    """An axis' upper end: the plot's maximum, or 1 when it is not a positive number."""
+    return v if math.isfinite(v) and v > 0 else 1.0
+
+
+def nice_step(top: float, target: int = 5) -> float:
+    """The tick step for an axis from 0 to `top`: 1, 2, 2.5 or 5 times a power of ten, at most `target` steps."""
+    raw = axis_top(top) / target
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if raw <= m * magnitude * (1 + 1e-9))
+
+
+def ticks(top: float) -> list[tuple[float, str]]:
+    """(value, label) of the ticks from 0 to `top` (the last at or below it), labels with as many decimals as the
+    step needs."""
+    top = axis_top(top)
+    step = nice_step(top)
+    decimals = next(d for d in range(0, 12) if math.isclose(round(step, d), step, rel_tol=1e-9))
+    count = math.floor(top / step + 1e-9)
+    return [(i * step, f"{i * step:.{decimals}f}") for i in range(count + 1)]
+
+
+CLIP_MARGIN = 3.5  # the drawing of the curves is cut this far outside the plot area (a marker on an axis is whole)
+
+
+def plot_points(points: Sequence[tuple[float, float]], x_top: float, y_top: float) -> list[tuple[float, float]]:
+    """Points as fractions of the axes (0..1 inside the plot area; the drawing is cut at the area, so a model that
+    runs beyond an axis' end leaves it there); a point far outside is held at -1 or 2, one that is not a number is
+    left out."""
+    xt, yt = axis_top(x_top), axis_top(y_top)
+    return [
+        (min(max(x / xt, -1.0), 2.0), min(max(y / yt, -1.0), 2.0)) for x, y in points if math.isfinite(x) and math.isfinite(y)
+    ]
+
+
+def legend_label(label: str) -> str:
+    return label if len(label) <= LEGEND_CHARS else label[:LEGEND_CHARS] + "…"
+
+
+def _hex_rgb(colour: str) -> tuple[float, float, float]:
+    return (int(colour[1:3], 16) / 255, int(colour[3:5], 16) / 255, int(colour[5:7], 16) / 255)
+
+
+PLOT_AREA_H = 60 * MM
+PLOT_AREA_W = 140 * MM
+PLOT_TEXT = 7.0  # tick labels, axis labels and the legend
+LEGEND_ROW = 10.0
+
+
+def _plot(page: _Page, plot: Plot) -> None:
+    """A plot as lines: title, the y axis' label above it, axes with ticks, light grid lines, each curve (observed
+    points as dots joined by a line, each model dashed its own way), the x axis' label and a legend under it.
+    Kept on one page."""
+    c, styles = page.c, curve_styles(plot)
+    head = 30.0  # the title's line, then the y axis' label
+    h = head + PLOT_AREA_H + 26 + LEGEND_ROW * len(plot.curves)
+    page.space(4 * MM)
+    page.need(h)
+    top = page.y
+    left = page.left + 12 * MM
+    right = left + min(PLOT_AREA_W, page.width - 14 * MM)
+    area_top, bottom = top - head, top - head - PLOT_AREA_H
+    width, height = right - left, area_top - bottom
+
+    def at(fx: float, fy: float) -> tuple[float, float]:
+        return left + fx * width, bottom + fy * height
+
+    x_ticks = [(left + width * v / axis_top(plot.x_max), label) for v, label in ticks(plot.x_max)]
+    y_ticks = [(bottom + height * v / axis_top(plot.y_max), label) for v, label in ticks(plot.y_max)]
+    c.saveState()
+    c.fill("0 g")
+    c.setFont("Helvetica-Bold", 10)
+    c.drawString(page.left, top - 10, one_line(plot.title, "Helvetica-Bold", 10, page.width))
+    c.setFont("Helvetica", PLOT_TEXT)
+    c.drawString(left - 10 * MM, area_top + 7, one_line(plot.y_label, "Helvetica", PLOT_TEXT, page.width - 2 * MM))
+    c.setStrokeGray(0.88)
+    c.setLineWidth(0.3)
+    for x, _ in x_ticks[1:]:
+        c.line(x, bottom, x, area_top)
+    for y, _ in y_ticks[1:]:
+        c.line(left, y, right, y)
+    c.setStrokeGray(0.2)
+    c.setLineWidth(0.6)
+    c.line(left, bottom, right, bottom)
+    c.line(left, bottom, left, area_top)
+    for x, label in x_ticks:
+        c.line(x, bottom, x, bottom - 3)
+        c.drawString(x - _width(label, "Helvetica", PLOT_TEXT) / 2, bottom - 10, label)
+    for y, label in y_ticks:
+        c.line(left - 3, y, left, y)
+        c.drawRightString(left - 5, y - 2.5, label)
+    x_label = one_line(plot.x_label, "Helvetica", PLOT_TEXT, width)
+    c.drawString(left + (width - _width(x_label, "Helvetica", PLOT_TEXT)) / 2, bottom - 19, x_label)
+    c.saveState()
+    c.clipRect(left - CLIP_MARGIN, bottom - CLIP_MARGIN, width + 2 * CLIP_MARGIN, height + 2 * CLIP_MARGIN)
+    c.setLineWidth(1.0)
+    for curve, style in zip(plot.curves, styles, strict=True):
+        rgb = _hex_rgb(style.colour)
+        points = [at(fx, fy) for fx, fy in plot_points(curve.points, plot.x_max, plot.y_max)]
+        c.setStrokeColor(rgb)
+        c.setDash(style.dash)
+        c.polyline(points)
+        if style.markers:
+            c.setFillColor(rgb)
+            for x, y in points:
+                c.circle(x, y, 2.0)
+    c.restoreState()
+    c.setLineWidth(1.0)
+    legend_top = bottom - 30
+    for i, (curve, style) in enumerate(zip(plot.curves, styles, strict=True)):
+        y = legend_top - LEGEND_ROW * i
+        rgb = _hex_rgb(style.colour)
+        c.setStrokeColor(rgb)
+        c.setDash(style.dash)
+        c.line(left, y + 2.5, left + 18, y + 2.5)
+        if style.markers:
+            c.setFillColor(rgb)
+            c.circle(left + 9, y + 2.5, 2.0)
+        c.fill("0 g")
+        c.drawString(left + 24, y, one_line(curve.label, "Helvetica", PLOT_TEXT, page.width - 14 * MM - 24))
+    c.restoreState()  # the dash pattern, line width and colours with it
+    page.y = top - h
+
+
 def _story(view: View, page: _Page) -> None:
     """The report, top to bottom: the narrative's parts in the narrative's order."""
     page.paragraph([(view.title, "Helvetica-Bold")], TITLE, space_before=0)
@@ -525,5 +713,7 @@ def _story(view: View, page: _Page) -> None:
         _table(page, t.header, t.rows, widths)
     for section in view.sections:
         _section(page, section)
+    for plot in view.plots:
+        _plot(page, plot)
     page.space(6 * MM)
     page.paragraph([(view.footer, "Helvetica")], SMALL)

@@ -17,6 +17,7 @@ import requests
 from labinterp.errors import LabinterpError
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.search import reference
+from labinterp.pipeline import batch_series
 from labinterp.sandbox.hapi import ROOT, Sandbox, load_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -78,6 +79,25 @@ def summary_lines(fhir: FhirClient, patient: str, outcome: str) -> list[str]:
     return lines
 
 
+def _demo_batches(fhir_url: str, service_url: str, echo: Callable[[str], Any]) -> None:
+    """The example formulation batches (microsphere QC, SPEC section 5) loaded and each interpreted through the
+    service (`POST /Substance/<id>/$interpret`); the QC reports HAPI then holds, summarized."""
+    batches_file = EXAMPLES / "batches.json"
+    n = load_file(batches_file, fhir_url)
+    batches = [
+        e["resource"]["id"] for e in json.loads(batches_file.read_text())["entry"] if e["resource"]["resourceType"] == "Substance"
+    ]
+    echo(f"loaded {n} resources: {len(batches)} example microsphere batches")
+    fhir = FhirClient(fhir_url)
+    for bid in batches:
+        resp = requests.post(f"{service_url}/Substance/{bid}/$interpret", timeout=120)
+        if resp.status_code != 200:
+            raise DemoError(f"POST {service_url}/Substance/{bid}/$interpret: HTTP {resp.status_code}: {resp.text[:300]}")
+        echo(f"Substance/{bid}: {resp.headers.get('X-Labinterp-Conclusion', '?')}")
+        for dr in fhir.search("DiagnosticReport", [("identifier", f"{SERIES}|{batch_series(bid)}")]):
+            echo(f"  {dr['code'].get('text', 'report')} [{dr['status']}]: {dr.get('conclusion', '')[:200]}")
+
+
 def run_demo(
     workdir: Path,
     *,
@@ -116,6 +136,7 @@ def run_demo(
             for line in summary_lines(fhir, pid, text):
                 echo(line)
         echo(f"{len(patients)} patients interpreted through the service in {took:.1f} s")
+        _demo_batches(fhir_url, service_url, echo)
     finally:
         proc.terminate()
         proc.wait(20)

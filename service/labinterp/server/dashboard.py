@@ -1,5 +1,6 @@
 """The dashboard, server-rendered: recent reports, flagged patients (out of range, high risk), a patient
-page with the trough trend, and the cohort page with its plots (from `labinterp cohort` output).
+page with the trough trend, the cohort page with its plots (from `labinterp cohort` output), and the comparison
+of recent formulation batches (their QC measures side by side, their release profiles overlaid).
 
 **Nothing from the FHIR server is trusted as HTML.** Anyone who can write to the FHIR server can store a
 DiagnosticReport, so the dashboard is rendered from labinterp's own data:
@@ -33,9 +34,10 @@ import base64
 import io
 import json
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +47,17 @@ from markupsafe import Markup
 from werkzeug.exceptions import BadRequest
 
 from labinterp.compose.ids import series_uuid
-from labinterp.compose.view import PRELIMINARY_NOTE, RangeBar, View
-from labinterp.errors import InputError, LabinterpError
+from labinterp.compose.view import PRELIMINARY_NOTE, Curve, Plot, RangeBar, View
+from labinterp.errors import FhirError, InputError, LabinterpError
 from labinterp.extract.fhirtime import parse_now
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.search import is_fhir_id
 from labinterp.jinja import template as jinja_template
 from labinterp.knowledge import Knowledge
 from labinterp.pipeline import interpret_bundle, records_of
+from labinterp.render.report import render_svg
+from labinterp.rules.qc import FAIL, MISSING, NO_LIMIT, NOT_GRADED, PASS, BatchFinding, MeasureResult, number
+from labinterp.server.api.outcome import status_for
 from labinterp.server.api.routes import services
 
 log = logging.getLogger("labinterp.dashboard")
@@ -415,4 +420,145 @@ def cohort() -> str:
         "dashboard_cohort.html",
         stats=stats,
         figures=figures,
+    )
+
+
+# --- formulation batches side by side ---------------------------------------------------------------------------
+
+BATCH_COUNT = 20  # the most recently updated batches compared
+# the measures compared (keys of MeasureResult.measure), in the table's order; "best_model" is the best release
+# model's name (not graded); the share outside the microsphere range is labelled with the range of mappings/qc.toml
+BATCH_MEASURES = (
+    ("volume_mean_diameter", "Volume mean diameter"),
+    ("d50", "D50"),
+    ("span", "Span"),
+    ("share_outside_range", "Outside {range}"),
+    ("entrapment_efficiency", "Entrapment efficiency"),
+    ("t50", "t50"),
+    ("t80", "t80"),
+    ("best_model", "Best release model"),
+    ("release_exponent", "Release exponent n"),
+    ("retained_drug_content", "Lowest retained drug content"),
+)
+STATUS_CLASS = {PASS: "ok", FAIL: "hi", NO_LIMIT: "nolimit", MISSING: "missing", NOT_GRADED: "nolimit"}
+CONCLUSION_CLASS = {"released": "ok", "not released": "hi", "incomplete": "missing"}
+_WORST_FIRST = (FAIL, MISSING, PASS, NO_LIMIT, NOT_GRADED)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measure of one batch as the comparison shows it: plain text, its status and the CSS class of that."""
+
+    text: str
+    status: str = ""  # "" for what is not graded (the best model's name)
+    css: str = ""
+    detail: str = ""  # under the value: the storage condition of the lowest retained drug content
+    limit: str = ""  # the limit, as a tooltip
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    product: str
+    lot: str
+    batch_id: str
+    linked: bool  # the Substance id is a FHIR id: it may go into a link
+    conclusion: str
+    conclusion_css: str
+    why: str  # the conclusion's reasons, as a tooltip
+    preliminary: bool
+    cells: list[Cell]
+
+
+def _cell(result: MeasureResult, detail: bool = False) -> Cell:
+    status = _text(result.status)
+    return Cell(
+        _text(result.shown) or "-",
+        status,
+        STATUS_CLASS.get(status, "nolimit"),
+        _text(result.detail) if detail else "",
+        _text(result.limit),
+    )
+
+
+def _measure_cell(finding: BatchFinding, measure: str) -> Cell:
+    """A measure's cell: its result (the worst of several), the lowest retained drug content with its storage
+    condition, the best model's name; "-" and "missing" when the batch has no result for it."""
+    if measure == "best_model":
+        return Cell(_text(finding.best_model) or "-")
+    results = [r for r in finding.results if r.measure == measure]
+    if measure == "retained_drug_content":
+        valued = [(r.value, i) for i, r in enumerate(results) if r.value is not None and math.isfinite(r.value)]
+        if valued:
+            return _cell(results[min(valued)[1]], detail=True)
+    if not results:
+        if measure == "release_exponent" and finding.peppas is not None and "n" in finding.peppas.params:
+            return Cell(number(finding.peppas.params["n"]), NO_LIMIT, STATUS_CLASS[NO_LIMIT])
+        return Cell("-", MISSING, STATUS_CLASS[MISSING])
+    worst = min(results, key=lambda r: _WORST_FIRST.index(r.status) if r.status in _WORST_FIRST else len(_WORST_FIRST))
+    return _cell(worst, detail=measure == "retained_drug_content")
+
+
+def _batch_label(finding: BatchFinding) -> str:
+    record = finding.record
+    name = _text(record.product_name) or "Batch"
+    return f"{name} lot {record.lot}" if _text(record.lot) else f"{name} ({record.batch.id})"
+
+
+def batch_row(finding: BatchFinding) -> BatchRow:
+    record = finding.record
+    sid = _text(record.batch.id)
+    return BatchRow(
+        product=_text(record.product_name) or "-",
+        lot=_text(record.lot) or "-",
+        batch_id=sid,
+        linked=is_fhir_id(sid),
+        conclusion=_text(finding.conclusion),
+        conclusion_css=CONCLUSION_CLASS.get(finding.conclusion, "missing"),
+        why="; ".join(_text(r) for r in finding.reasons),
+        preliminary=bool(finding.preliminary),
+        cells=[_measure_cell(finding, measure) for measure, _ in BATCH_MEASURES],
+    )
+
+
+def release_overlay(findings: list[BatchFinding]) -> Plot | None:
+    """The batches' observed release profiles on one plot (None when no batch has one)."""
+    curves = [Curve(_batch_label(f), tuple(f.release.points)) for f in findings if f.release is not None and f.release.points]
+    if not curves:
+        return None
+    x_max = max(x for c in curves for x, _ in c.points)
+    y_max = max([100.0, *(y for c in curves for _, y in c.points)])
+    return Plot("In-vitro release profiles", "Time (h)", "Released (%)", tuple(curves), x_max, y_max)
+
+
+def _unavailable(exc: LabinterpError, title: str) -> Response:
+    """The FHIR server could not be read: a page that says so, with the status of the API's errors (502, 503 or
+    504 when the server failed, never a 500), and nothing of the error's text (it can quote the server's answer)."""
+    status = status_for(exc)[0] if isinstance(exc, FhirError) else 502  # InputError: the server's data is unusable
+    temporary = status in (503, 504)
+    log.warning("dashboard: %s not read (%s)", title.lower(), type(exc).__name__)
+    body = page(title, "dashboard_unavailable.html", temporary=temporary)
+    return Response(body, status=status, mimetype="text/html")
+
+
+@dashboard.get("/batches")
+def batches() -> str | Response:
+    """Recent formulation batches side by side: each batch's conclusion and key measures with their status, and
+    the release profiles overlaid (an inline SVG: no script, no style, nothing loaded)."""
+    from labinterp import pipeline  # recent_batches is the pipeline's; imported here, when the page is asked for
+
+    s = services()
+    k = s.knowledge
+    try:
+        findings = pipeline.recent_batches(s.client(), k, datetime.now(UTC).replace(microsecond=0), BATCH_COUNT)
+    except (FhirError, InputError) as exc:
+        return _unavailable(exc, "Formulation batches")
+    rng = k.qc.microsphere_range
+    headers = [label.format(range=f"{number(rng.low_um)}-{number(rng.high_um)} µm") for _, label in BATCH_MEASURES]
+    overlay = release_overlay(findings)
+    return page(
+        "Formulation batches",
+        "dashboard_batches.html",
+        headers=headers,
+        rows=[batch_row(f) for f in findings],
+        plot=render_svg(overlay) if overlay is not None else None,
     )

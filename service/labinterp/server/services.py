@@ -22,7 +22,7 @@ from labinterp.fhir.client import FhirClient
 from labinterp.fhir.notifications import carried_resource, check_path, patient_of
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.knowledge import Knowledge
-from labinterp.pipeline import LiveResult, interpret_patient
+from labinterp.pipeline import BatchLiveResult, LiveResult, interpret_batch_live, interpret_patient
 from labinterp.population import Selection
 from labinterp.server.backend import Queue
 from labinterp.server.queue import Job, redacted
@@ -119,6 +119,22 @@ class Services:
                 observer(event)
             except Exception as exc:  # counting must never fail an interpretation
                 log.warning("interpretation observer failed: %s", type(exc).__name__)
+
+    def interpret_batch(
+        self, substance_id: str, *, dry_run: bool = False, now: datetime | None = None, strict: bool | None = None
+    ) -> BatchLiveResult:
+        """One formulation batch (SPEC section 5): its QC report read, planned and written like a patient's, under
+        the same per-subject lock."""
+        with self._patient_lock(f"Substance/{substance_id}"):
+            return interpret_batch_live(
+                self.client(),
+                substance_id,
+                self.knowledge,
+                now or datetime.now(UTC).replace(microsecond=0),
+                dry_run=dry_run,
+                strict=self.strict if strict is None else strict,
+                render=self.render,
+            )
 
     def _patient_lock(self, patient_id: str) -> threading.Lock:
         return self._locks[zlib.crc32(patient_id.encode()) % len(self._locks)]

@@ -9,4 +9,5 @@ from labinterp.knowledge.model.magnesium import *  # noqa: F403
 from labinterp.knowledge.model.medications import *  # noqa: F403
 from labinterp.knowledge.model.output import *  # noqa: F403
 from labinterp.knowledge.model.pgx import *  # noqa: F403
+from labinterp.knowledge.model.qc import *  # noqa: F403
 from labinterp.knowledge.model.renal import *  # noqa: F403

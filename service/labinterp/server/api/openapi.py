@@ -221,6 +221,15 @@ def openapi_document() -> dict[str, Any]:
                     headers=WARNINGS,
                 )
             },
+            "/Substance/{id}/$interpret": {
+                "post": _op(
+                    "Interpret one formulation batch (a Substance with its samples and QC results) and write its QC report",
+                    [pid, DRY, NOW, STRICT],
+                    ok="as POST /Patient/{id}/$interpret; header X-Labinterp-Conclusion says released, not released or "
+                    "incomplete",
+                    headers=WARNINGS,
+                )
+            },
             "/$interpret": {"post": _interpret_many()},
             "/$interpret/runs/{run_id}": {"get": RUN_STATUS},
             "/Group/{id}/$interpret": {

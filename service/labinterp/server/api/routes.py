@@ -18,6 +18,7 @@ from labinterp.config import Settings
 from labinterp.errors import InputError, LabinterpError, is_temporary
 from labinterp.extract.fhirtime import parse_now
 from labinterp.fhir.search import FHIR_ID, is_fhir_id
+from labinterp.pipeline import BatchLiveResult, LiveResult
 from labinterp.population import Selection
 from labinterp.server.api import hook as hook_guard
 from labinterp.server.api.openapi import openapi_document
@@ -135,15 +136,34 @@ def interpret_one(pid: str) -> Any:
     s = services()
     dry = _dry_run()
     result = s.interpret(_patient_id(pid), dry_run=dry, now=_now(dry), strict=_strict())
+    return _written(result, dry)
+
+
+def _written(result: LiveResult | BatchLiveResult, dry: bool, **more: str) -> Any:
+    """The answer to one subject's $interpret: the Bundle (the server's transaction-response, or the planned
+    transaction in a dry run), with the warnings, and what was created, amended and left unchanged in headers."""
     headers = {
         "X-Labinterp-Created": ",".join(result.plan.created),
         "X-Labinterp-Amended": ",".join(result.plan.amended),
         "X-Labinterp-Unchanged": ",".join(result.plan.unchanged),
         "X-Labinterp-Requests": str(result.requests),
         "X-Labinterp-Warnings": str(len(result.problems)),
+        **more,
     }
     body = result.plan.bundle if dry or result.response is None else result.response
     return fhir_response(with_warnings(body, result.problems), 200, headers)
+
+
+@bp.post("/Substance/<rid>/$interpret")
+def interpret_batch(rid: str) -> Any:
+    """Interpret one formulation batch (a Substance with its samples and results, SPEC section 5) and write its QC
+    report; `?dry-run` returns the transaction Bundle without writing it. Answers as `Patient/<id>/$interpret` does."""
+    if not is_fhir_id(rid):
+        raise BadRequest("the batch is not a FHIR resource id (up to 64 letters, digits, - and .)")
+    dry = _dry_run()
+    result = services().interpret_batch(rid, dry_run=dry, now=_now(dry), strict=_strict())
+    conclusion = result.finding.conclusion if result.finding is not None else "no usable result"
+    return _written(result, dry, **{"X-Labinterp-Conclusion": conclusion})
 
 
 def _patients_from_parameters(body: Any) -> tuple[list[str], str | None]:
