@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from labinterp.compose import Context, Written, compose_patient, device, transaction
 from labinterp.compose.ids import series_uuid
@@ -36,6 +36,7 @@ from labinterp.validate import validate_bundle
 from labinterp.writeback import Plan, plan_writeback
 
 log = logging.getLogger("labinterp.pipeline")
+T = TypeVar("T")
 
 
 @dataclass
@@ -188,18 +189,12 @@ def interpret_patient(
     A version conflict on write (someone amended the same report meanwhile, or a retried transaction had
     in fact been applied) makes it read and plan once more: the second plan sees what is now stored."""
     before = client.stats.snapshot()
-    for attempt in (1, 2):
+
+    def plan_once() -> tuple[tuple[Findings, list[Problem]], Plan]:
         findings, plan, problems = _plan(client, patient_id, k, now, strict, equation, render)
-        if not plan.writes or dry_run:
-            response = None
-            break
-        try:
-            response = client.transaction(plan.bundle)
-            break
-        except FhirConflict:
-            if attempt == 2:
-                raise
-            log.info("version conflict on write: reading and planning again")
+        return (findings, problems), plan
+
+    (findings, problems), plan, response = _plan_and_write(client, plan_once, dry_run, "a patient")
     after = client.stats.snapshot()
     log.info(
         "patient done: %d created, %d amended, %d unchanged, %d requests, %d resources left out",
@@ -210,6 +205,25 @@ def interpret_patient(
         len(problems),
     )
     return LiveResult(patient_id, plan, response, findings, after[0] - before[0], after[2] - before[2], problems)
+
+
+def _plan_and_write(
+    client: FhirClient, plan_once: Callable[[], tuple[T, Plan]], dry_run: bool, what: str
+) -> tuple[T, Plan, dict[str, Any] | None]:
+    """Read and plan (`plan_once`), then write the plan in one transaction (nothing in a dry run or with nothing to
+    write). A version conflict on write (someone amended the same report meanwhile, or a retried transaction had in
+    fact been applied) makes it read and plan once more: the second plan sees what is now stored."""
+    for attempt in (1, 2):
+        extra, plan = plan_once()
+        if not plan.writes or dry_run:
+            return extra, plan, None
+        try:
+            return extra, plan, client.transaction(plan.bundle)
+        except FhirConflict:
+            if attempt == 2:
+                raise
+            log.info("version conflict on %s's write: reading and planning again", what)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _plan(
@@ -266,7 +280,8 @@ def interpret_batch_live(
     in a dry run, return the transaction that would be sent. A replay writes nothing; changed inputs amend."""
     before = client.stats.snapshot()
     series_sys = k.output.systems["series_identifier"]
-    for attempt in (1, 2):
+
+    def plan_once() -> tuple[tuple[BatchFinding | None, list[Problem]], Plan]:
         data = client.fetch_batches([substance_id], series_sys, [batch_series(substance_id)])
         resources = [e["resource"] for e in data.bundle.get("entry", [])]
         if not any(r.get("resourceType") == "Substance" and r.get("id") == substance_id for r in resources):
@@ -278,19 +293,11 @@ def interpret_batch_live(
             plan = plan_writeback(result.written, data.written, Context(k, now, result.finding.record.batch), device(k))
         if plan.writes:
             validate_bundle(plan.bundle)
-        if not plan.writes or dry_run:
-            response = None
-            break
-        try:
-            response = client.transaction(plan.bundle)
-            break
-        except FhirConflict:
-            if attempt == 2:
-                raise
-            log.info("version conflict on a batch's write: reading and planning again")
+        return (result.finding if result is not None else None, run.problems), plan
+
+    (finding, problems), plan, response = _plan_and_write(client, plan_once, dry_run, "a batch")
     after = client.stats.snapshot()
-    finding = result.finding if result is not None else None
-    return BatchLiveResult(substance_id, finding, plan, response, after[0] - before[0], run.problems)
+    return BatchLiveResult(substance_id, finding, plan, response, after[0] - before[0], problems)
 
 
 def recent_batches(client: FhirClient, k: Knowledge, now: datetime, count: int = 20) -> list[BatchFinding]:
