@@ -268,7 +268,9 @@ def check_mappings_cmd(mappings: str | None) -> None:
         return
     click.echo(
         f"mappings OK: rule set {k.ruleset_version}; {len(k.analytes)} analytes, {len(k.analyte_codes)} analyte codes, "
-        f"{len(k.genes)} genes ({', '.join(sorted(k.genes))}), {len(k.drugs)} drugs, {len(k.mg_causes)} magnesium-cause classes"
+        f"{len(k.genes)} genes ({', '.join(sorted(k.genes))}), {len(k.drugs)} drugs, {len(k.mg_causes)} magnesium-cause classes; "
+        f"{len(k.qc.measures)} formulation-QC measures, {len(k.qc_limits.products)} products configured "
+        f"({sum(1 for p in k.qc_limits.products if p.limits)} with acceptance limits)"
     )
     for name, version in sorted(k.file_versions.items()):
         click.echo(f"  {name}: {version}")
