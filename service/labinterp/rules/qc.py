@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from labinterp.extract.batch_facts import BatchRecord, ParticleCount, QcValue
 from labinterp.extract.facts import FhirTime, Problem, SourceRef
@@ -138,18 +138,34 @@ def _time_key(t: FhirTime | None) -> float:
     return t.start.timestamp() if t is not None else -math.inf
 
 
-def _latest(values: Sequence[QcValue], record: BatchRecord) -> QcValue | None:
-    """The latest result of a measure (by effective time). Two latest results at the same time that disagree are a
-    conflict: both are named and the measure counts as missing, never decided by the order the server sent them."""
-    if not values:
+class _Dated(Protocol):
+    @property
+    def time(self) -> FhirTime | None: ...
+    @property
+    def source(self) -> SourceRef: ...
+
+
+D = TypeVar("D", bound=_Dated)
+
+
+def _latest_of(items: Sequence[D], record: BatchRecord, measure: str, same: Callable[[D, D], bool]) -> D | None:
+    """The latest of several results of one measure (by effective time). Two latest results at the same time that
+    disagree (`same` says whether two agree) are a conflict: both are named and the measure counts as missing,
+    never decided by the order the server sent them."""
+    if not items:
         return None
-    top = max(_time_key(v.time) for v in values)
-    latest = sorted((v for v in values if _time_key(v.time) == top), key=lambda v: v.source.reference)
-    if any(not math.isclose(v.value, latest[0].value) or v.unit != latest[0].unit for v in latest[1:]):
-        for v in latest:
-            record.problems.append(_conflict(v.source, v.measure))
+    top = max(_time_key(x.time) for x in items)
+    latest = sorted((x for x in items if _time_key(x.time) == top), key=lambda x: x.source.reference)
+    if any(not same(x, latest[0]) for x in latest[1:]):
+        for x in latest:
+            record.problems.append(_conflict(x.source, measure))
         return None
     return latest[0]
+
+
+def _latest(values: Sequence[QcValue], record: BatchRecord) -> QcValue | None:
+    measure = values[0].measure if values else ""
+    return _latest_of(values, record, measure, lambda a, b: math.isclose(a.value, b.value) and a.unit == b.unit)
 
 
 def _conflict(source: SourceRef, measure: str) -> Problem:
@@ -225,16 +241,7 @@ def _size(record: BatchRecord, k: Knowledge, f: BatchFinding) -> list[_Candidate
 
 
 def _latest_count(record: BatchRecord) -> ParticleCount | None:
-    """The latest microscopy count; two different counts at the same time are a conflict (neither used)."""
-    if not record.counts:
-        return None
-    top = max(_time_key(c.time) for c in record.counts)
-    latest = sorted((c for c in record.counts if _time_key(c.time) == top), key=lambda c: c.source.reference)
-    if any(sorted(c.diameters_um) != sorted(latest[0].diameters_um) for c in latest[1:]):
-        for c in latest:
-            record.problems.append(_conflict(c.source, "particle_count"))
-        return None
-    return latest[0]
+    return _latest_of(record.counts, record, "particle_count", lambda a, b: sorted(a.diameters_um) == sorted(b.diameters_um))
 
 
 def _entrapment(record: BatchRecord, f: BatchFinding) -> list[_Candidate]:
