@@ -38,8 +38,8 @@ proof: $(VENV)/.installed  ## the figures of the last fault run (make test write
 	$(PY) scripts/faultproxy.py --print build/proof/faults.json
 	$(PY) scripts/bench_cds.py --out build/proof/cds.json
 
-bench-live: $(VENV)/.installed  ## benchmark against a local HAPI: labinterp vs a naive client (200 patients)
-	$(PY) scripts/bench_live.py --patients 200
+bench-live: $(VENV)/.installed  ## benchmark against a local HAPI: population vs per patient vs naive vs HAPI's ingest (200 patients; BENCH_LIVE_ARGS for more)
+	$(PY) scripts/bench_live.py $(or $(BENCH_LIVE_ARGS),--patients 200)
 
 golden: $(VENV)/.installed  ## regenerate example patients and golden outputs (review the diff!)
 	$(PY) -m tests.data.make_examples

@@ -19,6 +19,7 @@ import json
 import re
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.search import as_collection, query, unpack_searchset
 from labinterp.knowledge import load_knowledge
-from labinterp.pipeline import interpret_bundle, interpret_patient
+from labinterp.pipeline import batch_gc, interpret_bundle, interpret_patient
 from labinterp.population import ChunkOptions, Selection
 from labinterp.population_run import run_population
 from labinterp.sandbox.hapi import Sandbox, load_file
@@ -97,13 +98,54 @@ class NaiveClient:
 
 
 class Recording(FhirClient):
-    """A client that keeps the transactions it sent (for HAPI's own ingest of the same batches)."""
+    """A client that keeps the transactions it sent (for HAPI's own ingest of the same batches), in a spool file
+    (a line each), not in memory: the process's RSS is then the population run's own."""
 
-    sent: ClassVar[list[str]] = []
+    spool: ClassVar[Any] = None  # an open text file, or None: nothing kept
+    lock: ClassVar[threading.Lock] = threading.Lock()
 
     def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        Recording.sent.append(json.dumps(bundle))
+        if Recording.spool is not None:
+            line = json.dumps(bundle)
+            with Recording.lock:
+                Recording.spool.write(line + "\n")
         return super().transaction(bundle)
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class RssSampler:
+    """Samples the process's RSS every `every` seconds while a run goes on: flat memory shows as the same figure
+    after a tenth, half and all of the run."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every, self.samples = every, [rss_mb()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append(rss_mb())
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(rss_mb())
+
+    def summary(self) -> str:
+        s, n = self.samples, len(self.samples)
+        at = {f: max(s[: max(1, round(n * f))]) for f in (0.1, 0.5, 1.0)}
+        return f"peak RSS after 10 % / 50 % / 100 % of the run: {at[0.1]:.0f} / {at[0.5]:.0f} / {at[1.0]:.0f} MB"
 
 
 def load(base: str, bundle: dict[str, Any], threads: int = 2) -> float:
@@ -132,16 +174,24 @@ def reidentified(text: str) -> str:
     return UUID.sub(lambda m: str(uuid.uuid5(uuid.NAMESPACE_URL, m.group(0))), text)
 
 
-def ingest(base: str, sent: list[str]) -> Row:
+def ingest(base: str, spool: Path) -> Row:
+    """The spooled transactions posted again one after another, each re-identified just before it is sent."""
     session = requests.Session()
     session.headers.update({"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"})
-    bodies = [reidentified(t) for t in sent if '"Patient/' in t]  # the Device's own transaction aside
-    patients = sum(len(set(re.findall(r'"Patient/(P\d+)"', b))) for b in bodies)
-    t0 = time.perf_counter()
-    for body in bodies:
-        r = session.post(base, data=body.encode(), timeout=600)
-        r.raise_for_status()
-    return Row("HAPI's own ingest (same batches)", patients, time.perf_counter() - t0, len(bodies), -1)
+    patients = sent = 0
+    seconds = 0.0
+    with spool.open() as fh:
+        for text in fh:
+            if '"Patient/' not in text:  # the Device's own transaction aside
+                continue
+            body = reidentified(text)
+            patients += len(set(re.findall(r'"Patient/(P\d+)"', body)))
+            t0 = time.perf_counter()
+            r = session.post(base, data=body.encode(), timeout=600)
+            r.raise_for_status()
+            seconds += time.perf_counter() - t0
+            sent += 1
+    return Row("HAPI's own ingest (same batches)", patients, seconds, sent, -1)
 
 
 def population(base: str, k: Any, group: str, options: ChunkOptions, name: str, chunk: int, workers: int) -> Row:
@@ -153,8 +203,10 @@ def population(base: str, k: Any, group: str, options: ChunkOptions, name: str, 
         return clients[-1]
 
     cpu0 = time.process_time()
-    summary = run_population(factory, Selection(group=group), k, NOW, options, chunk_size=chunk, workers=workers)
+    with RssSampler() as rss, batch_gc():  # as `labinterp interpret --all|--group` runs it
+        summary = run_population(factory, Selection(group=group), k, NOW, options, chunk_size=chunk, workers=workers)
     assert not summary.outcome.failed, summary.outcome.failed[:3]
+    print(f"  {name}: {rss.summary()}", flush=True)
     return Row(name, summary.outcome.patients, summary.seconds, summary.requests, time.process_time() - cpu0)
 
 
@@ -183,12 +235,23 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument(
+        "--hapi-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a launcher setting for the sandbox the script starts, e.g. LABINTERP_HAPI_MASS_INGESTION=true (repeatable)",
+    )
     args = ap.parse_args()
     box = None
     base = args.fhir_url
+    settings = dict(s.split("=", 1) for s in args.hapi_setting)
+    if any(not name.startswith("LABINTERP_HAPI_") for name in settings):
+        ap.error("--hapi-setting takes LABINTERP_HAPI_*=VALUE")
     if not base:
-        box = Sandbox(ROOT / ".labinterp", port=args.port, database=args.database, heap="4g", pg_port=args.port + 1)
-        print(f"starting a local HAPI ({args.database}, request validation on)...", flush=True)
+        box = Sandbox(ROOT / ".labinterp", port=args.port, database=args.database, heap="4g", pg_port=args.port + 1, env=settings)
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+        print(f"starting a local HAPI ({args.database}, request validation on{', ' + shown if shown else ''})...", flush=True)
         base = box.up(timeout=600)
     try:
         run(base, args)
@@ -209,10 +272,11 @@ def run(base: str, args: argparse.Namespace) -> None:
     rows: list[Row] = []
 
     # `--all` would take the other clients' patients too: the run is over a Group of the P patients
-    rows.append(population(base, k, "bench-p", options, "labinterp population run", args.chunk, args.workers))
+    spool = Path(tempfile.mkdtemp(prefix="bench-live-")) / "sent.ndjson"
+    with spool.open("w") as Recording.spool:
+        rows.append(population(base, k, "bench-p", options, "labinterp population run", args.chunk, args.workers))
+    Recording.spool = None
     print(rows[-1].line(), flush=True)
-    sent = list(Recording.sent)
-    Recording.sent.clear()
 
     client = FhirClient(base, timeout=(5.0, 120.0))
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -230,7 +294,9 @@ def run(base: str, args: argparse.Namespace) -> None:
 
     # HAPI's ingest of the very transactions the population run sent, about the same patients, every uuid (content,
     # series, Provenance ids) replaced so that HAPI creates everything again: the same resources in the same batches
-    rows.append(ingest(base, sent))
+    rows.append(ingest(base, spool))
+    spool.unlink()
+    spool.parent.rmdir()
     print(rows[-1].line(), flush=True)
 
     rows.append(population(base, k, "bench-p", options, "population replay (nothing new)", args.chunk, args.workers))
@@ -252,6 +318,7 @@ def run(base: str, args: argparse.Namespace) -> None:
             json.dumps(
                 {
                     "database": args.database,
+                    "hapi_settings": args.hapi_setting,
                     "rows": [{**r.__dict__, "patients_per_second": r.patients / r.seconds} for r in rows],
                 },
                 indent=2,

@@ -16,14 +16,15 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from labinterp.compose import Context, Written, compose_patient, device, entry
 from labinterp.compose.common import deterministic_id
-from labinterp.errors import FhirConflict, FhirError, FhirTemporaryError, InputError, LabinterpError
+from labinterp.errors import FhirConflict, FhirError, FhirTemporaryError, InputError, LabinterpError, ResourceError
 from labinterp.extract import extract_patient, split_bundle
 from labinterp.extract.facts import PatientRecord
+from labinterp.extract.fhirtime import parse_fhir_time
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.search import checked_id, is_fhir_id, query
 from labinterp.knowledge import Knowledge
@@ -100,9 +101,28 @@ LISTING_PAGE = 1000  # Patient ids per listing page
 SINCE_TYPES = ("Patient", "Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration")
 
 
-def group_members(group: Any, group_id: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """The active Patient members of a Group resource, and the members that cannot be read, each (where, why): one
-    odd member is named and the others are interpreted. Not a Group at all is the server's fault (FhirError: 502)."""
+def _member_now(period: Any, now: datetime) -> bool:
+    """Whether a Group member's `period` includes `now`, each bound compared at its own precision (a member "until
+    2025-12-31" is one all that day). ResourceError for a period that cannot be read."""
+    if period is None:
+        return True
+    if not isinstance(period, dict):
+        raise ResourceError("period", "expected a Period object")
+    for bound, ended in (("start", False), ("end", True)):
+        if period.get(bound) is None:
+            continue
+        t = parse_fhir_time(period[bound], f"period.{bound}")
+        mine, theirs = _at_precision(t.start, t.precision), _at_precision(now, t.precision)
+        if (mine < theirs) if ended else (mine > theirs):
+            return False
+    return True
+
+
+def group_members(group: Any, group_id: str, now: datetime | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+    """The current Patient members of a Group resource (not inactive, and `now` within the member's period), and the
+    members that cannot be read, each (where, why): one odd member is named and the others are interpreted. Not a
+    Group at all is the server's fault (FhirError: 502)."""
+    now = now or datetime.now(UTC)
     if not isinstance(group, dict) or group.get("resourceType") != "Group":
         raise FhirError("GET", "Group", None, "the server answered the Group read with something that is not a Group")
     member_list = group.get("member")
@@ -120,13 +140,35 @@ def group_members(group: Any, group_id: str) -> tuple[list[str], list[tuple[str,
             bad.append((f"{where}.entity", 'expected a Reference object, e.g. {"reference": "Patient/id"}'))
         elif not isinstance(ref, str):
             bad.append((f"{where}.entity.reference", 'expected a reference text, e.g. "Patient/id"'))
-        elif m.get("inactive") is True or not ref.startswith("Patient/"):
-            continue  # an inactive member, or one that is not a Patient: not interpreted
+        elif m.get("inactive") is True:
+            continue  # an inactive member: not interpreted
+        elif not _period_ok(m, where, now, bad):
+            continue  # a member whose period has ended (or not begun): not interpreted; an unreadable one is named
+        elif "://" in ref and patient_of(ref) is not None:  # a Patient named by URL: maybe another server's, never read
+            bad.append((f"{where}.entity.reference", "an absolute URL: give Patient/id, a Patient of this server"))
+        elif not ref.startswith("Patient/"):
+            continue  # a member that is not a Patient: not interpreted
         elif not is_fhir_id(ref.split("/", 1)[1]):
             bad.append((f"{where}.entity.reference", "is not Patient/ followed by a FHIR resource id"))
         else:
             members.append(ref.split("/", 1)[1])
     return list(dict.fromkeys(members)), bad
+
+
+def _at_precision(t: datetime, precision: str) -> tuple[float, ...]:
+    """An instant as a key compared at a FHIR date's precision: (year,), (year, month), (year, month, day), or the
+    instant itself for a dateTime with a time."""
+    at = t.astimezone(UTC)
+    size = {"year": 1, "month": 2, "day": 3}.get(precision)
+    return (at.year, at.month, at.day)[:size] if size else (at.timestamp(),)
+
+
+def _period_ok(member: dict[str, Any], where: str, now: datetime, bad: list[tuple[str, str]]) -> bool:
+    try:
+        return _member_now(member.get("period"), now)
+    except ResourceError as exc:
+        bad.append((f"{where}.{exc.where}", exc.what))
+        return False
 
 
 def patient_of(reference: Any) -> str | None:
@@ -140,6 +182,12 @@ def patient_of(reference: Any) -> str | None:
     return None
 
 
+def subject_patient(resource: dict[str, Any]) -> str | None:
+    """The Patient id of a resource's `subject` (None when it is no Patient reference, or of another shape)."""
+    subject = resource.get("subject")
+    return patient_of(subject.get("reference")) if isinstance(subject, dict) else None
+
+
 def changed_since(client: FhirClient, since: str) -> set[str]:
     """Patients with a Patient, Observation or medication resource last updated at or after `since`: one search per
     type, ids only (`_elements`), paged."""
@@ -149,7 +197,7 @@ def changed_since(client: FhirClient, since: str) -> set[str]:
         params: list[tuple[str, str | int]] = [("_lastUpdated", f"ge{since}"), ("_elements", elements), ("_count", LISTING_PAGE)]
         for page in client.search_pages(rtype, params):
             for r in page:
-                pid = r.get("id") if rtype == "Patient" else patient_of((r.get("subject") or {}).get("reference"))
+                pid = r.get("id") if rtype == "Patient" else subject_patient(r)
                 if isinstance(pid, str) and is_fhir_id(pid) and (rtype != "Patient" or r.get("resourceType") == "Patient"):
                     found.add(pid)
     return found
@@ -184,17 +232,29 @@ def select_patients(client: FhirClient, selection: Selection) -> Selected:
 
 
 def _count(client: FhirClient) -> int | None:
-    body = client.request("GET", query("Patient", [("_summary", "count")]))[1]
+    """How many Patients the server has, for the progress bar only: None when it will not say (a server without
+    `_summary=count` answers 4xx: the run goes on without a total)."""
+    try:
+        body = client.request("GET", query("Patient", [("_summary", "count")]))[1]
+    except FhirTemporaryError:
+        raise
+    except FhirError:
+        return None
     total = body.get("total") if isinstance(body, dict) else None
-    return total if isinstance(total, int) and total >= 0 else None
+    return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
 
 
 def _all_patients(client: FhirClient, skipped: list[tuple[str, str]]) -> Iterator[str]:
+    """Every Patient id once: offset paging over a table that changes while it is read repeats ids across pages, and
+    a patient in two chunks would be interpreted twice at once."""
+    seen: set[str] = set()
     for page in client.search_pages("Patient", [("_elements", "id"), ("_count", LISTING_PAGE)]):
         for patient in page:
             pid = patient.get("id")
             if isinstance(pid, str) and is_fhir_id(pid) and patient.get("resourceType") == "Patient":
-                yield pid
+                if pid not in seen:
+                    seen.add(pid)
+                    yield pid
             else:  # never put into a URL; one odd id stops nothing
                 skipped.append(("Patient search", "a Patient whose id is not a FHIR id"))
 
@@ -273,7 +333,7 @@ def _plan_chunk(
     parsed = split_bundle({"resourceType": "Bundle", "type": "collection", "entry": inputs})
     written: dict[str, list[dict[str, Any]]] = {}
     for r in data.written:
-        pid = patient_of((r.get("subject") or {}).get("reference"))
+        pid = subject_patient(r)
         if pid:
             written.setdefault(pid, []).append(r)
     wanted = set(ids)

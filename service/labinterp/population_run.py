@@ -26,6 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from labinterp.errors import InputError, LabinterpError
 from labinterp.extract.fhirtime import parse_now
 from labinterp.fhir.client import FhirClient
 from labinterp.knowledge import Knowledge
@@ -34,33 +35,55 @@ from labinterp.population import ChunkOptions, ChunkOutcome, Selection, chunked,
 log = logging.getLogger("labinterp.population")
 
 
+class CheckpointError(InputError):
+    """A checkpoint file that cannot be read (not SQLite, or not what a run wrote): one line naming it, never a
+    traceback; `--restart` replaces it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path), "the run's checkpoint cannot be read: run again with --restart to start afresh")
+
+
 class Checkpoint:
     """Patients done in a run, and the run's evaluation time, in `path` (SQLite)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not path.exists()
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # owner-only from the start, whatever the umask
+            os.chmod(path, 0o600)
         with self._db() as db:
             db.executescript(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
                 "CREATE TABLE IF NOT EXISTS done (patient TEXT PRIMARY KEY);"
                 "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, outcome TEXT NOT NULL);"
             )
-        if fresh:
-            os.chmod(path, 0o600)
+
+    @staticmethod
+    def path_for(workdir: Path, base_url: str, selection: Selection, options: ChunkOptions, ruleset: str) -> Path:
+        base = base_url.rstrip("/")  # https://h/fhir and https://h/fhir/ are one server: the run resumes
+        key = json.dumps([base, selection.to_json(), options.write, ruleset, options.equation, options.strict])
+        return workdir / "runs" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.sqlite3"
 
     @classmethod
     def for_run(cls, workdir: Path, base_url: str, selection: Selection, options: ChunkOptions, ruleset: str) -> Checkpoint:
-        key = json.dumps([base_url, selection.to_json(), options.write, ruleset, options.equation, options.strict])
-        return cls(workdir / "runs" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.sqlite3")
+        return cls(cls.path_for(workdir, base_url, selection, options, ruleset))
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+        except sqlite3.DatabaseError:
+            raise CheckpointError(self.path) from None
         try:
             with db:
                 yield db
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise  # another run of the same selection holds it: not a corrupt file
+            raise CheckpointError(self.path) from None
+        except sqlite3.DatabaseError:
+            raise CheckpointError(self.path) from None
         finally:
             db.close()
 
@@ -69,7 +92,10 @@ class Checkpoint:
         with self._db() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'now'").fetchone()
             if row:
-                return parse_now(row[0]), True
+                try:
+                    return parse_now(str(row[0])), True
+                except (LabinterpError, ValueError):
+                    raise CheckpointError(self.path) from None
             db.execute("INSERT INTO meta VALUES ('now', ?)", (now.isoformat(),))
             return now, False
 
@@ -81,7 +107,10 @@ class Checkpoint:
         total = ChunkOutcome()
         with self._db() as db:
             for (text,) in db.execute("SELECT outcome FROM chunks"):
-                total.add(ChunkOutcome.from_json(json.loads(text)))
+                try:
+                    total.add(ChunkOutcome.from_json(json.loads(text)))
+                except (TypeError, ValueError, AttributeError):
+                    raise CheckpointError(self.path) from None
         return total
 
     def record(self, ids: list[str], outcome: ChunkOutcome) -> None:
@@ -154,7 +183,8 @@ def run_population(
     selected = select_patients(lister, selection)
     ensure_device(lister, k, options.write)  # once, before chunks run at once and race to create it
     total = ChunkOutcome()
-    total.add(previous)
+    failed_before = {pid for pid, _ in previous.failed}  # not done: redone by this run, and counted once, as it goes now
+    redone: set[str] = set()
     bar = tqdm(total=selected.total, initial=len(done), unit="patient", disable=not progress, file=sys.stderr, smoothing=0.1)
     clients: dict[int, FhirClient] = {}
     interrupted = False
@@ -183,6 +213,7 @@ def run_population(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labinterp-chunk") as pool:
         try:
             for ids in chunked((p for p in selected.ids if p not in done), chunk_size):
+                redone.update(p for p in ids if p in failed_before)
                 while len(pending) >= workers * 2:  # a bounded window: memory stays flat on any population
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     finish(finished)
@@ -200,7 +231,7 @@ def run_population(
     if checkpoint is not None and not interrupted:
         checkpoint.remove()
     return RunSummary(
-        total,
+        _with_previous(previous, redone, total),
         now,
         resumed,
         time.perf_counter() - started,
@@ -208,3 +239,15 @@ def run_population(
         selected.skipped,
         interrupted,
     )
+
+
+def _with_previous(previous: ChunkOutcome, redone: set[str], now: ChunkOutcome) -> ChunkOutcome:
+    """A resumed run's totals: the earlier chunks' and this run's, where a patient that failed before and was redone
+    now counts once, with this run's outcome (not still named as failed when it has now been written)."""
+    out = ChunkOutcome()
+    out.add(previous)
+    again = [f for f in previous.failed if f[0] in redone]
+    out.patients -= len(again)
+    out.failed = [f for f in previous.failed if f[0] not in redone]
+    out.add(now)
+    return out

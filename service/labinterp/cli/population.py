@@ -19,6 +19,7 @@ from labinterp.config import Settings
 from labinterp.extract.fhirtime import parse_now
 from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
+from labinterp.pipeline import batch_gc
 from labinterp.population import ChunkOptions, Selection
 from labinterp.population_run import Checkpoint, RunSummary, run_population
 
@@ -72,21 +73,22 @@ def run(
         transaction_size=args.transaction_size or settings.population_transaction,
     )
     auth = settings.fhir_auth(fhir_url)  # one auth for every thread's client: a SMART token is fetched once
-    checkpoint = Checkpoint.for_run(Path(settings.workdir), fhir_url, selection, options, k.ruleset_version)
+    path = Checkpoint.path_for(Path(settings.workdir), fhir_url, selection, options, k.ruleset_version)
     if args.restart:
-        checkpoint.remove()
-        checkpoint = Checkpoint(checkpoint.path)
-    summary = run_population(
-        lambda: settings.client(fhir_url, auth=auth),
-        selection,
-        k,
-        now,
-        options,
-        chunk_size=args.chunk or settings.population_chunk,
-        workers=args.workers,
-        checkpoint=checkpoint,
-        progress=sys.stderr.isatty(),
-    )
+        path.unlink(missing_ok=True)  # before it is opened: a checkpoint that cannot be read is replaced too
+    checkpoint = Checkpoint(path)
+    with batch_gc():  # this process runs nothing but the run's threads: see labinterp.pipeline.batch_gc
+        summary = run_population(
+            lambda: settings.client(fhir_url, auth=auth),
+            selection,
+            k,
+            now,
+            options,
+            chunk_size=args.chunk or settings.population_chunk,
+            workers=args.workers,
+            checkpoint=checkpoint,
+            progress=sys.stderr.isatty(),
+        )
     click.echo(_line(summary), err=True)
     code = 130 if summary.interrupted else 1 if summary.outcome.failed else 0
     return summary.to_json(), code

@@ -224,11 +224,19 @@ class FhirClient:
 
     def search_pages(self, what: str, params: Params | None = None) -> Iterator[list[dict[str, Any]]]:
         """A search page by page, following `next` links (inside the FHIR base only) with no ceiling: the caller
-        stops when it wants (the reconciliation poll saves its watermark after each page)."""
-        page = unpack_searchset(self.request("GET", _search_url(what, params))[1])
+        stops when it wants (the reconciliation poll saves its watermark after each page). A `next` link back to a
+        page already read (a paging cycle) is the server's fault, a FhirError: a listing would never end."""
+        first = _search_url(what, params)
+        seen = {self.url(first)}
+        label = f"{what.split('?', 1)[0]} search"
+        page = unpack_searchset(self.request("GET", first)[1], label)
         yield list(page.resources)
         while page.next_links:
-            page = unpack_searchset(self.request("GET", page.next_links[0])[1])
+            link = self.url(page.next_links[0])
+            if link in seen:
+                raise FhirError("GET", label, None, "the server's next link leads back to a page already read")
+            seen.add(link)
+            page = unpack_searchset(self.request("GET", link)[1], label)
             yield list(page.resources)
 
     def search(self, what: str, params: Params | None = None) -> list[dict[str, Any]]:

@@ -243,6 +243,10 @@ def parse_batch_response(body: Any, urls: list[str], base_url: str) -> BatchResu
         if status >= 400 or status == 0:
             raise error_for("GET", f"{base_url}/{url}", status, entry["response"].get("outcome"), "batch entry failed")
         resource = entry.get("resource")
+        if "?" in url and not (isinstance(resource, dict) and resource.get("resourceType") == "Bundle"):
+            # a search answered 200 with an OperationOutcome (or nothing) has not run: read as "no results", a
+            # patient would be interpreted without, say, its medications
+            raise FhirError("GET", f"{base_url}/{url}", status, f"{_kind_of(url)} was not answered with a searchset Bundle")
         if not isinstance(resource, dict):
             continue
         if resource.get("resourceType") == "Bundle":

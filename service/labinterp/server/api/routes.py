@@ -187,6 +187,8 @@ def _patients_from_parameters(body: Any) -> tuple[list[str], str | None]:
         if name == "patient" and isinstance(ref, str):
             patients.append(_patient_id(ref))
         elif name == "group" and isinstance(ref, str):
+            if group:
+                raise BadRequest(f"{where}: one group only: a second group parameter is not read")
             group = ref.removeprefix("Group/")
             if not is_fhir_id(group):
                 raise BadRequest(f"{where}: the group reference is not Group/ followed by a FHIR resource id")
@@ -249,7 +251,7 @@ def _is_run(body: Any, dry: bool) -> bool:
     params = body.get("parameter") if isinstance(body, dict) and body.get("resourceType") == "Parameters" else None
     if not isinstance(params, list):
         return False
-    names = {p.get("name") for p in params if isinstance(p, dict)}
+    names = {p.get("name") for p in params if isinstance(p, dict) and isinstance(p.get("name"), str)}
     return bool(names & {"all", "since"}) or ("group" in names and "patient" not in names and not dry)
 
 
@@ -265,7 +267,7 @@ def _run_selection(body: dict[str, Any], dry: bool) -> Selection:
     for i, p in enumerate(body["parameter"]):
         where = f"Parameters.parameter[{i}]"
         name = p.get("name") if isinstance(p, dict) else None
-        if not isinstance(p, dict) or name not in RUN_PARAMETERS or (name == "all" and every is not None):
+        if not isinstance(name, str) or name not in RUN_PARAMETERS or (name == "all" and every is not None):
             shown = repr(name) if isinstance(name, str) and is_fhir_id(name) else "without a usable name"
             raise BadRequest(f"{where}: parameter {shown} does not go with a population run: give all or group, and since")
         if name == "all":
