@@ -21,7 +21,17 @@ from typing import Any
 
 from labinterp.compose import Context, Written, compose_patient, device, entry
 from labinterp.compose.common import deterministic_id
-from labinterp.errors import FhirConflict, FhirError, FhirTemporaryError, InputError, LabinterpError, ResourceError
+from labinterp.errors import (
+    FhirAuthError,
+    FhirConflict,
+    FhirError,
+    FhirTemporaryError,
+    InputError,
+    LabinterpError,
+    MappingsError,
+    ResourceError,
+    is_temporary,
+)
 from labinterp.extract import extract_patient, split_bundle
 from labinterp.extract.facts import PatientRecord
 from labinterp.extract.fhirtime import parse_fhir_time
@@ -314,6 +324,47 @@ def run_chunk(
         outcome.requests,
     )
     return outcome
+
+
+def run_chunk_isolated(
+    client: FhirClient, ids: list[str], k: Knowledge, now: datetime, options: ChunkOptions | None = None
+) -> ChunkOutcome:
+    """`run_chunk`; when the chunk fails for good (anything but a temporary error: a batch answer that cannot be
+    read, a search the server refuses for one patient, an unexpected error on one patient's data), each patient
+    again on its own, so that one patient never fails the others (SPEC section 7). A patient that fails alone is
+    named in the outcome. What the failed chunk wrote before it failed is found unchanged by the second pass (every
+    write is idempotent), so it is counted as unchanged there."""
+    try:
+        return run_chunk(client, ids, k, now, options)
+    except Exception as exc:
+        if _stops_the_run(exc):
+            raise
+        if len(ids) == 1:
+            return _failed_alone(ids[0], exc)
+        log.warning("a chunk of %d patients failed (%s): each patient again on its own", len(ids), type(exc).__name__)
+    total = ChunkOutcome()
+    for pid in ids:
+        try:
+            total.add(run_chunk(client, [pid], k, now, options))
+        except Exception as exc:
+            if _stops_the_run(exc):
+                raise
+            total.add(_failed_alone(pid, exc))
+    return total
+
+
+def _stops_the_run(exc: Exception) -> bool:
+    """Errors that are no one patient's: the server down or overloaded, or a write conflict after retries (the chunk
+    is redone later), refused credentials, broken mappings: every patient would fail the same way."""
+    return is_temporary(exc) or isinstance(exc, FhirAuthError | MappingsError)
+
+
+def _failed_alone(pid: str, exc: Exception) -> ChunkOutcome:
+    """A patient that failed on its own: named in the outcome with why (shown to whoever started the run, never
+    logged: the log has the error's kind only)."""
+    log.warning("a patient of a population run failed on its own (%s)", type(exc).__name__)
+    why = str(exc) if isinstance(exc, LabinterpError) else f"unexpected internal error ({type(exc).__name__}): please report it"
+    return ChunkOutcome(patients=1, failed=[(pid, why)])
 
 
 def chunked_plans(planned: list[_Planned], size: int) -> Iterator[list[_Planned]]:

@@ -30,7 +30,15 @@ from labinterp.errors import InputError, LabinterpError
 from labinterp.extract.fhirtime import parse_now
 from labinterp.fhir.client import FhirClient
 from labinterp.knowledge import Knowledge
-from labinterp.population import ChunkOptions, ChunkOutcome, Selection, chunked, ensure_device, run_chunk, select_patients
+from labinterp.population import (
+    ChunkOptions,
+    ChunkOutcome,
+    Selection,
+    chunked,
+    ensure_device,
+    run_chunk_isolated,
+    select_patients,
+)
 
 log = logging.getLogger("labinterp.population")
 
@@ -193,7 +201,7 @@ def run_population(
         import threading
 
         client = clients.setdefault(threading.get_ident(), client_factory())
-        return ids, run_chunk(client, ids, k, now, options)
+        return ids, run_chunk_isolated(client, ids, k, now, options)
 
     pending: set[Future[tuple[list[str], ChunkOutcome]]] = set()
 

@@ -906,3 +906,44 @@ def test_a_search_entry_answered_with_nothing_is_not_read_as_no_results() -> Non
         parse_batch_response(body, ["MedicationRequest?subject=Patient/a"], BASE)
     # a read answered without a resource stays as it was: nothing read
     assert parse_batch_response(body, ["Patient/a"], BASE).resources == []
+
+
+def _refusing_searches_about(server: ProbeFhir, bad: str, status: int) -> None:
+    """The server answers any batch that asks about Patient/`bad` with that entry failed (`status`)."""
+    real = server._post
+
+    def post(request: Any) -> tuple[int, dict[str, str], str]:
+        code, headers, body = real(request)
+        data = json.loads(body)
+        if data.get("type") == "batch-response":
+            sent = json.loads(request.body)["entry"]
+            for e, s in zip(data["entry"], sent, strict=True):
+                if f"Patient/{bad}" in unquote(s["request"]["url"]) and "?" in s["request"]["url"]:
+                    e.pop("resource", None)
+                    e["response"] = {"status": f"{status} Refused"}
+        return code, headers, json.dumps(data)
+
+    server._post = post  # type: ignore[method-assign]
+
+
+def test_one_patient_the_server_refuses_to_search_fails_alone_and_the_run_goes_on(server: ProbeFhir, k: Any) -> None:
+    ids = sorted(i for (t, i) in server.store if t == "Patient")
+    _refusing_searches_about(server, ids[1], 400)
+    summary = run(k, Selection(all=True), chunk=3, render=False)
+    assert [pid for pid, _ in summary.outcome.failed] == [ids[1]]
+    assert summary.outcome.patients == len(ids)
+    reported = {r["subject"]["reference"] for r in server.of_type("DiagnosticReport")}
+    assert reported == {f"Patient/{i}" for i in ids if i != ids[1]}
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_stop_the_run_rather_than_failing_each_patient(server: ProbeFhir, k: Any, status: int) -> None:
+    ids = sorted(i for (t, i) in server.store if t == "Patient")
+    _refusing_searches_about(server, ids[0], status)
+    before = len(server.requests)
+    with pytest.raises(LabinterpError):
+        run(k, Selection(all=True), chunk=3, render=False)
+    assert len(server.requests) - before < 8  # not one request per patient after the chunk failed
+    assert not server.of_type("DiagnosticReport") or all(
+        r["subject"]["reference"] != f"Patient/{ids[0]}" for r in server.of_type("DiagnosticReport")
+    )

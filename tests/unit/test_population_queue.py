@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from labinterp import population
-from labinterp.errors import FhirTemporaryError, InputError
+from labinterp.errors import FhirAuthError, FhirTemporaryError, InputError
 from labinterp.knowledge import Knowledge
 from labinterp.population import ChunkOutcome, Selection
 from labinterp.server.backend import Queue
@@ -37,13 +37,16 @@ class Fakes:
         self.patients = patients
         self.ran: Counter[str] = Counter()
         self.lock = threading.Lock()
-        self.fail_for: set[str] = set()  # a chunk with one of these fails for good (InputError)
+        self.fail_for: set[str] = set()  # a chunk with one of these fails for good (InputError): that patient's data
+        self.auth_refused = False  # every chunk fails for good (FhirAuthError): no one patient's fault
         self.slow = 0.0
 
     def select(self, client: Any, selection: Selection) -> Any:
         return population.Selected(iter(self.patients), len(self.patients), [("Group/g member[3]", "not a Patient")])
 
     def run_chunk(self, client: Any, ids: list[str], k: Any, now: datetime, options: Any = None) -> ChunkOutcome:
+        if self.auth_refused:
+            raise FhirAuthError("POST", "batch", 401, "the server refused the credentials")
         if set(ids) & self.fail_for:
             raise InputError("chunk", "cannot be read")
         time.sleep(self.slow)
@@ -146,16 +149,38 @@ def test_a_chunk_that_runs_twice_counts_once_and_a_second_listing_lists_nothing_
     assert sum(fakes.ran.values()) == 10
 
 
-def test_a_chunk_failing_for_good_fails_the_run_with_its_patients(queue: Queue, site_k: Knowledge, fakes: Fakes) -> None:
+def test_a_patient_failing_for_good_fails_alone_and_its_chunk_and_run_finish(
+    queue: Queue, site_k: Knowledge, fakes: Fakes
+) -> None:
+    """A chunk that fails for good on one patient's data is run again patient by patient: that patient is named
+    as failed, the 4 others of its chunk are interpreted, and the run finishes (SPEC section 7)."""
     fakes.fail_for = {"pt012"}
     s = services(queue, site_k)
     run_id = s.start_run(Selection(all=True))
     Worker(queue, s.process, jobs=s.run_job, threads=1).drain(20)
     run = queue.runs.get(run_id)
+    assert run is not None and run["state"] == "done"
+    assert run["chunks_failed"] == 0 and run["chunks_done"] == 5
+    assert "pt012" in {f["patient"] for f in run["failed"]}
+    assert not {"pt010", "pt011", "pt013", "pt014"} & {f["patient"] for f in run["failed"]}
+    assert {"pt010", "pt011", "pt013", "pt014"} <= set(fakes.ran)
+    assert queue.counts()["failed"] == 0
+
+
+def test_a_chunk_failing_for_good_for_everyone_fails_the_run_with_its_patients(
+    queue: Queue, site_k: Knowledge, fakes: Fakes
+) -> None:
+    """Refused credentials are no one patient's fault: the chunk fails whole (its patients counted as failed), not
+    patient by patient."""
+    fakes.auth_refused = True
+    s = services(queue, site_k)
+    run_id = s.start_run(Selection(all=True))
+    Worker(queue, s.process, jobs=s.run_job, threads=1).drain(20)
+    run = queue.runs.get(run_id)
     assert run is not None and run["state"] == "failed"
-    assert run["chunks_failed"] == 1 and run["chunks_done"] == 4
+    assert run["chunks_failed"] == 5 and run["chunks_done"] == 0
     assert {"pt010", "pt014"} <= {f["patient"] for f in run["failed"]}
-    assert queue.counts()["failed"] == 1
+    assert not fakes.ran
 
 
 def test_a_listing_failing_for_good_fails_the_run(queue: Queue, site_k: Knowledge, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -205,7 +205,7 @@ class Services:
             started = run.get("started")
             # every chunk interprets as of the run's start, as the command line's resumed runs do
             now = datetime.fromtimestamp(started, UTC) if isinstance(started, int | float) else datetime.now(UTC)
-            outcome = population.run_chunk(self.client(), ids, self.knowledge, now.replace(microsecond=0), options)
+            outcome = population.run_chunk_isolated(self.client(), ids, self.knowledge, now.replace(microsecond=0), options)
         except Exception as exc:
             if not is_temporary(exc):
                 runs.chunk_failed(run_id, n, self._why(exc))
