@@ -137,6 +137,8 @@ class FakeFhir:
                     for x in self.of_type(r["resourceType"])
                     if any(i.get("system") == system and i.get("value") == value for i in x.get("identifier", []))
                 ]
+                if len(match) > 1:  # HAPI: "Failed to CREATE resource with match URL ... multiple resources match"
+                    raise Conflict()
                 rid = match[0]["id"] if match else str(next(self.ids))
                 plans.append(("exists" if match else "create", r["resourceType"], rid, e))
             else:

@@ -33,7 +33,7 @@ from labinterp.render.report import render_reports
 from labinterp.rules import Findings, interpret
 from labinterp.rules.qc import BatchFinding, interpret_batch
 from labinterp.validate import validate_bundle
-from labinterp.writeback import Plan, plan_writeback
+from labinterp.writeback import Plan, device_on_server, plan_writeback
 
 log = logging.getLogger("labinterp.pipeline")
 T = TypeVar("T")
@@ -229,7 +229,12 @@ def _plan_and_write(
 def _plan(
     client: FhirClient, patient_id: str, k: Knowledge, now: datetime, strict: bool, equation: str | None, render: bool
 ) -> tuple[Findings, Plan, list[Problem]]:
-    data = client.fetch_patient(patient_id, k.output.systems["series_identifier"])
+    dev = device(k)
+    ident = dev.resource["identifier"][0]
+    data = client.fetch_patient(patient_id, k.output.systems["series_identifier"], (ident["system"], ident["value"]))
+    # the Device that stands for labinterp, when the server has it, is referenced and not created again: with two
+    # of them (one planted, say), a conditional create of it would be refused (412) and every report with it
+    device_id = device_on_server(data.devices, ident)
     if data.unreadable and strict:  # the server's data, not the caller's request, is at fault: 502, not 422
         raise FhirError(
             "POST",
@@ -246,7 +251,7 @@ def _plan(
         raise FhirError("GET", client.url(f"Patient/{patient_id}"), None, "the server returned no Patient")
     result = run.patients[0]
     ctx = Context(k, now, result.findings.record.patient.source)
-    plan = plan_writeback(result.written, data.written, ctx, device(k))
+    plan = plan_writeback(result.written, data.written, ctx, dev, device_id=device_id)
     validate_bundle(plan.bundle)
     return result.findings, plan, server_problems + run.problems
 

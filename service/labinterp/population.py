@@ -41,7 +41,7 @@ from labinterp.knowledge import Knowledge
 from labinterp.render.report import render_reports
 from labinterp.rules import interpret
 from labinterp.validate import validate_bundle
-from labinterp.writeback import Plan, WriteMode, plan_writeback, put_entry, rewrite_references
+from labinterp.writeback import Plan, WriteMode, device_on_server, plan_writeback, put_entry, rewrite_references
 
 log = logging.getLogger("labinterp.population")
 PAGE_SIZE = 1000  # results per search page when reading a chunk (a server may cap it lower: `next` links are followed)
@@ -379,9 +379,8 @@ def _plan_chunk(
     dev = device(k)
     dev_ident = dev.resource["identifier"][0]
     data = client.fetch_patients(ids, series_sys, PAGE_SIZE, (dev_ident["system"], dev_ident["value"]))
-    device_id = _device_id([e["resource"] for e in data.bundle["entry"]], dev_ident)
-    inputs = [e for e in data.bundle["entry"] if e["resource"].get("resourceType") != "Device"]
-    parsed = split_bundle({"resourceType": "Bundle", "type": "collection", "entry": inputs})
+    device_id = device_on_server(data.devices, dev_ident)
+    parsed = split_bundle(data.bundle)
     written: dict[str, list[dict[str, Any]]] = {}
     for r in data.written:
         pid = subject_patient(r)
@@ -436,22 +435,6 @@ def _plan_one(
     )
     pid = record.patient.source.reference.split("/", 1)[-1]
     return _Planned(pid, plan, len(plan.created), len(plan.amended), len(plan.unchanged))
-
-
-def _device_id(resources: list[dict[str, Any]], ident: dict[str, str]) -> str | None:
-    """The id of the server's Device with labinterp's identifier; should there be several (a server written to by
-    an older release), always the same one of them (the smallest id), so that nothing more is created."""
-    found = sorted(
-        r["id"]
-        for r in resources
-        if r.get("resourceType") == "Device"
-        and is_fhir_id(r.get("id"))
-        and any(
-            isinstance(i, dict) and i.get("system") == ident["system"] and i.get("value") == ident["value"]
-            for i in r.get("identifier") or []
-        )
-    )
-    return found[0] if found else None
 
 
 def merge(plans: list[Plan], dev: Written, device_id: str | None) -> dict[str, Any]:
@@ -555,7 +538,7 @@ def ensure_device(client: FhirClient, k: Knowledge, mode: WriteMode = "condition
     dev = device(k)
     ident = dev.resource["identifier"][0]
     found = client.search_page("Device", [("identifier", f"{ident['system']}|{ident['value']}"), ("_elements", "identifier")])
-    existing = _device_id(found, ident)
+    existing = device_on_server(found, ident)
     if existing:
         return existing
     one = put_entry(dev, deterministic_id(dev.uuid)) if mode == "put" else entry(dev)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from labinterp.compose import Context, Written, entry, provenance
 from labinterp.compose.common import deterministic_id
+from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
 
 AMENDABLE = {"DiagnosticReport", "RiskAssessment", "Observation"}
@@ -64,6 +65,22 @@ def series_id(w: Written, series_system: str) -> str | None:
     """The deterministic id of a report's series slot (`labinterp-<uuid>`), for PUT upserts."""
     series = _identifier(w.resource, series_system)
     return deterministic_id(series.rsplit(":", 1)[-1]) if series else None
+
+
+def device_on_server(resources: list[dict[str, Any]], ident: dict[str, str]) -> str | None:
+    """The id of the server's Device with labinterp's identifier; should there be several (a server written to by
+    an older release), always the same one of them (the smallest id), so that nothing more is created."""
+    found = sorted(
+        r["id"]
+        for r in resources
+        if r.get("resourceType") == "Device"
+        and is_fhir_id(r.get("id"))
+        and any(
+            isinstance(i, dict) and i.get("system") == ident["system"] and i.get("value") == ident["value"]
+            for i in r.get("identifier") or []
+        )
+    )
+    return found[0] if found else None
 
 
 def plan_writeback(

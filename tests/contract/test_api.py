@@ -18,8 +18,9 @@ BASE = "http://fhir.test/fhir"
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "patients"
 
 
-def batch_response_for(bundle: dict[str, Any]) -> dict[str, Any]:
-    """What a FHIR server answers to labinterp's read batch for the patient in `bundle`."""
+def batch_response_for(bundle: dict[str, Any], *, device: bool = True) -> dict[str, Any]:
+    """What a FHIR server answers to labinterp's read batch for the patient in `bundle` (with `device`, the answer to
+    the search for labinterp's Device that the interpreting path adds; the dashboard's read has none)."""
     res = [e["resource"] for e in bundle["entry"]]
     patient = next(r for r in res if r["resourceType"] == "Patient")
 
@@ -42,13 +43,19 @@ def batch_response_for(bundle: dict[str, Any]) -> dict[str, Any]:
         ss("_none"),
         ss("_none"),
     ]
+    if device:
+        entries.append(ss("Device"))  # labinterp's Device, when the bundle holds one
     return {"resourceType": "Bundle", "type": "batch-response", "entry": entries}
 
 
 def tx_response(request: Any) -> tuple[int, dict[str, str], str]:
     sent = json.loads(request.body)
     if sent["type"] == "batch":
-        return 200, {}, json.dumps(READ[0])
+        answer = READ[0]
+        asks_device = any(e["request"]["url"].startswith("Device?") for e in sent["entry"])
+        if not asks_device and len(answer["entry"]) == len(sent["entry"]) + 1:  # the dashboard's read: no Device search
+            answer = {**answer, "entry": answer["entry"][:-1]}
+        return 200, {}, json.dumps(answer)
     entries = [
         {"response": {"status": "201 Created", "location": f"{e['resource']['resourceType']}/{i}/_history/1"}}
         for i, e in enumerate(sent["entry"])
@@ -114,7 +121,7 @@ def test_errors_are_operation_outcomes(client: Any) -> None:
                     }
                 }
             ]
-            + [{"response": {"status": "200 OK"}}] * 6,
+            + [{"response": {"status": "200 OK"}}] * 7,
         },
     )
     r = client.post("/Patient/zz/$interpret")

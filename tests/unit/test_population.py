@@ -214,3 +214,25 @@ def test_patient_of_reads_only_patient_references() -> None:
     assert patient_of("Patient/a1") == "a1"
     assert patient_of("http://x/fhir/Patient/a1/_history/2") == "a1"
     assert patient_of("Group/a1") is None and patient_of("Patient/bad id") is None and patient_of(None) is None
+
+
+def test_a_planted_second_device_blocks_no_patients_report(server: FakeFhir, k: Any) -> None:
+    """Someone who can write to the server adds a Device with labinterp's identifier beside labinterp's own: a
+    conditional create of the Device would now match two and be refused (412), and with it every report of the
+    transaction. Both paths read the Device with the patient's data (no extra request) and reference one of them,
+    always the same one, instead of creating it."""
+    from labinterp.compose import device
+    from labinterp.pipeline import interpret_patient
+
+    ident = device(k).resource["identifier"][0]
+    planted = [{"resourceType": "Device", "id": rid, "identifier": [dict(ident)]} for rid in ("zz-planted", "d-1")]
+    server.load(planted)
+    patients = sorted(i for (t, i) in server.store if t == "Patient")
+    live = interpret_patient(client(), patients[0], k, NOW)
+    assert live.requests == 2 and live.plan.created
+    assert run(k, transaction_size=20).outcome.failed == []
+    agents = {
+        a["who"]["reference"] for p in server.of_type("Provenance") for a in p["agent"] if "Device/" in a["who"]["reference"]
+    }
+    assert agents == {"Device/d-1"} and len(server.of_type("Device")) == 2
+    assert run(k).outcome.created == 0  # a replay finds everything, Device included

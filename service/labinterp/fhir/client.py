@@ -92,6 +92,7 @@ class PatientData:
     written: list[dict[str, Any]] = field(default_factory=list)  # labinterp's earlier reports for this patient
     pages: int = 0  # extra page requests that were needed
     unreadable: list[str] = field(default_factory=list)  # results that were not FHIR resources: left out, where they were
+    devices: list[dict[str, Any]] = field(default_factory=list)  # Devices read (labinterp's own, when asked for)
 
 
 class FhirClient:
@@ -269,10 +270,12 @@ class FhirClient:
         self._wrote = True
         return self.request("PUT", resource_path(resource.get("resourceType"), resource.get("id")), body=resource)[1]
 
-    def fetch_patient(self, patient_id: str, series_system: str) -> PatientData:
+    def fetch_patient(self, patient_id: str, series_system: str, device: tuple[str, str] | None = None) -> PatientData:
         """Everything about one patient in one HTTP request (a batch of searches), plus one request per
-        extra page when a search has more results than a page holds (capped)."""
-        return self._fetch(patient_searches(patient_id, series_system, self.page_size), series_system, self.max_pages)
+        extra page when a search has more results than a page holds (capped). With `device` (system, value), the
+        Device of that identifier is among the resources when the server has it."""
+        urls = patient_searches(patient_id, series_system, self.page_size, device)
+        return self._fetch(urls, series_system, self.max_pages)
 
     def fetch_patients(
         self, patient_ids: list[str], series_system: str, page_size: int, device: tuple[str, str] | None = None
@@ -303,12 +306,13 @@ class FhirClient:
                 link = page.next_links[0] if page.next_links else ""
         written: list[dict[str, Any]] = []
         inputs: list[dict[str, Any]] = []
-        for r in resources:  # one pass: labinterp's own earlier output vs the patient's data
+        devices: list[dict[str, Any]] = []
+        for r in resources:  # one pass: labinterp's own earlier output and Device vs the patient's data
             ours = r.get("resourceType") in ("DiagnosticReport", "RiskAssessment", "Observation") and _has_system(
                 r.get("identifier"), series_system
             )
-            (written if ours else inputs).append(r)
-        return PatientData(as_collection(inputs), written, pages, unreadable)
+            (written if ours else devices if r.get("resourceType") == "Device" else inputs).append(r)
+        return PatientData(as_collection(inputs), written, pages, unreadable, devices)
 
 
 def _search_url(what: str, params: Params | None) -> str:

@@ -147,9 +147,10 @@ def relative_path(path: str) -> str:
     return path.lstrip("/")
 
 
-def patient_searches(patient_id: str, series_system: str, page_size: int) -> list[str]:
+def patient_searches(patient_id: str, series_system: str, page_size: int, device: tuple[str, str] | None = None) -> list[str]:
     """Relative URLs of every read for one patient: the Patient, its Observations and medications (with
-    the Medications they reference), and what labinterp wrote for it before (by series identifier)."""
+    the Medications they reference), what labinterp wrote for it before (by series identifier), and, given (system,
+    value), the Device that stands for labinterp (so that the write references it rather than creating it)."""
     subject = reference("Patient", patient_id)  # the id checked before it reaches any URL
     count = ("_count", str(page_size))
     urls = [resource_path("Patient", patient_id), query("Observation", [("subject", subject), count])]
@@ -157,7 +158,13 @@ def patient_searches(patient_id: str, series_system: str, page_size: int) -> lis
     urls += [
         query(t, [("subject", subject), ("identifier", f"{series_system}|"), WRITTEN_ELEMENTS, count]) for t in WRITTEN_TYPES
     ]
+    if device is not None:
+        urls.append(_device_search(device))
     return urls
+
+
+def _device_search(device: tuple[str, str]) -> str:
+    return query("Device", [("identifier", f"{device[0]}|{device[1]}")])
 
 
 def chunk_searches(
@@ -177,7 +184,7 @@ def chunk_searches(
         query(t, [("subject", subjects), ("identifier", f"{series_system}|"), WRITTEN_ELEMENTS, count]) for t in WRITTEN_TYPES
     ]
     if device is not None:
-        urls.append(query("Device", [("identifier", f"{device[0]}|{device[1]}")]))
+        urls.append(_device_search(device))
     return urls
 
 
