@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -440,22 +441,14 @@ def test_batch_entries_out_of_order_change_nothing(server: FakeFhir, k: Any, rsp
 def test_a_search_entry_answered_200_with_an_operationoutcome_is_not_read_as_no_results(
     server: FakeFhir, k: Any, rsps: Any
 ) -> None:
-    real = server._post
+    def failed_med_search(answer: dict[str, Any], url: str) -> None:
+        if url.startswith("Medication"):
+            answer["resource"] = {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "exception", "diagnostics": "search failed"}],
+            }
 
-    def failed_med_search(request: Any) -> tuple[int, dict[str, str], str]:
-        status, headers, body = real(request)
-        data = json.loads(body)
-        if data.get("type") == "batch-response":
-            sent = json.loads(request.body)["entry"]
-            for e, s in zip(data["entry"], sent, strict=True):
-                if s["request"]["url"].startswith("Medication"):
-                    e["resource"] = {
-                        "resourceType": "OperationOutcome",
-                        "issue": [{"severity": "error", "code": "exception", "diagnostics": "search failed"}],
-                    }
-        return status, headers, json.dumps(data)
-
-    server._post = failed_med_search  # type: ignore[method-assign]
+    _rewrite_batch_answers(server, failed_med_search)
     with pytest.raises(FhirError):
         run_chunk(client(), ["s1"], k, NOW, ChunkOptions(render=False))
     assert not server.of_type("DiagnosticReport")
@@ -908,22 +901,30 @@ def test_a_search_entry_answered_with_nothing_is_not_read_as_no_results() -> Non
     assert parse_batch_response(body, ["Patient/a"], BASE).resources == []
 
 
-def _refusing_searches_about(server: ProbeFhir, bad: str, status: int) -> None:
-    """The server answers any batch that asks about Patient/`bad` with that entry failed (`status`)."""
+def _rewrite_batch_answers(server: ProbeFhir, change: Callable[[dict[str, Any], str], None]) -> None:
+    """The server's batch answers passed through `change(answer entry, the URL it answers)` before they are sent."""
     real = server._post
 
     def post(request: Any) -> tuple[int, dict[str, str], str]:
         code, headers, body = real(request)
         data = json.loads(body)
         if data.get("type") == "batch-response":
-            sent = json.loads(request.body)["entry"]
-            for e, s in zip(data["entry"], sent, strict=True):
-                if f"Patient/{bad}" in unquote(s["request"]["url"]) and "?" in s["request"]["url"]:
-                    e.pop("resource", None)
-                    e["response"] = {"status": f"{status} Refused"}
+            for answer, asked in zip(data["entry"], json.loads(request.body)["entry"], strict=True):
+                change(answer, unquote(asked["request"]["url"]))
         return code, headers, json.dumps(data)
 
     server._post = post  # type: ignore[method-assign]
+
+
+def _refusing_searches_about(server: ProbeFhir, bad: str, status: int) -> None:
+    """The server answers any batch that asks about Patient/`bad` with that entry failed (`status`)."""
+
+    def refuse(answer: dict[str, Any], url: str) -> None:
+        if f"Patient/{bad}" in url and "?" in url:
+            answer.pop("resource", None)
+            answer["response"] = {"status": f"{status} Refused"}
+
+    _rewrite_batch_answers(server, refuse)
 
 
 def test_one_patient_the_server_refuses_to_search_fails_alone_and_the_run_goes_on(server: ProbeFhir, k: Any) -> None:
