@@ -15,12 +15,15 @@ made there, so what is unchanged is never rendered). Pure but for `prepare`: no 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from labinterp.compose import Context, Written, entry, provenance
 from labinterp.compose.common import deterministic_id
+from labinterp.errors import InputError
+from labinterp.extract.fhirtime import parse_fhir_time
 from labinterp.fhir.search import is_fhir_id
 from labinterp.knowledge import Knowledge
 
@@ -68,10 +71,12 @@ def series_id(w: Written, series_system: str) -> str | None:
 
 
 def device_on_server(resources: list[dict[str, Any]], ident: dict[str, str]) -> str | None:
-    """The id of the server's Device with labinterp's identifier; should there be several (a server written to by
-    an older release), always the same one of them (the smallest id), so that nothing more is created."""
+    """The id of the server's Device with labinterp's identifier; should there be several (a server written to by an
+    older release, or someone who planted one), always the same one of them, so that nothing more is created: the
+    one the server stamped first (`meta.lastUpdated`, which a client cannot set; labinterp never updates its Device),
+    then the smallest id. A Device planted later is never preferred to labinterp's own, whatever id it was given."""
     found = sorted(
-        r["id"]
+        (_stamp(r), r["id"])
         for r in resources
         if r.get("resourceType") == "Device"
         and is_fhir_id(r.get("id"))
@@ -80,7 +85,17 @@ def device_on_server(resources: list[dict[str, Any]], ident: dict[str, str]) -> 
             for i in r.get("identifier") or []
         )
     )
-    return found[0] if found else None
+    return found[0][1] if found else None
+
+
+def _stamp(resource: dict[str, Any]) -> float:
+    """When the server last wrote a resource (seconds since the epoch); infinity when it does not say."""
+    meta = resource.get("meta")
+    stamp = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    try:
+        return parse_fhir_time(stamp, "meta.lastUpdated").start.timestamp()
+    except (InputError, ValueError, OverflowError):
+        return math.inf
 
 
 def plan_writeback(

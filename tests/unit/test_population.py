@@ -216,23 +216,46 @@ def test_patient_of_reads_only_patient_references() -> None:
     assert patient_of("Group/a1") is None and patient_of("Patient/bad id") is None and patient_of(None) is None
 
 
-def test_a_planted_second_device_blocks_no_patients_report(server: FakeFhir, k: Any) -> None:
-    """Someone who can write to the server adds a Device with labinterp's identifier beside labinterp's own: a
-    conditional create of the Device would now match two and be refused (412), and with it every report of the
-    transaction. Both paths read the Device with the patient's data (no extra request) and reference one of them,
-    always the same one, instead of creating it."""
+def _plant_devices(server: FakeFhir, k: Any, stamped: dict[str, str]) -> None:
+    """Devices with labinterp's identifier, each with the time the server stamped it."""
     from labinterp.compose import device
-    from labinterp.pipeline import interpret_patient
 
     ident = device(k).resource["identifier"][0]
-    planted = [{"resourceType": "Device", "id": rid, "identifier": [dict(ident)]} for rid in ("zz-planted", "d-1")]
-    server.load(planted)
+    server.load([{"resourceType": "Device", "id": rid, "identifier": [dict(ident)]} for rid in stamped])
+    for rid, when in stamped.items():
+        server.store[("Device", rid)]["meta"]["lastUpdated"] = when
+
+
+def _device_agents(server: FakeFhir) -> set[str]:
+    return {a["who"]["reference"] for p in server.of_type("Provenance") for a in p["agent"] if "Device/" in a["who"]["reference"]}
+
+
+def test_a_planted_second_device_blocks_no_patients_report(server: FakeFhir, k: Any) -> None:
+    """Someone who can write to the server adds a Device with labinterp's identifier beside another: a conditional
+    create of the Device would now match two and be refused (412), and with it every report of the transaction.
+    Both paths read the Device with the patient's data (no extra request) and reference one of them, always the
+    same one (the first the server stamped), instead of creating it."""
+    from labinterp.pipeline import interpret_patient
+
+    _plant_devices(server, k, {"zz-old": "2025-03-01T00:00:00Z", "a-new": "2026-01-01T00:00:00Z"})
     patients = sorted(i for (t, i) in server.store if t == "Patient")
     live = interpret_patient(client(), patients[0], k, NOW)
     assert live.requests == 2 and live.plan.created
     assert run(k, transaction_size=20).outcome.failed == []
-    agents = {
-        a["who"]["reference"] for p in server.of_type("Provenance") for a in p["agent"] if "Device/" in a["who"]["reference"]
-    }
-    assert agents == {"Device/d-1"} and len(server.of_type("Device")) == 2
+    assert _device_agents(server) == {"Device/zz-old"} and len(server.of_type("Device")) == 2
     assert run(k).outcome.created == 0  # a replay finds everything, Device included
+
+
+def test_a_device_planted_after_labinterps_own_is_never_referenced(server: FakeFhir, k: Any) -> None:
+    """labinterp's own Device was stamped first; one planted later with an id that sorts first is never chosen."""
+    from labinterp.pipeline import interpret_patient
+
+    run(k, transaction_size=20)
+    ((own,),) = [[d["id"] for d in server.of_type("Device")]]
+    server.store[("Device", own)]["meta"]["lastUpdated"] = "2026-01-01T00:00:00Z"
+    _plant_devices(server, k, {"0-planted": "2026-01-02T00:00:00Z"})
+    server.load([e["resource"] for e in synthetic(3, 12, "extra")["entry"]])  # new patients: reports to create
+    extra = sorted(i for (t, i) in server.store if t == "Patient" and i.startswith("extra"))
+    interpret_patient(client(), extra[0], k, NOW)
+    assert run(k, transaction_size=20).outcome.failed == []
+    assert _device_agents(server) == {f"Device/{own}"}
