@@ -136,3 +136,16 @@ def test_openapi_documents_runs(app: Any) -> None:
     doc = app.test_client().get("/openapi.json").json
     assert "202" in doc["paths"]["/$interpret"]["post"]["responses"]
     assert set(doc["paths"]["/$interpret/runs/{run_id}"]["get"]["responses"]) >= {"200", "404"}
+
+
+def test_the_status_url_is_under_the_public_url_never_the_callers_host_header(tmp_path: Path) -> None:
+    config = {"FHIR_BASE_URL": BASE, "MAPPINGS_DIR": str(SITE), "QUEUE_PATH": str(tmp_path / "q.db"), "API_TOKEN": TOKEN}
+    body = params({"name": "all", "valueBoolean": True})
+    evil = {**AUTH, "Host": "evil.example"}
+    behind = create_app({**config, "PUBLIC_URL": "https://labinterp.hospital.example/api/"}).test_client()
+    r = behind.post("/$interpret", json=body, headers=evil)
+    assert r.status_code == 202
+    assert r.headers["Content-Location"].startswith("https://labinterp.hospital.example/api/$interpret/runs/")
+    assert "evil" not in r.get_data(as_text=True)
+    plain = create_app({**config, "QUEUE_PATH": str(tmp_path / "q2.db")}).test_client()
+    assert plain.post("/$interpret", json=body, headers=AUTH).headers["Content-Location"].startswith("http://localhost/")

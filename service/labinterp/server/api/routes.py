@@ -303,6 +303,11 @@ def _instant(text: str) -> bool:
 
 
 def _run_url(run_id: str) -> str:
+    """The run's status URL: under LABINTERP_PUBLIC_URL when set (behind a proxy, and never from the request's Host
+    header, which the caller chooses); otherwise as the request reached the service."""
+    public = settings().public_url
+    if public:
+        return public.rstrip("/") + url_for("api.run_status", run_id=run_id)
     return url_for("api.run_status", run_id=run_id, _external=True)
 
 
