@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -108,6 +109,7 @@ def chunked(ids: Iterable[str], size: int) -> Iterator[list[str]]:
 # --- selecting patients ------------------------------------------------------------------------
 
 LISTING_PAGE = 1000  # Patient ids per listing page
+RECENT_PAGES = 8  # listing pages whose ids a listing remembers, to drop repeats
 SINCE_TYPES = ("Patient", "Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration")
 
 
@@ -255,18 +257,21 @@ def _count(client: FhirClient) -> int | None:
 
 
 def _all_patients(client: FhirClient, skipped: list[tuple[str, str]]) -> Iterator[str]:
-    """Every Patient id once: offset paging over a table that changes while it is read repeats ids across pages, and
-    a patient in two chunks would be interpreted twice at once."""
-    seen: set[str] = set()
+    """Every Patient id once: offset paging over a table that changes while it is read repeats ids of the pages just
+    before (a patient in two chunks would be interpreted twice at once). The ids of the last RECENT_PAGES pages are
+    kept, not every id, so that memory stays flat on any server; HAPI pages a stored snapshot and repeats none."""
+    recent: deque[set[str]] = deque(maxlen=RECENT_PAGES)
     for page in client.search_pages("Patient", [("_elements", "id"), ("_count", LISTING_PAGE)]):
+        mine: set[str] = set()
         for patient in page:
             pid = patient.get("id")
             if isinstance(pid, str) and is_fhir_id(pid) and patient.get("resourceType") == "Patient":
-                if pid not in seen:
-                    seen.add(pid)
+                if pid not in mine and not any(pid in ids for ids in recent):
+                    mine.add(pid)
                     yield pid
             else:  # never put into a URL; one odd id stops nothing
                 skipped.append(("Patient search", "a Patient whose id is not a FHIR id"))
+        recent.append(mine)
 
 
 # --- one chunk: read, plan, write --------------------------------------------------------------
