@@ -189,9 +189,13 @@ def interpret_patient(
     A version conflict on write (someone amended the same report meanwhile, or a retried transaction had
     in fact been applied) makes it read and plan once more: the second plan sees what is now stored."""
     before = client.stats.snapshot()
+    read_device = [False]  # the first plan writes the Device by conditional create, as it always did
 
     def plan_once() -> tuple[tuple[Findings, list[Problem]], Plan]:
-        findings, plan, problems = _plan(client, patient_id, k, now, strict, equation, render)
+        findings, plan, problems = _plan(client, patient_id, k, now, strict, equation, render, read_device[0])
+        # a plan after a conflict reads labinterp's Device with the patient's data and references it: the conflict
+        # may be that conditional create matching two Devices (one planted beside labinterp's own, say: HTTP 412)
+        read_device[0] = True
         return (findings, problems), plan
 
     (findings, problems), plan, response = _plan_and_write(client, plan_once, dry_run, "a patient")
@@ -227,13 +231,21 @@ def _plan_and_write(
 
 
 def _plan(
-    client: FhirClient, patient_id: str, k: Knowledge, now: datetime, strict: bool, equation: str | None, render: bool
+    client: FhirClient,
+    patient_id: str,
+    k: Knowledge,
+    now: datetime,
+    strict: bool,
+    equation: str | None,
+    render: bool,
+    read_device: bool = False,
 ) -> tuple[Findings, Plan, list[Problem]]:
+    """Read one patient and plan its write. With `read_device`, labinterp's Device is read in the same batch and,
+    when the server has it, referenced rather than created again (labinterp.writeback.device_on_server)."""
     dev = device(k)
     ident = dev.resource["identifier"][0]
-    data = client.fetch_patient(patient_id, k.output.systems["series_identifier"], (ident["system"], ident["value"]))
-    # the Device that stands for labinterp, when the server has it, is referenced and not created again: with two
-    # of them (one planted, say), a conditional create of it would be refused (412) and every report with it
+    wanted = (ident["system"], ident["value"]) if read_device else None
+    data = client.fetch_patient(patient_id, k.output.systems["series_identifier"], wanted)
     device_id = device_on_server(data.devices, ident)
     if data.unreadable and strict:  # the server's data, not the caller's request, is at fault: 502, not 422
         raise FhirError(

@@ -106,7 +106,7 @@ def stored_state(k: Knowledge, patient_file: str = "p01.json") -> tuple[dict[str
 
 
 def serve(bundle: dict[str, Any], reports: list[dict[str, Any]], provenance_hits: list[dict[str, Any]]) -> None:
-    read = batch_response_for(bundle, device=False)
+    read = batch_response_for(bundle)
     read["entry"][5]["resource"]["entry"] = [{"resource": r} for r in reports]
     responses.post(BASE, json=read)
     responses.get(

@@ -240,7 +240,8 @@ def test_a_planted_second_device_blocks_no_patients_report(server: FakeFhir, k: 
     _plant_devices(server, k, {"zz-old": "2025-03-01T00:00:00Z", "a-new": "2026-01-01T00:00:00Z"})
     patients = sorted(i for (t, i) in server.store if t == "Patient")
     live = interpret_patient(client(), patients[0], k, NOW)
-    assert live.requests == 2 and live.plan.created
+    # the first transaction's conditional create of the Device matched two (412): read again with the Device
+    assert live.requests == 4 and live.plan.created and server.transactions == 1
     assert run(k, transaction_size=20).outcome.failed == []
     assert _device_agents(server) == {"Device/zz-old"} and len(server.of_type("Device")) == 2
     assert run(k).outcome.created == 0  # a replay finds everything, Device included
