@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,13 +211,30 @@ def population(base: str, k: Any, group: str, options: ChunkOptions, name: str, 
     return Row(name, summary.outcome.patients, summary.seconds, summary.requests, time.process_time() - cpu0)
 
 
-def group(base: str, gid: str, prefix: str, n: int) -> None:
+def per_patient(base: str, k: Any, prefix: str, m: int, name: str) -> Row:
+    """The per-patient path (`interpret_patient`: one batch read, one transaction) over patients prefix0..m-1."""
+    client = FhirClient(base, timeout=(5.0, 120.0))
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for i in range(m):
+        interpret_patient(client, f"{prefix}{i}", k, NOW)
+    return Row(name, m, time.perf_counter() - t0, client.stats.requests, time.process_time() - cpu0)
+
+
+def naive_run(base: str, k: Any, prefix: str, m: int) -> Row:
+    naive = NaiveClient(base)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for i in range(m):
+        naive.run(f"{prefix}{i}", k)
+    return Row("naive client", m, time.perf_counter() - t0, naive.requests, time.process_time() - cpu0)
+
+
+def group(base: str, gid: str, prefix: str, ids: Iterable[int]) -> None:
     body = {
         "resourceType": "Group",
         "id": gid,
         "type": "person",
         "actual": True,
-        "member": [{"entity": {"reference": f"Patient/{prefix}{i}"}} for i in range(n)],
+        "member": [{"entity": {"reference": f"Patient/{prefix}{i}"}} for i in ids],
     }
     requests.put(
         f"{base}/Group/{gid}", json=body, headers={"Content-Type": "application/fhir+json"}, timeout=600
@@ -266,7 +284,7 @@ def run(base: str, args: argparse.Namespace) -> None:
     t = load(base, synthetic(n, args.seed, "P"))
     t += sum(load(base, synthetic(m, args.seed + 1, prefix)) for prefix in ("Q", "N", "U"))
     for gid, prefix, count in (("bench-p", "P", n), ("bench-u", "U", m)):
-        group(base, gid, prefix, count)
+        group(base, gid, prefix, range(count))
     print(f"loaded {n} + 3 x {m} patients in {t:.0f} s", flush=True)
     options = ChunkOptions(transaction_size=args.transaction_size)
     rows: list[Row] = []
@@ -278,18 +296,9 @@ def run(base: str, args: argparse.Namespace) -> None:
     Recording.spool = None
     print(rows[-1].line(), flush=True)
 
-    client = FhirClient(base, timeout=(5.0, 120.0))
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    for i in range(m):
-        interpret_patient(client, f"Q{i}", k, NOW)
-    rows.append(Row("labinterp per patient", m, time.perf_counter() - t0, client.stats.requests, time.process_time() - cpu0))
+    rows.append(per_patient(base, k, "Q", m, "labinterp per patient"))
     print(rows[-1].line(), flush=True)
-
-    naive = NaiveClient(base)
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    for i in range(m):
-        naive.run(f"N{i}", k)
-    rows.append(Row("naive client", m, time.perf_counter() - t0, naive.requests, time.process_time() - cpu0))
+    rows.append(naive_run(base, k, "N", m))
     print(rows[-1].line(), flush=True)
 
     # HAPI's ingest of the very transactions the population run sent, about the same patients, every uuid (content,

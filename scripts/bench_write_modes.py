@@ -11,32 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labinterp.fhir.client import FhirClient
 from labinterp.knowledge import load_knowledge
-from labinterp.pipeline import interpret_patient
 from labinterp.population import ChunkOptions
 from labinterp.sandbox.hapi import Sandbox
 from scripts.bench import synthetic
-from scripts.bench_live import NOW, ROOT, SITE, NaiveClient, Row, load, population
-
-
-def members(base: str, gid: str, ids: range) -> None:
-    body = {
-        "resourceType": "Group",
-        "id": gid,
-        "type": "person",
-        "actual": True,
-        "member": [{"entity": {"reference": f"Patient/P{i}"}} for i in ids],
-    }
-    headers = {"Content-Type": "application/fhir+json"}
-    requests.put(f"{base}/Group/{gid}", json=body, headers=headers, timeout=600).raise_for_status()
+from scripts.bench_live import ROOT, SITE, group, load, naive_run, per_patient, population
 
 
 def main() -> None:
@@ -55,23 +38,15 @@ def main() -> None:
         n, m = args.patients, args.sample
         t = load(base, synthetic(n, 11, "P")) + load(base, synthetic(m, 12, "Q")) + load(base, synthetic(m, 13, "N"))
         print(f"loaded {n} + 2 x {m} patients in {t:.0f} s", flush=True)
-        members(base, "g-put", range(0, n // 2))
-        members(base, "g-cond", range(n // 2, n))
+        group(base, "g-put", "P", range(0, n // 2))
+        group(base, "g-cond", "P", range(n // 2, n))
         rows = [population(base, k, "g-put", ChunkOptions(write="put"), "population, PUT upserts", 100, 2)]
         print(rows[-1].line(), flush=True)
         rows.append(population(base, k, "g-cond", ChunkOptions(), "population, conditional creates", 100, 2))
         print(rows[-1].line(), flush=True)
-        client = FhirClient(base, timeout=(5.0, 120.0))
-        c0, t0 = time.process_time(), time.perf_counter()
-        for i in range(m):
-            interpret_patient(client, f"Q{i}", k, NOW)
-        rows.append(Row("per patient", m, time.perf_counter() - t0, client.stats.requests, time.process_time() - c0))
+        rows.append(per_patient(base, k, "Q", m, "per patient"))
         print(rows[-1].line(), flush=True)
-        naive = NaiveClient(base)
-        c0, t0 = time.process_time(), time.perf_counter()
-        for i in range(m):
-            naive.run(f"N{i}", k)
-        rows.append(Row("naive client", m, time.perf_counter() - t0, naive.requests, time.process_time() - c0))
+        rows.append(naive_run(base, k, "N", m))
         print(rows[-1].line(), flush=True)
         rate = {r.name: r.patients / r.seconds for r in rows}
         for r in rows[:2]:
