@@ -225,14 +225,15 @@ class Selected:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def select_patients(client: FhirClient, selection: Selection) -> Selected:
-    """The patients a selection names, lazily where it can be (a whole server is listed page by page)."""
+def select_patients(client: FhirClient, selection: Selection, now: datetime | None = None) -> Selected:
+    """The patients a selection names, lazily where it can be (a whole server is listed page by page). A Group's
+    members are those current at `now`, the run's evaluation time (default: the wall clock)."""
     if selection.all == bool(selection.group):
         raise InputError("selection", "give either all patients or a group, not both and not neither")
     since = changed_since(client, selection.since) if selection.since else None
     if selection.group:
         gid = checked_id("Group", selection.group)
-        members, bad = group_members(client.read("Group", gid), gid)
+        members, bad = group_members(client.read("Group", gid), gid, now)
         chosen = [m for m in members if since is None or m in since]
         return Selected(iter(chosen), len(chosen), bad)
     if since is not None:

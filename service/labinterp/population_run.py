@@ -188,7 +188,7 @@ def run_population(
         now, resumed = checkpoint.started_at(now)
         done, previous = checkpoint.done(), checkpoint.previous()
     lister = client_factory()
-    selected = select_patients(lister, selection)
+    selected = select_patients(lister, selection, now)  # a Group's members as of the run's time, as its patients
     ensure_device(lister, k, options.write)  # once, before chunks run at once and race to create it
     total = ChunkOutcome()
     failed_before = {pid for pid, _ in previous.failed}  # not done: redone by this run, and counted once, as it goes now

@@ -50,7 +50,7 @@ def test_a_run_starts_with_202_and_its_status_url(app: Any, monkeypatch: pytest.
     # a worker runs it: listing, then chunks (the FHIR side faked)
     picked: list[list[str]] = []
 
-    def select(client: Any, selection: Selection) -> Any:
+    def select(client: Any, selection: Selection, now: Any = None) -> Any:
         assert selection == Selection(all=True)
         return population.Selected(iter(["a", "b", "c"]), 3)
 

@@ -948,3 +948,27 @@ def test_refused_credentials_stop_the_run_rather_than_failing_each_patient(serve
     assert not server.of_type("DiagnosticReport") or all(
         r["subject"]["reference"] != f"Patient/{ids[0]}" for r in server.of_type("DiagnosticReport")
     )
+
+
+def test_a_groups_members_are_those_current_at_the_runs_evaluation_time(server: FakeFhir, k: Any, tmp_path: Path) -> None:
+    """`--now` (or a resumed run's stored time) is the time a Group's membership is judged at, as the patients' data
+    is: not the wall clock. At NOW s0 is still a member (until February), s1 not yet one (from June)."""
+    server.load(
+        [
+            {
+                "resourceType": "Group",
+                "id": "ward",
+                "type": "person",
+                "actual": True,
+                "member": [
+                    member("Patient/s0", period={"end": "2026-02-01"}),
+                    member("Patient/s1", period={"start": "2026-06-01"}),
+                    member("Patient/s2"),
+                ],
+            }
+        ]
+    )
+    summary = run(k, Selection(group="ward"), tmp_path)
+    assert summary.outcome.patients == 2 and not summary.outcome.failed and not summary.skipped
+    subjects = {r["subject"]["reference"] for r in server.of_type("DiagnosticReport")}
+    assert subjects == {"Patient/s0", "Patient/s2"}

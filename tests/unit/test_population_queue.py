@@ -9,7 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,11 @@ class Fakes:
         self.fail_for: set[str] = set()  # a chunk with one of these fails for good (InputError): that patient's data
         self.auth_refused = False  # every chunk fails for good (FhirAuthError): no one patient's fault
         self.slow = 0.0
+        self.listed_at: datetime | None = None
+        self.chunk_times: set[datetime] = set()
 
-    def select(self, client: Any, selection: Selection) -> Any:
+    def select(self, client: Any, selection: Selection, now: datetime | None = None) -> Any:
+        self.listed_at = now
         return population.Selected(iter(self.patients), len(self.patients), [("Group/g member[3]", "not a Patient")])
 
     def run_chunk(self, client: Any, ids: list[str], k: Any, now: datetime, options: Any = None) -> ChunkOutcome:
@@ -52,6 +55,7 @@ class Fakes:
         time.sleep(self.slow)
         with self.lock:
             self.ran.update(ids)
+            self.chunk_times.add(now)
         return ChunkOutcome(
             patients=len(ids), created=2 * len(ids), failed=[(ids[0], "no such Patient")] if "pt005" in ids else []
         )
@@ -129,6 +133,19 @@ def test_two_workers_share_a_run_and_count_each_chunk_once(queue: Queue, site_k:
     assert run["finished"] >= run["started"]
 
 
+def test_the_listing_and_every_chunk_are_judged_at_the_runs_start(queue: Queue, site_k: Knowledge, fakes: Fakes) -> None:
+    """A Group's members are those current when the run started, the time its chunks interpret at: a member whose
+    period ends while the run goes on is still in it, and one chunk is never judged at another time than the rest."""
+    s = services(queue, site_k)
+    run_id = s.start_run(Selection(group="g"))
+    time.sleep(1.1)  # the run's start is a whole second before the jobs run
+    Worker(queue, s.process, jobs=s.run_job, threads=1).drain(20)
+    run = queue.runs.get(run_id)
+    assert run is not None and run["state"] == "done"
+    started = datetime.fromtimestamp(run["started"], UTC).replace(microsecond=0)
+    assert fakes.listed_at == started and fakes.chunk_times == {started}
+
+
 def test_a_chunk_that_runs_twice_counts_once_and_a_second_listing_lists_nothing_new(
     queue: Queue, site_k: Knowledge, fakes: Fakes
 ) -> None:
@@ -184,7 +201,7 @@ def test_a_chunk_failing_for_good_for_everyone_fails_the_run_with_its_patients(
 
 
 def test_a_listing_failing_for_good_fails_the_run(queue: Queue, site_k: Knowledge, monkeypatch: pytest.MonkeyPatch) -> None:
-    def gone(client: Any, selection: Selection) -> Any:
+    def gone(client: Any, selection: Selection, now: Any = None) -> Any:
         raise InputError("Group/g", "no such Group on the server")
 
     monkeypatch.setattr(population, "select_patients", gone)

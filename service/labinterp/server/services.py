@@ -174,7 +174,8 @@ class Services:
         try:
             if runs.state(run_id) == "listing":
                 client = self.client()
-                selected = population.select_patients(client, Selection.from_json(text))
+                # a Group's members as of the run's start: the time its chunks interpret at (_run_now)
+                selected = population.select_patients(client, Selection.from_json(text), self._run_now(run_id))
                 # written once before the chunks run: chunks running at once would race to create it
                 population.ensure_device(client, self.knowledge, self.write_mode)  # type: ignore[arg-type]
                 chunks = list(population.chunked(selected.ids, self.chunk_size))
@@ -201,17 +202,20 @@ class Services:
             transaction_size=self.transaction_size,
         )
         try:
-            run = runs.get(run_id) or {}
-            started = run.get("started")
-            # every chunk interprets as of the run's start, as the command line's resumed runs do
-            now = datetime.fromtimestamp(started, UTC) if isinstance(started, int | float) else datetime.now(UTC)
-            outcome = population.run_chunk_isolated(self.client(), ids, self.knowledge, now.replace(microsecond=0), options)
+            outcome = population.run_chunk_isolated(self.client(), ids, self.knowledge, self._run_now(run_id), options)
         except Exception as exc:
             if not is_temporary(exc):
                 runs.chunk_failed(run_id, n, self._why(exc))
             raise
         outcome.failed = [(pid, self.redact(why)) for pid, why in outcome.failed]
         runs.chunk_done(run_id, n, outcome)
+
+    def _run_now(self, run_id: str) -> datetime:
+        """A run's evaluation time: its start, for every chunk (as the command line's resumed runs do) and for the
+        Group membership its listing reads."""
+        started = (self.queue.runs.get(run_id) or {}).get("started")
+        now = datetime.fromtimestamp(started, UTC) if isinstance(started, int | float) else datetime.now(UTC)
+        return now.replace(microsecond=0)
 
     def _why(self, exc: BaseException) -> str:
         if isinstance(exc, LabinterpError | OSError):
