@@ -54,7 +54,7 @@ public class ServerConfig {
 		JpaStorageSettings settings = new JpaStorageSettings();
 		// HAPI loads at most 1000 _include/_revinclude targets per page (and says so in an OperationOutcome).
 		settings.setMaximumIncludesToLoadPerPage(maxIncludesPerPage);
-		// Mass ingestion: HAPI skips some per-resource work on writes (tag and search-parameter lookups).
+		// Mass ingestion: HAPI skips some per-resource work on writes (no tag, profile or security-label updates of existing resources; a hash check for changes).
 		settings.setMassIngestionMode(massIngestion);
 		// Remember which resource a conditional create's match URL found: a repeated If-None-Exist needs no search.
 		settings.setMatchUrlCacheEnabled(matchUrlCache);
