@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -107,3 +109,52 @@ def test_the_examples_go_through_a_population_run(loaded: str, tmp_path: Path) -
     code, out = interpret(loaded, tmp_path, "--group", "examples")
     assert code == 0, out
     assert out["patients"] == len(ids) and not out["failed"]
+
+
+def test_a_run_racing_the_per_patient_path_writes_every_report_once(fhir_url: str, tmp_path: Path) -> None:
+    """A chunk job takes no per-patient lock (docs/scaling.md): while a population run writes a Group, the per-patient
+    path interprets the same patients at the same time on two threads. Both plan the same content identifiers; HAPI's
+    conditional creates stay unique under concurrency and the loser of a race re-reads and plans again, so every
+    report series exists once, nobody fails, and a replay writes nothing."""
+    from datetime import UTC, datetime
+
+    from labinterp.knowledge import load_knowledge
+    from labinterp.pipeline import interpret_patient
+
+    n = 24
+    prefix = f"race{uuid.uuid4().hex[:6]}x"
+    gid = load_group(fhir_url, prefix, n)
+    k = load_knowledge(SITE)
+    now = datetime(2026, 1, 20, 12, tzinfo=UTC)
+    errors: list[BaseException] = []
+    calls: list[tuple[float, float]] = []  # when each per-patient interpretation ran
+
+    def per_patient(order: list[int]) -> None:
+        client = FhirClient(fhir_url)
+        for i in order:
+            started = time.monotonic()
+            try:
+                interpret_patient(client, f"{prefix}{i}", k, now)
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+            calls.append((started, time.monotonic()))
+
+    threads = [
+        threading.Thread(target=per_patient, args=(list(range(n)),)),
+        threading.Thread(target=per_patient, args=(list(reversed(range(n))),)),
+    ]
+    for t in threads:
+        t.start()
+    run_started = time.monotonic()
+    code, run = interpret(fhir_url, tmp_path, "--group", gid, "--chunk", "6", "--transaction-size", "3", "--workers", "2")
+    run_ended = time.monotonic()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors
+    assert sum(1 for a, b in calls if a < run_ended and b > run_started) >= 4  # they did run at the same time
+    assert code == 0 and run["patients"] == n and not run["failed"], run
+    counts = series(fhir_url, prefix)
+    assert counts and set(counts.values()) == {1}, [s for s, c in counts.items() if c > 1]
+    assert len({s.split(":")[0] for s in counts}) >= 4  # every kind of report, not one
+    code, replay = interpret(fhir_url, tmp_path, "--group", gid)
+    assert code == 0 and replay["created"] == replay["amended"] == 0, replay
