@@ -25,6 +25,7 @@ class FakeFhir:
         self.clock = itertools.count(1)
         self.requests: list[tuple[str, str]] = []
         self.refuse: list[int] = []  # statuses to answer the next transactions with, one per transaction
+        self.client_ids = True  # False: a PUT to an id that does not exist is refused (400), as many servers do
         self.transactions = 0
         pattern = re.compile(re.escape(base) + r".*")
         rsps.add_callback(responses.GET, pattern, callback=self._get)
@@ -65,6 +66,13 @@ class FakeFhir:
             return status, {}, json.dumps(outcome)
         try:
             response = self._transaction(bundle)
+        except ClientIdRefused:
+            diagnostics = "HAPI-0959: no resource exists with this id, and client-assigned ids are not enabled"
+            outcome = {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "processing", "diagnostics": diagnostics}],
+            }
+            return 400, {}, json.dumps(outcome)
         except Conflict:
             outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "conflict"}]}
             return 412, {}, json.dumps(outcome)
@@ -146,6 +154,8 @@ class FakeFhir:
                 old = self.store.get((rtype, rid))
                 if "ifMatch" in req and (old is None or f'W/"{old["meta"]["versionId"]}"' != req["ifMatch"]):
                     raise_conflict()
+                if old is None and not self.client_ids:
+                    raise ClientIdRefused()
                 plans.append(("update", rtype, rid, e))
             ids[e["fullUrl"]] = f"{plans[-1][1]}/{plans[-1][2]}"
         out = []
@@ -164,6 +174,10 @@ class FakeFhir:
 
 
 class Conflict(Exception):
+    pass
+
+
+class ClientIdRefused(Exception):
     pass
 
 

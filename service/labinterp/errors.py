@@ -65,6 +65,7 @@ class FhirError(LabinterpError):
         self, method: str, url: str, status: int | None, message: str, issues: list[dict[str, str]] | None = None
     ) -> None:
         self.method, self.url, self.status, self.issues = method, shown_url(url), status, issues or []
+        self.detail = message  # what the server (or the client) said, without the method, URL and status
         shown = f"HTTP {status}" if status is not None else "no response"
         super().__init__(f"{method} {self.url}: {shown}: {message}")
 
@@ -96,6 +97,12 @@ class FhirConflict(FhirError):
 
 class FhirRequestError(FhirError):
     pass
+
+
+class FhirWritesRefused(FhirError):
+    """A population run's transaction whose every patient the server refused, each on its own: the cause is the
+    server's (its configuration, e.g. no client-assigned ids), not one patient's. The run stops (resumable) instead
+    of naming every patient of the population as failed, two requests each."""
 
 
 def is_temporary(exc: BaseException) -> bool:

@@ -27,6 +27,7 @@ from labinterp.errors import (
     FhirConflict,
     FhirError,
     FhirTemporaryError,
+    FhirWritesRefused,
     InputError,
     LabinterpError,
     MappingsError,
@@ -109,6 +110,7 @@ def chunked(ids: Iterable[str], size: int) -> Iterator[list[str]]:
 # --- selecting patients ------------------------------------------------------------------------
 
 LISTING_PAGE = 1000  # Patient ids per listing page
+SYSTEMIC_REFUSAL = 3  # a transaction of at least this many patients, each refused on its own: the server's cause
 RECENT_PAGES = 8  # listing pages whose ids a listing remembers, to drop repeats
 SINCE_TYPES = ("Patient", "Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration")
 
@@ -362,7 +364,7 @@ def run_chunk_isolated(
 def _stops_the_run(exc: Exception) -> bool:
     """Errors that are no one patient's: the server down or overloaded, or a write conflict after retries (the chunk
     is redone later), refused credentials, broken mappings: every patient would fail the same way."""
-    return is_temporary(exc) or isinstance(exc, FhirAuthError | MappingsError)
+    return is_temporary(exc) or isinstance(exc, FhirAuthError | FhirWritesRefused | MappingsError)
 
 
 def _failed_alone(pid: str, exc: Exception) -> ChunkOutcome:
@@ -496,25 +498,38 @@ class _Writer:
             if exc.status is None or exc.status >= 500:
                 raise
             log.warning("a population transaction was refused (%s): writing its %d patients one by one", exc.status, len(group))
-        for p in group:
-            self.write_alone(p)
+        refused = [self.write_alone(p) for p in group]
+        if len(group) >= SYSTEMIC_REFUSAL and all(refused):
+            first = refused[0]
+            assert first is not None
+            raise FhirWritesRefused(
+                first.method,
+                first.url,
+                first.status,
+                f"all {len(group)} patients of a transaction were refused, each on its own: not one patient's doing, "
+                "so the run stops (the same command resumes). A server that does not accept client-assigned ids "
+                "refuses labinterp's Provenance (written at deterministic ids) and, with --write put, every report; "
+                f"it said: {first.detail}",
+                first.issues,
+            )
 
-    def write_alone(self, p: _Planned) -> None:
-        """One patient's plan; after a version conflict, read that patient again and plan once more."""
+    def write_alone(self, p: _Planned) -> FhirError | None:
+        """One patient's plan; after a version conflict, read that patient again and plan once more. The server's
+        refusal when it refused this patient's write (the patient is named as failed), else None."""
         for attempt in (1, 2):
             try:
                 self.send([p.plan])
-                return
+                return None
             except FhirConflict:
                 if attempt == 2:
                     self.outcome.failed.append(
                         (p.patient, "version conflict on write, twice: someone else is writing this patient")
                     )
-                    return
+                    return None
                 replanned = _replan(self.client, p.patient, self.k, self.now, self.opts)
                 if replanned is None:
                     self.outcome.failed.append((p.patient, "the patient could not be read again after a version conflict"))
-                    return
+                    return None
                 p.plan, p.created, p.amended, p.unchanged = (
                     replanned.plan,
                     replanned.created,
@@ -522,12 +537,13 @@ class _Writer:
                     replanned.unchanged,
                 )
                 if not p.plan.writes:
-                    return
+                    return None
             except FhirTemporaryError:
                 raise
             except FhirError as exc:
                 self.outcome.failed.append((p.patient, f"the server refused the write: {exc}"))
-                return
+                return exc
+        return None
 
 
 def _replan(client: FhirClient, pid: str, k: Knowledge, now: datetime, opts: ChunkOptions) -> _Planned | None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import responses
 
-from labinterp.errors import FhirTemporaryError, InputError
+from labinterp.errors import FhirTemporaryError, FhirWritesRefused, InputError
 from labinterp.fhir.client import FhirClient
 from labinterp.fhir.retry import RetryPolicy
 from labinterp.population import ChunkOptions, Selection, patient_of, run_chunk, select_patients
@@ -127,6 +127,40 @@ def test_put_mode_upserts_at_deterministic_ids_and_replays_nothing(server: FakeF
     conditional = run(k)  # a conditional run after a put run finds the same series: nothing new
     assert conditional.outcome.created == 0 and set(series_counts(server).values()) == {1}
     assert len(server.of_type("Device")) == 1
+
+
+@pytest.mark.parametrize("mode", ["put", "conditional"])
+def test_a_run_on_a_server_refusing_client_ids_stops_saying_why(server: FakeFhir, k: Any, tmp_path: Path, mode: str) -> None:
+    """Many servers refuse client-assigned ids, which labinterp's Provenance (at deterministic ids, in either mode)
+    and PUT-mode reports need. A run there must not name every patient of the population as failed, two requests
+    each: once a whole transaction's patients are each refused on their own, the run stops (resumable), naming the
+    server's message id and the likely cause."""
+    run(k, transaction_size=40)  # labinterp's Device exists (the common case: conditional runs came first)
+    server.load([e["resource"] for e in synthetic(30, 12, "new")["entry"]])  # new patients: series to create
+    server.client_ids = False
+    before = len(server.requests)
+    with pytest.raises(FhirWritesRefused) as err:
+        run(k, ALL, tmp_path, write=mode, transaction_size=10)
+    said = str(err.value)
+    assert "client-assigned ids" in said and "HAPI-0959" in said and said.count("POST") == 1
+    assert len(server.requests) - before < 40  # stopped at the first refused transaction, not a request per patient
+    assert not [r for r in server.of_type("DiagnosticReport") if r["subject"]["reference"].startswith("Patient/new")]
+    assert (tmp_path / "run.sqlite3").exists()  # kept: the same command resumes once the server takes the writes
+    server.client_ids = True
+    summary = run(k, ALL, tmp_path, write=mode, transaction_size=10)
+    assert summary.resumed and not summary.outcome.failed and set(series_counts(server).values()) == {1}
+
+
+@pytest.mark.parametrize(("refusals", "size", "failed"), [([422, 422], 20, 1), ([422, 422, 422], 2, 2)])
+def test_patients_refused_for_their_own_reasons_are_named_and_the_run_goes_on(
+    server: FakeFhir, k: Any, refusals: list[int], size: int, failed: int
+) -> None:
+    """One refused patient, or a small transaction whose few patients are all refused (below SYSTEMIC_REFUSAL), is
+    named, in PUT mode as in conditional: only a whole transaction of several patients refused stops a run."""
+    server.refuse = refusals  # the transaction, then its patients alone
+    summary = run(k, write="put", transaction_size=size)
+    assert len(summary.outcome.failed) == failed and all("refused" in why for _, why in summary.outcome.failed)
+    assert summary.outcome.created > 0
 
 
 def test_a_put_run_after_a_conditional_one_reuses_its_device(server: FakeFhir, k: Any) -> None:
