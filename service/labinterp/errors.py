@@ -102,7 +102,19 @@ class FhirRequestError(FhirError):
 class FhirWritesRefused(FhirError):
     """A population run's transaction whose every patient the server refused, each on its own: the cause is the
     server's (its configuration, e.g. no client-assigned ids), not one patient's. The run stops (resumable) instead
-    of naming every patient of the population as failed, two requests each."""
+    of naming every patient of the population as failed, two requests each. `patients`: that transaction's."""
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        status: int | None,
+        message: str,
+        issues: list[dict[str, str]] | None = None,
+        patients: list[str] | None = None,
+    ) -> None:
+        super().__init__(method, url, status, message, issues)
+        self.patients = patients or []
 
 
 def is_temporary(exc: BaseException) -> bool:

@@ -297,6 +297,9 @@ class ChunkOptions:
     strict: bool = False
     equation: str | None = None
     transaction_size: int = 50
+    # patients whose whole transaction, refused patient by patient, stopped this run before (FhirWritesRefused): if the
+    # server refuses them again they are named as failed and the run goes on, so a resumed run always gets past them
+    tolerated: frozenset[str] = frozenset()
 
 
 def run_chunk(
@@ -499,7 +502,8 @@ class _Writer:
                 raise
             log.warning("a population transaction was refused (%s): writing its %d patients one by one", exc.status, len(group))
         refused = [self.write_alone(p) for p in group]
-        if len(group) >= SYSTEMIC_REFUSAL and all(refused):
+        patients = [p.patient for p in group]
+        if len(group) >= SYSTEMIC_REFUSAL and all(refused) and not set(patients) <= self.opts.tolerated:
             first = refused[0]
             assert first is not None
             raise FhirWritesRefused(
@@ -507,10 +511,11 @@ class _Writer:
                 first.url,
                 first.status,
                 f"all {len(group)} patients of a transaction were refused, each on its own: not one patient's doing, "
-                "so the run stops (the same command resumes). A server that does not accept client-assigned ids "
-                "refuses labinterp's Provenance (written at deterministic ids) and, with --write put, every report; "
-                f"it said: {first.detail}",
+                "so the run stops (the same command resumes, and names them as failed should the server refuse them "
+                "again). A server that does not accept client-assigned ids refuses labinterp's Provenance (written at "
+                f"deterministic ids) and, with --write put, every report; it said: {first.detail}",
                 first.issues,
+                patients,
             )
 
     def write_alone(self, p: _Planned) -> FhirError | None:

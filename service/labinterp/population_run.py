@@ -16,17 +16,17 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from labinterp.errors import InputError, LabinterpError
+from labinterp.errors import FhirWritesRefused, InputError, LabinterpError
 from labinterp.extract.fhirtime import parse_now
 from labinterp.fhir.client import FhirClient
 from labinterp.knowledge import Knowledge
@@ -127,6 +127,23 @@ class Checkpoint:
             db.executemany("INSERT OR IGNORE INTO done VALUES (?)", [(p,) for p in ids if p not in failed])
             db.execute("INSERT INTO chunks (outcome) VALUES (?)", (json.dumps(outcome.to_json()),))
 
+    def refused(self) -> frozenset[str]:
+        """The patients whose whole transaction, refused patient by patient, stopped this run before."""
+        with self._db() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'refused'").fetchone()
+        try:
+            ids = json.loads(row[0]) if row else []
+        except ValueError:
+            raise CheckpointError(self.path) from None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise CheckpointError(self.path)
+        return frozenset(ids)
+
+    def add_refused(self, patients: Iterable[str]) -> None:
+        ids = sorted(self.refused() | set(patients))
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('refused', ?)", (json.dumps(ids),))
+
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
 
@@ -187,6 +204,7 @@ def run_population(
     if checkpoint is not None:
         now, resumed = checkpoint.started_at(now)
         done, previous = checkpoint.done(), checkpoint.previous()
+        options = replace(options, tolerated=options.tolerated | checkpoint.refused())
     lister = client_factory()
     selected = select_patients(lister, selection, now)  # a Group's members as of the run's time, as its patients
     ensure_device(lister, k, options.write)  # once, before chunks run at once and race to create it
@@ -208,6 +226,9 @@ def run_population(
     def finish(futures: set[Future[tuple[list[str], ChunkOutcome]]]) -> None:
         """Record every chunk that finished, then raise the first one's error, if any: nothing done is redone."""
         errors = [fut.exception() for fut in futures if fut.exception() is not None]
+        refused = [p for e in errors if isinstance(e, FhirWritesRefused) for p in e.patients]
+        if refused and checkpoint is not None:  # a resumed run names them as failed if refused again, and goes on
+            checkpoint.add_refused(refused)
         for fut in futures:
             if fut.exception() is None:
                 ids, outcome = fut.result()

@@ -151,6 +151,25 @@ def test_a_run_on_a_server_refusing_client_ids_stops_saying_why(server: FakeFhir
     assert summary.resumed and not summary.outcome.failed and set(series_counts(server).values()) == {1}
 
 
+def test_a_resumed_run_gets_past_a_transaction_refused_again_naming_its_patients(
+    server: FakeFhir, k: Any, tmp_path: Path
+) -> None:
+    """Someone who can write to the server could plant data whose reports it refuses for every patient of one
+    transaction. That stops the run once; the same command then names those patients as failed should the server
+    refuse them again, and writes everyone else: a stop never blocks a run for good."""
+    server.refuse = [422] * 4  # the first 3-patient transaction, then each of its patients alone
+    with pytest.raises(FhirWritesRefused) as err:
+        run(k, ALL, tmp_path, transaction_size=3)
+    stopped = set(err.value.patients)
+    assert len(stopped) == 3
+    server.refuse = [422] * 4  # refused again, the same way
+    summary = run(k, ALL, tmp_path, transaction_size=3)
+    assert summary.resumed and {pid for pid, _ in summary.outcome.failed} == stopped
+    written = {patient_of(r["subject"]["reference"]) for r in server.of_type("DiagnosticReport")}
+    assert len(written) == 40 - 3 and not written & stopped
+    assert not (tmp_path / "run.sqlite3").exists()  # the run completed
+
+
 @pytest.mark.parametrize(("refusals", "size", "failed"), [([422, 422], 20, 1), ([422, 422, 422], 2, 2)])
 def test_patients_refused_for_their_own_reasons_are_named_and_the_run_goes_on(
     server: FakeFhir, k: Any, refusals: list[int], size: int, failed: int
