@@ -189,13 +189,14 @@ def interpret_patient(
     A version conflict on write (someone amended the same report meanwhile, or a retried transaction had
     in fact been applied) makes it read and plan once more: the second plan sees what is now stored."""
     before = client.stats.snapshot()
-    read_device = [False]  # the first plan writes the Device by conditional create, as it always did
+    read_device = False  # the first plan writes the Device by conditional create, as it always did
 
     def plan_once() -> tuple[tuple[Findings, list[Problem]], Plan]:
-        findings, plan, problems = _plan(client, patient_id, k, now, strict, equation, render, read_device[0])
+        nonlocal read_device
+        findings, plan, problems = _plan(client, patient_id, k, now, strict, equation, render, read_device)
         # a plan after a conflict reads labinterp's Device with the patient's data and references it: the conflict
         # may be that conditional create matching two Devices (one planted beside labinterp's own, say: HTTP 412)
-        read_device[0] = True
+        read_device = True
         return (findings, problems), plan
 
     (findings, problems), plan, response = _plan_and_write(client, plan_once, dry_run, "a patient")
